@@ -12,6 +12,7 @@
 //!   snapshots, or forwards to the engine that owns the object.
 //! - [`manage`] wires discovery, cluster and API together for `swarm manage`.
 #![forbid(unsafe_code)]
+#![recursion_limit = "256"]
 
 pub mod api;
 pub mod cli;

@@ -1,0 +1,14 @@
+//! The cluster side of the manager: engines, their connections and caches, membership, name
+//! resolution and the event bus. Nothing here speaks to API clients.
+pub mod cache;
+#[allow(clippy::module_inception)]
+pub mod cluster;
+pub mod engine;
+pub mod events;
+pub mod health;
+pub mod names;
+pub mod transport;
+
+pub use cluster::{Cluster, ClusterOptions, EngineMaps};
+pub use engine::{Engine, EngineError, EngineOptions, EngineSpecs};
+pub use health::EngineState;

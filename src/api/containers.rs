@@ -1,0 +1,536 @@
+//! Container routes: the merged list (from the cache, SPEC §5.6) and the routes addressed to one
+//! container, resolved to its engine (SPEC §5.4).
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{Query, Request, State};
+use axum::response::Response;
+use http::StatusCode;
+use regex::Regex;
+use serde_json::{Map, Value};
+
+use super::error::{ApiError, ApiResult};
+use super::filters::{label_matches, Filters};
+use super::proxy::fetch_json;
+use super::server::{AppState, RequestedVersion};
+use super::system::json_response;
+use crate::cluster::cache::Container;
+use crate::cluster::names::{find_container, ContainerRef};
+use crate::cluster::{Engine, EngineState};
+
+/// Docker's boolean query values: empty, `0`, `no`, `false`, `none` are false.
+pub fn query_bool(q: &HashMap<String, String>, key: &str) -> bool {
+    match q.get(key) {
+        None => false,
+        Some(v) => {
+            let v = v.trim().to_ascii_lowercase();
+            !(v.is_empty() || v == "0" || v == "no" || v == "false" || v == "none")
+        }
+    }
+}
+
+/// Docker's human duration (`Less than a second`, `5 seconds`, `About a minute`, …).
+pub fn human_duration(secs: i64) -> String {
+    let s = secs.max(0);
+    let minutes = s / 60;
+    let hours = s / 3600;
+    if s < 1 {
+        "Less than a second".into()
+    } else if s == 1 {
+        "1 second".into()
+    } else if s < 60 {
+        format!("{s} seconds")
+    } else if minutes == 1 {
+        "About a minute".into()
+    } else if minutes < 60 {
+        format!("{minutes} minutes")
+    } else if hours == 1 {
+        "About an hour".into()
+    } else if hours < 48 {
+        format!("{hours} hours")
+    } else if hours < 24 * 7 * 2 {
+        format!("{} days", hours / 24)
+    } else if hours < 24 * 30 * 2 {
+        format!("{} weeks", hours / 24 / 7)
+    } else if hours < 24 * 365 * 2 {
+        format!("{} months", hours / 24 / 30)
+    } else {
+        format!("{} years", hours / 24 / 365)
+    }
+}
+
+fn seconds_since(rfc3339: &str, now: i64) -> Option<i64> {
+    let t = chrono::DateTime::parse_from_rfc3339(rfc3339).ok()?;
+    if t.timestamp() <= 0 {
+        return None;
+    }
+    Some(now - t.timestamp())
+}
+
+/// The `Status` column of `docker ps`, recomputed now from the cached state.
+pub fn status_text(c: &Container, engine_healthy: bool, now: i64) -> String {
+    if !engine_healthy {
+        return "Host Down".into();
+    }
+    let st = &c.details.state;
+    let state = c.state();
+    let since = |t: &str| seconds_since(t, now).map(human_duration);
+    match state {
+        "running" | "paused" => {
+            let up = since(&st.started_at).unwrap_or_else(|| "Less than a second".into());
+            let mut text = format!("Up {up}");
+            if st.paused || state == "paused" {
+                text.push_str(" (Paused)");
+            } else if let Some(h) = &st.health {
+                match h.status.as_str() {
+                    "starting" => text.push_str(" (health: starting)"),
+                    "healthy" | "unhealthy" => text.push_str(&format!(" ({})", h.status)),
+                    _ => {}
+                }
+            }
+            text
+        }
+        "restarting" => format!(
+            "Restarting ({}) {} ago",
+            st.exit_code,
+            since(&st.finished_at).unwrap_or_else(|| "Less than a second".into())
+        ),
+        "removing" => "Removal In Progress".into(),
+        "dead" => "Dead".into(),
+        "created" => "Created".into(),
+        "exited" => match since(&st.finished_at) {
+            Some(d) => format!("Exited ({}) {d} ago", st.exit_code),
+            None => format!("Exited ({})", st.exit_code),
+        },
+        _ => c
+            .summary
+            .get("Status")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string(),
+    }
+}
+
+/// One `docker ps` entry: the engine's entry with node-prefixed names, a fresh status and the
+/// node IP in place of unspecified port addresses.
+fn render(c: &Container, engine: &Engine, healthy: bool, now: i64) -> Value {
+    let mut out: Map<String, Value> = c.summary.clone();
+    let name = engine.name();
+    let names: Vec<Value> = c
+        .names()
+        .map(|n| Value::String(format!("/{name}{n}")))
+        .collect();
+    out.insert("Names".into(), Value::Array(names));
+    out.insert("Status".into(), Value::String(status_text(c, healthy, now)));
+    if !c.details.state.status.is_empty() {
+        out.insert(
+            "State".into(),
+            Value::String(c.details.state.status.clone()),
+        );
+    }
+    let ip = engine.ip();
+    if let Some(ports) = out.get_mut("Ports").and_then(Value::as_array_mut) {
+        for p in ports {
+            if let Some(obj) = p.as_object_mut() {
+                let unspecified = matches!(
+                    obj.get("IP").and_then(Value::as_str),
+                    Some("0.0.0.0" | "::")
+                );
+                if unspecified && !ip.is_empty() {
+                    obj.insert("IP".into(), Value::String(ip.clone()));
+                }
+            }
+        }
+    }
+    Value::Object(out)
+}
+
+struct ListFilter {
+    filters: Filters,
+    name: Vec<Regex>,
+    id: Vec<Regex>,
+    status: Vec<Regex>,
+    node: Vec<Regex>,
+    exited: Vec<i64>,
+}
+
+fn regexes(filters: &Filters, key: &str) -> ApiResult<Vec<Regex>> {
+    filters
+        .values(key)
+        .iter()
+        .map(|v| {
+            Regex::new(v)
+                .map_err(|e| ApiError::bad_request(format!("invalid filter '{key}={v}': {e}")))
+        })
+        .collect()
+}
+
+impl ListFilter {
+    fn new(filters: Filters) -> ApiResult<ListFilter> {
+        for status in filters.values("status") {
+            const KNOWN: [&str; 7] = [
+                "created",
+                "restarting",
+                "running",
+                "removing",
+                "paused",
+                "exited",
+                "dead",
+            ];
+            if !KNOWN.contains(&status.as_str()) {
+                return Err(ApiError::bad_request(format!(
+                    "invalid filter 'status={status}': must be one of {}",
+                    KNOWN.join(", ")
+                )));
+            }
+        }
+        for h in filters.values("health") {
+            if !["starting", "healthy", "unhealthy", "none"].contains(&h.as_str()) {
+                return Err(ApiError::bad_request(format!(
+                    "invalid filter 'health={h}': must be one of starting, healthy, unhealthy, none"
+                )));
+            }
+        }
+        let exited = filters
+            .values("exited")
+            .iter()
+            .map(|v| {
+                v.parse::<i64>()
+                    .map_err(|_| ApiError::bad_request(format!("invalid filter 'exited={v}'")))
+            })
+            .collect::<ApiResult<Vec<_>>>()?;
+        Ok(ListFilter {
+            name: regexes(&filters, "name")?,
+            id: regexes(&filters, "id")?,
+            status: filters
+                .values("status")
+                .iter()
+                .map(|s| Regex::new(&format!("^{}$", regex::escape(s))).expect("escaped"))
+                .collect(),
+            node: regexes(&filters, "node")?,
+            exited,
+            filters,
+        })
+    }
+
+    fn any(re: &[Regex], text: &str) -> bool {
+        re.is_empty() || re.iter().any(|r| r.is_match(text))
+    }
+
+    fn accepts(&self, c: &Container, engine: &Engine) -> bool {
+        let f = &self.filters;
+        if !Self::any(&self.name, c.name()) || !Self::any(&self.id, &c.id) {
+            return false;
+        }
+        if !Self::any(&self.status, c.state()) || !Self::any(&self.node, &engine.name()) {
+            return false;
+        }
+        if !f.match_all("label", |v| label_matches(c.labels(), v)) {
+            return false;
+        }
+        let health = c
+            .details
+            .state
+            .health
+            .as_ref()
+            .map(|h| h.status.as_str())
+            .unwrap_or("none");
+        if !f.match_any("health", |v| v == health) {
+            return false;
+        }
+        if f.has("is-task") {
+            let is_task = c.label("com.docker.swarm.task").is_some();
+            if !f.match_any("is-task", |v| (v == "true") == is_task) {
+                return false;
+            }
+        }
+        if !self.exited.is_empty()
+            && (c.details.state.running || !self.exited.contains(&c.details.state.exit_code))
+        {
+            return false;
+        }
+        if f.has("volume") {
+            let mounts = c.summary.get("Mounts").and_then(Value::as_array);
+            let ok = f.match_any("volume", |v| {
+                mounts.into_iter().flatten().any(|m| {
+                    m.get("Name").and_then(Value::as_str) == Some(v)
+                        || m.get("Destination").and_then(Value::as_str) == Some(v)
+                })
+            });
+            if !ok {
+                return false;
+            }
+        }
+        if f.has("network") {
+            let nets = c
+                .summary
+                .get("NetworkSettings")
+                .and_then(|n| n.get("Networks"))
+                .and_then(Value::as_object);
+            let ok = f.match_any("network", |v| {
+                nets.into_iter().flatten().any(|(name, n)| {
+                    name == v
+                        || n.get("NetworkID")
+                            .and_then(Value::as_str)
+                            .is_some_and(|id| !v.is_empty() && id.starts_with(v))
+                })
+            });
+            if !ok {
+                return false;
+            }
+        }
+        if f.has("ancestor") {
+            let image = c.image();
+            let image_id = c
+                .summary
+                .get("ImageID")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let ok = f.match_any("ancestor", |v| {
+                image == v
+                    || image_id == v
+                    || image_id
+                        .strip_prefix("sha256:")
+                        .is_some_and(|i| i.starts_with(v))
+                    || crate::cluster::names::split_reference(image).0 == v
+            });
+            if !ok {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// `GET /containers/json` (and `/containers/ps`).
+pub async fn list(
+    State(state): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
+    let filters = Filters::parse(q.get("filters").map(String::as_str))?;
+    let mut all = query_bool(&q, "all");
+    let limit: i64 = q
+        .get("limit")
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or(0);
+    let before_name = q.get("before").filter(|b| !b.is_empty()).cloned();
+    if filters.values("status").iter().any(|s| s == "exited") || filters.has("exited") {
+        all = true;
+    }
+    let cluster = &state.cluster;
+    if cluster.opts.refresh_on_node_filter && filters.has("node") {
+        refresh_matching(cluster.validated(), |e| {
+            filters.values("node").iter().any(|n| n == &e.name())
+        })
+        .await;
+    }
+    if let Some(trigger) = &cluster.opts.container_name_refresh_filter {
+        if filters.values("name").iter().any(|n| n == trigger) {
+            refresh_matching(cluster.validated(), |_| true).await;
+        }
+    }
+    let filter = ListFilter::new(filters)?;
+    let maps = cluster.engines();
+
+    let bound = |key: &str| -> ApiResult<Option<i128>> {
+        let mut names: Vec<String> = filter.filters.values(key).to_vec();
+        if key == "before" {
+            if let Some(b) = &before_name {
+                names.push(b.clone());
+            }
+        }
+        let mut out = None;
+        for n in names {
+            let found = find_container(&maps, &n)
+                .ok_or_else(|| ApiError::not_found(format!("No such container: {n}")))?;
+            out = Some(found.container.created_nanos());
+        }
+        Ok(out)
+    };
+    let before = bound("before")?;
+    let since = bound("since")?;
+    let show_stopped = all || before.is_some() || since.is_some() || limit > 0;
+
+    let mut selected: Vec<(Arc<Container>, Arc<Engine>, bool)> = Vec::new();
+    for engine in maps.validated.values() {
+        let healthy = engine.state() == EngineState::Healthy;
+        let cache = engine.cache();
+        for c in cache.containers.values() {
+            if !show_stopped && (!healthy || c.state() != "running" && c.state() != "paused") {
+                continue;
+            }
+            if !all && c.image().split(':').next() == Some("swarm") {
+                continue;
+            }
+            if !filter.accepts(c, engine) {
+                continue;
+            }
+            selected.push((c.clone(), engine.clone(), healthy));
+        }
+    }
+    selected.sort_by_key(|(c, _, _)| std::cmp::Reverse(c.created_nanos()));
+    if let Some(b) = before {
+        selected.retain(|(c, _, _)| c.created_nanos() < b);
+    }
+    if let Some(s) = since {
+        selected.retain(|(c, _, _)| c.created_nanos() > s);
+    }
+    if limit > 0 {
+        selected.truncate(limit as usize);
+    }
+    let now = chrono::Utc::now().timestamp();
+    let out: Vec<Value> = selected
+        .iter()
+        .map(|(c, e, healthy)| render(c, e, *healthy, now))
+        .collect();
+    Ok(json_response(StatusCode::OK, &Value::Array(out)))
+}
+
+async fn refresh_matching(engines: Vec<Arc<Engine>>, pick: impl Fn(&Engine) -> bool) {
+    let jobs = engines.into_iter().filter(|e| pick(e)).map(|e| async move {
+        let _ = e.refresh_containers().await;
+    });
+    futures_util::future::join_all(jobs).await;
+}
+
+/// Splits `/containers/{name}/{action}` remainders: the name may contain slashes.
+pub fn split_name_action<'a>(rest: &'a str, actions: &[&'a str]) -> (&'a str, Option<&'a str>) {
+    for action in actions {
+        if let Some(name) = rest.strip_suffix(action).and_then(|r| r.strip_suffix('/')) {
+            if !name.is_empty() {
+                return (name, Some(action));
+            }
+        }
+    }
+    (rest, None)
+}
+
+/// Resolves a container for a route, with the classic not-found and unhealthy answers.
+pub fn resolve(
+    state: &AppState,
+    name: &str,
+    not_found: impl FnOnce(&str) -> String,
+) -> ApiResult<ContainerRef> {
+    let found = find_container(&state.cluster.engines(), name)
+        .ok_or_else(|| ApiError::not_found(not_found(name)))?;
+    if !found.engine.is_healthy() {
+        return Err(ApiError::internal(format!(
+            "Container {name} running on unhealthy node {}",
+            found.engine.name()
+        )));
+    }
+    Ok(found)
+}
+
+/// `GET /containers/{name}/…`.
+pub async fn get_route(
+    State(state): State<AppState>,
+    axum::extract::Path(rest): axum::extract::Path<String>,
+    req: Request,
+) -> ApiResult<Response> {
+    let (name, action) = split_name_action(&rest, &["json"]);
+    match action {
+        Some("json") => inspect(&state, name, req).await,
+        _ => Err(ApiError::no_route()),
+    }
+}
+
+/// `GET /containers/{name}/json`: a fresh inspect from the owning engine with the `Node`
+/// object added and unspecified port addresses replaced by the node IP.
+async fn inspect(state: &AppState, name: &str, req: Request) -> ApiResult<Response> {
+    let found = resolve(state, name, |n| format!("No such container: {n}"))?;
+    let version = req
+        .extensions()
+        .get::<RequestedVersion>()
+        .copied()
+        .unwrap_or(RequestedVersion(None));
+    let size = req
+        .uri()
+        .query()
+        .is_some_and(|q| q.split('&').any(|p| p == "size=1" || p == "size=true"));
+    let path = format!(
+        "/containers/{}/json{}",
+        found.container.id,
+        if size { "?size=1" } else { "" }
+    );
+    let mut body = fetch_json(&found.engine, version, &path).await?;
+    let engine = &found.engine;
+    let ip = engine.ip();
+    if let Some(obj) = body.as_object_mut() {
+        if let Some(specs) = engine.specs() {
+            obj.insert(
+                "Node".into(),
+                serde_json::json!({
+                    "ID": specs.id, "IP": specs.ip, "Addr": engine.addr, "Name": specs.name,
+                    "Cpus": specs.cpus, "Memory": specs.memory, "Labels": specs.labels,
+                }),
+            );
+        }
+        if let Some(ports) = obj
+            .get_mut("NetworkSettings")
+            .and_then(|n| n.get_mut("Ports"))
+            .and_then(Value::as_object_mut)
+        {
+            for bindings in ports.values_mut() {
+                for b in bindings.as_array_mut().into_iter().flatten() {
+                    if let Some(b) = b.as_object_mut() {
+                        let host_ip = b.get("HostIp").and_then(Value::as_str).unwrap_or("");
+                        if (host_ip.is_empty() || host_ip == "0.0.0.0" || host_ip == "::")
+                            && !ip.is_empty()
+                        {
+                            b.insert("HostIp".into(), Value::String(ip.clone()));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(json_response(StatusCode::OK, &body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn human_durations_read_like_docker() {
+        assert_eq!(human_duration(0), "Less than a second");
+        assert_eq!(human_duration(1), "1 second");
+        assert_eq!(human_duration(59), "59 seconds");
+        assert_eq!(human_duration(60), "About a minute");
+        assert_eq!(human_duration(180), "3 minutes");
+        assert_eq!(human_duration(3600), "About an hour");
+        assert_eq!(human_duration(5 * 3600), "5 hours");
+        assert_eq!(human_duration(3 * 86400), "3 days");
+        assert_eq!(human_duration(20 * 86400), "2 weeks");
+        assert_eq!(human_duration(100 * 86400), "3 months");
+        assert_eq!(human_duration(800 * 86400), "2 years");
+    }
+
+    #[test]
+    fn names_with_slashes_split_from_their_action() {
+        assert_eq!(
+            split_name_action("node-0/web/json", &["json"]),
+            ("node-0/web", Some("json"))
+        );
+        assert_eq!(
+            split_name_action("web/attach/ws", &["attach/ws", "attach"]),
+            ("web", Some("attach/ws"))
+        );
+        assert_eq!(split_name_action("json", &["json"]), ("json", None));
+        assert_eq!(split_name_action("abc", &["json"]), ("abc", None));
+    }
+
+    #[test]
+    fn boolean_query_values_follow_docker() {
+        let q: HashMap<String, String> = [("a", "1"), ("b", "false"), ("c", ""), ("d", "None")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert!(query_bool(&q, "a"));
+        assert!(!query_bool(&q, "b"));
+        assert!(!query_bool(&q, "c"));
+        assert!(!query_bool(&q, "d"));
+        assert!(!query_bool(&q, "zz"));
+    }
+}

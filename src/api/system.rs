@@ -1,0 +1,567 @@
+//! `/_ping`, `/version`, `/info` and `/events`: answered by the manager itself from its own
+//! state (SPEC §5.5, §5.8). No engine is contacted here.
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, StatusCode};
+use serde_json::{json, Value};
+
+use super::error::{ApiError, ApiResult};
+use super::filters::Filters;
+use super::server::AppState;
+use super::version::{MAX_API, MIN_API};
+use crate::cluster::events::ClusterEvent;
+use crate::cluster::{Engine, EngineState};
+
+/// `GET|HEAD /_ping`.
+pub async fn ping(method: Method) -> Response {
+    let body = if method == Method::HEAD { "" } else { "OK" };
+    let mut resp = (StatusCode::OK, body).into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, no-store, must-revalidate"),
+    );
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    h.insert("Builder-Version", HeaderValue::from_static("1"));
+    resp
+}
+
+/// The classic version string clients see, followed by Shoal's own.
+pub const SWARM_VERSION: &str = "swarm/1.2.9";
+
+fn kernel_version() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "<unknown>".to_string())
+}
+
+fn arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
+/// `GET /version`.
+pub async fn version(State(state): State<AppState>) -> Response {
+    let mut v = json!({
+        "Platform": {"Name": "Docker Swarm - Community"},
+        "Version": SWARM_VERSION,
+        "ApiVersion": MAX_API.to_string(),
+        "MinAPIVersion": MIN_API.to_string(),
+        "GitCommit": concat!("shoal-", env!("CARGO_PKG_VERSION")),
+        "GoVersion": "rust",
+        "Os": std::env::consts::OS,
+        "Arch": arch(),
+        "KernelVersion": kernel_version(),
+        "BuildTime": "<unknown>",
+    });
+    if state.opts.experimental {
+        v["Experimental"] = Value::Bool(true);
+    }
+    json_response(StatusCode::OK, &v)
+}
+
+/// A JSON response with a trailing newline, as Docker's encoder writes it.
+pub fn json_response(status: StatusCode, value: &Value) -> Response {
+    let mut body = serde_json::to_vec(value).unwrap_or_default();
+    body.push(b'\n');
+    let mut resp = (status, body).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+/// Formats a byte count as Docker does for `Reserved Memory`: `%.4g` and a binary unit.
+pub fn human_size(bytes: f64) -> String {
+    const UNITS: [&str; 9] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB"];
+    let mut size = bytes;
+    let mut i = 0;
+    while size >= 1024.0 && i < UNITS.len() - 1 {
+        size /= 1024.0;
+        i += 1;
+    }
+    format!("{} {}", format_g4(size), UNITS[i])
+}
+
+/// Go's `%.4g` for the non-negative values sizes take.
+fn format_g4(v: f64) -> String {
+    if v == 0.0 {
+        return "0".into();
+    }
+    let exp = v.abs().log10().floor() as i32;
+    if !(-4..4).contains(&exp) {
+        let s = format!("{:.3e}", v);
+        // Rust prints `1.235e5`; Go prints `1.235e+05` and trims zeros.
+        let (mant, e) = s.split_once('e').unwrap_or((&s, "0"));
+        let mant = trim_zeros(mant);
+        let e: i32 = e.parse().unwrap_or(0);
+        return format!("{mant}e{}{:02}", if e < 0 { '-' } else { '+' }, e.abs());
+    }
+    let decimals = (3 - exp).max(0) as usize;
+    trim_zeros(&format!("{:.*}", decimals, v))
+}
+
+fn trim_zeros(s: &str) -> String {
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s.to_string()
+    }
+}
+
+/// Natural ordering of names: digit runs compare numerically (`node-2` < `node-10`).
+pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    let (mut ai, mut bi) = (a.chars().peekable(), b.chars().peekable());
+    loop {
+        match (ai.peek().copied(), bi.peek().copied()) {
+            (None, None) => return Ordering::Equal,
+            (None, Some(_)) => return Ordering::Less,
+            (Some(_), None) => return Ordering::Greater,
+            (Some(x), Some(y)) if x.is_ascii_digit() && y.is_ascii_digit() => {
+                let mut na = String::new();
+                while let Some(c) = ai.peek().copied().filter(char::is_ascii_digit) {
+                    na.push(c);
+                    ai.next();
+                }
+                let mut nb = String::new();
+                while let Some(c) = bi.peek().copied().filter(char::is_ascii_digit) {
+                    nb.push(c);
+                    bi.next();
+                }
+                let (ta, tb) = (na.trim_start_matches('0'), nb.trim_start_matches('0'));
+                let ord = ta.len().cmp(&tb.len()).then_with(|| ta.cmp(tb));
+                if ord != Ordering::Equal {
+                    return ord;
+                }
+            }
+            (Some(x), Some(y)) => {
+                if x != y {
+                    return x.cmp(&y);
+                }
+                ai.next();
+                bi.next();
+            }
+        }
+    }
+}
+
+/// Used and total reservations of one engine.
+pub struct Reservations {
+    pub used_cpus: i64,
+    pub total_cpus: i64,
+    pub used_memory: i64,
+    pub total_memory: i64,
+}
+
+/// Reservations of an engine, with overcommit applied to the totals (SPEC §3.6).
+pub fn reservations(engine: &Engine, overcommit: f64) -> Reservations {
+    let specs = engine.specs();
+    let (cpus, memory) = specs.as_ref().map(|s| (s.cpus, s.memory)).unwrap_or((0, 0));
+    let cache = engine.cache();
+    let mut used_cpus = 0;
+    let mut used_memory = 0;
+    for c in cache.containers.values() {
+        used_memory += c.details.host_config.memory;
+        used_cpus += c.details.host_config.cpu_shares * cpus / 1024;
+    }
+    let p = (overcommit * 100.0) as i64;
+    Reservations {
+        used_cpus,
+        total_cpus: cpus + cpus * p / 100,
+        used_memory,
+        total_memory: memory + memory * p / 100,
+    }
+}
+
+/// The `SystemStatus` rows of one engine.
+fn node_rows(engine: &Engine, overcommit: f64, rows: &mut Vec<[String; 2]>) {
+    let health = engine.health();
+    let cache = engine.cache();
+    let specs = engine.specs();
+    let r = reservations(engine, overcommit);
+    rows.push([format!(" {}", engine.name()), engine.addr.clone()]);
+    rows.push(["  └ ID".into(), engine.id()]);
+    rows.push(["  └ Status".into(), health.state.as_str().into()]);
+    let total = cache.containers.len();
+    let containers = if health.state == EngineState::Healthy {
+        let (mut running, mut paused, mut stopped) = (0, 0, 0);
+        for c in cache.containers.values() {
+            if c.details.state.paused {
+                paused += 1;
+            } else if c.details.state.running {
+                running += 1;
+            } else {
+                stopped += 1;
+            }
+        }
+        format!("{total} ({running} Running, {paused} Paused, {stopped} Stopped)")
+    } else {
+        total.to_string()
+    };
+    rows.push(["  └ Containers".into(), containers]);
+    rows.push([
+        "  └ Reserved CPUs".into(),
+        format!("{} / {}", r.used_cpus, r.total_cpus),
+    ]);
+    rows.push([
+        "  └ Reserved Memory".into(),
+        format!(
+            "{} / {}",
+            human_size(r.used_memory as f64),
+            human_size(r.total_memory as f64)
+        ),
+    ]);
+    let mut labels: Vec<String> = specs
+        .as_ref()
+        .map(|s| s.labels.iter().map(|(k, v)| format!("{k}={v}")).collect())
+        .unwrap_or_default();
+    labels.sort();
+    rows.push(["  └ Labels".into(), labels.join(", ")]);
+    if !health.error.is_empty() {
+        rows.push(["  └ Error".into(), health.error.clone()]);
+    }
+    let updated: chrono::DateTime<chrono::Utc> = health.updated_at.into();
+    rows.push([
+        "  └ UpdatedAt".into(),
+        updated.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    ]);
+    rows.push([
+        "  └ ServerVersion".into(),
+        specs.map(|s| s.version.clone()).unwrap_or_default(),
+    ]);
+}
+
+/// `GET /info`.
+pub async fn info(State(state): State<AppState>) -> Response {
+    let cluster = &state.cluster;
+    let maps = cluster.engines();
+    let overcommit = cluster.opts.overcommit;
+    let mut engines: Vec<&Arc<Engine>> = maps.all().collect();
+    engines.sort_by(|a, b| natural_cmp(&a.name(), &b.name()));
+
+    let mut rows: Vec<[String; 2]> = vec![
+        ["Role".into(), "primary".into()],
+        ["Strategy".into(), cluster.opts.strategy.clone()],
+        ["Filters".into(), cluster.opts.filters.join(", ")],
+        ["Nodes".into(), engines.len().to_string()],
+    ];
+    for engine in &engines {
+        node_rows(engine, overcommit, &mut rows);
+    }
+
+    let (mut containers, mut running, mut paused, mut stopped, mut images) = (0, 0, 0, 0, 0);
+    let (mut ncpu, mut memtotal) = (0i64, 0i64);
+    for engine in maps.validated.values() {
+        let cache = engine.cache();
+        for c in cache.containers.values() {
+            containers += 1;
+            if c.details.state.paused {
+                paused += 1;
+            } else if c.details.state.running {
+                running += 1;
+            } else {
+                stopped += 1;
+            }
+        }
+        images += cache.images.iter().filter(|i| i.is_tagged()).count();
+        let r = reservations(engine, overcommit);
+        ncpu += r.total_cpus;
+        memtotal += r.total_memory;
+    }
+    let name = hostname::get()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let env = |k: &str| {
+        std::env::var(k)
+            .or_else(|_| std::env::var(k.to_uppercase()))
+            .unwrap_or_default()
+    };
+    let now: chrono::DateTime<chrono::Utc> = SystemTime::now().into();
+    let body = json!({
+        "ID": "",
+        "Containers": containers,
+        "ContainersRunning": running,
+        "ContainersPaused": paused,
+        "ContainersStopped": stopped,
+        "Images": images,
+        "Driver": "",
+        "DriverStatus": null,
+        "SystemStatus": rows,
+        "Plugins": {"Volume": null, "Network": null, "Authorization": null, "Log": null},
+        "MemoryLimit": true,
+        "SwapLimit": true,
+        "CpuCfsPeriod": true,
+        "CpuCfsQuota": true,
+        "CPUShares": true,
+        "CPUSet": true,
+        "PidsLimit": false,
+        "IPv4Forwarding": true,
+        "BridgeNfIptables": true,
+        "BridgeNfIp6tables": true,
+        "Debug": false,
+        "NFd": 0,
+        "OomKillDisable": true,
+        "NGoroutines": 0,
+        "SystemTime": now.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+        "LoggingDriver": "",
+        "CgroupDriver": "",
+        "NEventsListener": cluster.bus().listeners(),
+        "KernelVersion": kernel_version(),
+        "OperatingSystem": std::env::consts::OS,
+        "OSVersion": "",
+        "OSType": "",
+        "Architecture": arch(),
+        "IndexServerAddress": "https://index.docker.io/v1/",
+        "RegistryConfig": null,
+        "NCPU": ncpu,
+        "MemTotal": memtotal,
+        "GenericResources": null,
+        "DockerRootDir": "",
+        "HttpProxy": env("http_proxy"),
+        "HttpsProxy": env("https_proxy"),
+        "NoProxy": env("no_proxy"),
+        "Name": name,
+        "Labels": null,
+        "ExperimentalBuild": state.opts.experimental,
+        "ServerVersion": SWARM_VERSION,
+        "Runtimes": null,
+        "DefaultRuntime": "",
+        "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "", "ControlAvailable": false,
+                  "Error": "", "RemoteManagers": null},
+        "LiveRestoreEnabled": false,
+        "Isolation": "",
+        "InitBinary": "",
+        "ContainerdCommit": {"ID": "", "Expected": ""},
+        "RuncCommit": {"ID": "", "Expected": ""},
+        "InitCommit": {"ID": "", "Expected": ""},
+        "SecurityOptions": null,
+        "Warnings": null,
+    });
+    json_response(StatusCode::OK, &body)
+}
+
+/// Parses a Docker timestamp (`1700000000`, `1700000000.5`, or RFC 3339) into nanoseconds.
+pub fn parse_timestamp(text: &str) -> Option<i64> {
+    let text = text.trim();
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return t.timestamp_nanos_opt();
+    }
+    let (secs, frac) = match text.split_once('.') {
+        Some((s, f)) => (s, f),
+        None => (text, ""),
+    };
+    let secs: i64 = secs.parse().ok()?;
+    let mut nanos: i64 = 0;
+    if !frac.is_empty() {
+        if !frac.chars().all(|c| c.is_ascii_digit()) {
+            return None;
+        }
+        let digits: String = frac.chars().chain(std::iter::repeat('0')).take(9).collect();
+        nanos = digits.parse().ok()?;
+    }
+    secs.checked_mul(1_000_000_000)?.checked_add(nanos)
+}
+
+fn event_matches(ev: &ClusterEvent, filters: &Filters) -> bool {
+    let kind = ev.kind();
+    let attr = |k: &str| ev.attribute(k).unwrap_or("");
+    if !filters.match_any("type", |v| v == kind) {
+        return false;
+    }
+    if !filters.match_any("event", |v| {
+        v == ev.action() || ev.action().starts_with(&format!("{v}:"))
+    }) {
+        return false;
+    }
+    if !filters.match_any("scope", |v| {
+        ev.value.get("scope").and_then(Value::as_str) == Some(v)
+    }) {
+        return false;
+    }
+    if !filters.match_any("node", |v| attr("node.name") == v || attr("node.id") == v) {
+        return false;
+    }
+    let actor = ev.actor_id();
+    if filters.has("container")
+        && !(kind == "container"
+            && filters.match_any("container", |v| {
+                actor == v || actor.starts_with(v) || attr("name") == v
+            }))
+    {
+        return false;
+    }
+    if filters.has("image") {
+        let image = if kind == "image" {
+            actor
+        } else {
+            attr("image")
+        };
+        let from = ev.value.get("from").and_then(Value::as_str).unwrap_or("");
+        let ok = (kind == "image" || kind == "container")
+            && filters.match_any("image", |v| {
+                image == v
+                    || attr("name") == v
+                    || from.split(" node:").next() == Some(v)
+                    || image.split(':').next() == Some(v)
+            });
+        if !ok {
+            return false;
+        }
+    }
+    for (key, kind_name) in [
+        ("volume", "volume"),
+        ("network", "network"),
+        ("daemon", "daemon"),
+    ] {
+        if filters.has(key)
+            && !(kind == kind_name && filters.match_any(key, |v| actor == v || attr("name") == v))
+        {
+            return false;
+        }
+    }
+    if filters.has("label") {
+        let ok = filters.match_all("label", |v| match v.split_once('=') {
+            Some((k, val)) => ev.attribute(k) == Some(val),
+            None => ev.attribute(v).is_some(),
+        });
+        if !ok {
+            return false;
+        }
+    }
+    true
+}
+
+/// `GET /events?since=&until=&filters=`: the merged stream, one JSON object per line.
+pub async fn events(
+    State(state): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
+    let parse = |key: &str| -> ApiResult<Option<i64>> {
+        match q.get(key).map(|s| s.trim()).filter(|s| !s.is_empty()) {
+            None => Ok(None),
+            Some(text) => parse_timestamp(text)
+                .map(Some)
+                .ok_or_else(|| ApiError::bad_request(format!("invalid value for {key}: {text}"))),
+        }
+    };
+    let since = parse("since")?;
+    let until = parse("until")?;
+    let filters = Filters::parse(q.get("filters").map(String::as_str))?;
+
+    let bus = state.cluster.bus().clone();
+    let (replay, mut rx) = bus.subscribe(since);
+    let guard = bus.listener_guard();
+    let (tx, body_rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(64);
+    let shutdown = state.shutdown.clone();
+    tokio::spawn(async move {
+        let _guard = guard;
+        let line = |ev: &ClusterEvent| {
+            let mut b = Vec::with_capacity(ev.json.len() + 1);
+            b.extend_from_slice(ev.json.as_bytes());
+            b.push(b'\n');
+            Bytes::from(b)
+        };
+        let past_until = |ev: &ClusterEvent| until.is_some_and(|u| ev.time_nano > u);
+        for ev in replay {
+            if past_until(&ev) {
+                return;
+            }
+            if event_matches(&ev, &filters) && tx.send(Ok(line(&ev))).await.is_err() {
+                return;
+            }
+        }
+        let deadline = until.map(|u| {
+            let now = crate::cluster::engine::now_nanos();
+            tokio::time::Instant::now() + Duration::from_nanos(u.saturating_sub(now).max(0) as u64)
+        });
+        loop {
+            let next = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tx.closed() => return,
+                _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => return,
+                ev = rx.recv() => ev,
+            };
+            match next {
+                Ok(ev) => {
+                    if past_until(&ev) {
+                        return;
+                    }
+                    if event_matches(&ev, &filters) && tx.send(Ok(line(&ev))).await.is_err() {
+                        return;
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(
+                        dropped = n,
+                        "Events listener fell behind; closing its stream"
+                    );
+                    return;
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    });
+    let stream = tokio_stream_from(body_rx);
+    let mut resp = Response::new(Body::from_stream(stream));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(resp)
+}
+
+/// Turns a channel receiver into a body stream.
+pub fn tokio_stream_from<T: Send + 'static>(
+    mut rx: tokio::sync::mpsc::Receiver<T>,
+) -> impl futures_util::Stream<Item = T> + Send + 'static {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_format_like_docker() {
+        assert_eq!(human_size(0.0), "0 B");
+        assert_eq!(human_size(20.0 * 1024.0 * 1024.0), "20 MiB");
+        assert_eq!(human_size(26_543_865_446.0), "24.72 GiB");
+        assert_eq!(human_size(1023.0), "1023 B");
+        assert_eq!(human_size(1536.0), "1.5 KiB");
+    }
+
+    #[test]
+    fn natural_sort_compares_numbers_numerically() {
+        let mut v = vec!["node-10", "node-2", "(unknown)", "node-1", "alpha"];
+        v.sort_by(|a, b| natural_cmp(a, b));
+        assert_eq!(v, vec!["(unknown)", "alpha", "node-1", "node-2", "node-10"]);
+    }
+
+    #[test]
+    fn timestamps_parse_in_every_docker_form() {
+        assert_eq!(parse_timestamp("10"), Some(10_000_000_000));
+        assert_eq!(parse_timestamp("10.5"), Some(10_500_000_000));
+        assert_eq!(parse_timestamp("10.000000001"), Some(10_000_000_001));
+        assert_eq!(
+            parse_timestamp("1970-01-01T00:00:10Z"),
+            Some(10_000_000_000)
+        );
+        assert_eq!(parse_timestamp("soon"), None);
+        assert_eq!(parse_timestamp("1.x"), None);
+    }
+}

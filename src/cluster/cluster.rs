@@ -1,0 +1,305 @@
+//! The cluster: pending engines by address, validated engines by ID, membership changes from
+//! discovery, validation and re-validation, and the event bus. Readers take an immutable
+//! snapshot of the maps ([`Cluster::engines`]); membership changes publish a new one.
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::engine::{Engine, EngineOptions};
+use super::events::EventBus;
+use super::health::{revalidation_due, EngineState};
+use super::transport::Transport;
+use crate::discovery::{Backend, WatchEvent};
+
+/// Settings of the cluster as a whole.
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    pub engine: EngineOptions,
+    /// `--heartbeat`: discovery poll period.
+    pub heartbeat: Duration,
+    /// `swarm.overcommit`.
+    pub overcommit: f64,
+    /// `--strategy` name, shown in `/info`.
+    pub strategy: String,
+    /// `--filter` names, shown in `/info`.
+    pub filters: Vec<String>,
+    /// `--experimental`.
+    pub experimental: bool,
+    /// `--refresh-on-node-filter`.
+    pub refresh_on_node_filter: bool,
+    /// `--container-name-refresh-filter`.
+    pub container_name_refresh_filter: Option<String>,
+}
+
+/// An immutable view of cluster membership.
+#[derive(Default, Clone)]
+pub struct EngineMaps {
+    /// Engines not validated yet, by address.
+    pub pending: BTreeMap<String, Arc<Engine>>,
+    /// Validated engines, by engine ID.
+    pub validated: BTreeMap<String, Arc<Engine>>,
+}
+
+impl EngineMaps {
+    /// Every engine, validated first.
+    pub fn all(&self) -> impl Iterator<Item = &Arc<Engine>> {
+        self.validated.values().chain(self.pending.values())
+    }
+
+    fn has_addr(&self, addr: &str) -> bool {
+        self.pending.contains_key(addr) || self.validated.values().any(|e| e.addr == addr)
+    }
+}
+
+/// The cluster.
+pub struct Cluster {
+    pub opts: ClusterOptions,
+    engine_opts: Arc<EngineOptions>,
+    engines: ArcSwap<EngineMaps>,
+    /// Serialises membership writers; never held across an await.
+    membership: Mutex<()>,
+    bus: Arc<EventBus>,
+    transport: Transport,
+    cancel: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl Cluster {
+    /// A new, empty cluster. Call [`Cluster::start`] to run its background tasks.
+    pub fn new(opts: ClusterOptions, transport: Transport) -> Arc<Cluster> {
+        Arc::new(Cluster {
+            engine_opts: Arc::new(opts.engine.clone()),
+            opts,
+            engines: ArcSwap::from_pointee(EngineMaps::default()),
+            membership: Mutex::new(()),
+            bus: Arc::new(EventBus::new()),
+            transport,
+            cancel: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        })
+    }
+
+    /// Starts the pending-engine checker.
+    pub fn start(self: &Arc<Self>) {
+        let cluster = self.clone();
+        self.tasks
+            .spawn(async move { cluster.pending_checker().await });
+    }
+
+    /// Feeds a discovery backend's entry sets into the cluster until shutdown.
+    pub fn watch_discovery(self: &Arc<Self>, backend: Arc<dyn Backend>) {
+        let cluster = self.clone();
+        let mut rx = backend.watch(self.cancel.child_token());
+        self.tasks.spawn(async move {
+            loop {
+                let event = tokio::select! {
+                    _ = cluster.cancel.cancelled() => return,
+                    ev = rx.recv() => ev,
+                };
+                match event {
+                    Some(WatchEvent::Entries(entries)) => {
+                        let addrs: Vec<String> = entries.iter().map(|e| e.to_string()).collect();
+                        cluster.set_engines(&addrs);
+                    }
+                    Some(WatchEvent::Error(err)) => {
+                        tracing::error!(error = %err, "Discovery error: {err}");
+                    }
+                    None => return,
+                }
+            }
+        });
+    }
+
+    /// The event bus.
+    pub fn bus(&self) -> &Arc<EventBus> {
+        &self.bus
+    }
+
+    /// The shared transport.
+    pub fn transport(&self) -> &Transport {
+        &self.transport
+    }
+
+    /// A snapshot of membership.
+    pub fn engines(&self) -> Arc<EngineMaps> {
+        self.engines.load_full()
+    }
+
+    /// Validated engines (any health).
+    pub fn validated(&self) -> Vec<Arc<Engine>> {
+        self.engines.load().validated.values().cloned().collect()
+    }
+
+    /// Makes the membership equal to `addrs`: removes engines whose address is gone, then adds
+    /// new ones (SPEC §3.1).
+    pub fn set_engines(self: &Arc<Self>, addrs: &[String]) {
+        let wanted: BTreeSet<&str> = addrs.iter().map(String::as_str).collect();
+        let current = self.engines();
+        for engine in current.all() {
+            if !wanted.contains(engine.addr.as_str()) {
+                self.remove_engine(&engine.addr);
+            }
+        }
+        for addr in addrs {
+            self.add_engine(addr);
+        }
+    }
+
+    /// Adds an engine at `addr` unless one is known there; validation runs in the background.
+    pub fn add_engine(self: &Arc<Self>, addr: &str) {
+        let engine = {
+            let _w = self.membership.lock().unwrap_or_else(|e| e.into_inner());
+            let maps = self.engines.load();
+            if maps.has_addr(addr) {
+                return;
+            }
+            let engine = Engine::new(
+                addr,
+                self.transport.clone(),
+                self.engine_opts.clone(),
+                self.bus.clone(),
+                &self.cancel,
+            );
+            let mut next = (**maps).clone();
+            next.pending.insert(addr.to_string(), engine.clone());
+            self.engines.store(Arc::new(next));
+            engine
+        };
+        tracing::info!(engine = %addr, "Adding engine");
+        self.spawn_validation(engine);
+    }
+
+    /// Removes the engine at `addr` from whichever map holds it and disconnects it.
+    pub fn remove_engine(&self, addr: &str) {
+        let removed = {
+            let _w = self.membership.lock().unwrap_or_else(|e| e.into_inner());
+            let maps = self.engines.load();
+            let mut next = (**maps).clone();
+            let mut removed = next.pending.remove(addr);
+            if removed.is_none() {
+                let id = next
+                    .validated
+                    .iter()
+                    .find(|(_, e)| e.addr == addr)
+                    .map(|(id, _)| id.clone());
+                removed = id.and_then(|id| next.validated.remove(&id));
+            }
+            if removed.is_some() {
+                self.engines.store(Arc::new(next));
+            }
+            removed
+        };
+        if let Some(engine) = removed {
+            engine.disconnect();
+            tracing::info!(engine = %addr, name = %engine.name(), "Removed Engine {}", engine.name());
+        }
+    }
+
+    fn spawn_validation(self: &Arc<Self>, engine: Arc<Engine>) {
+        let cluster = self.clone();
+        self.tasks
+            .spawn(async move { cluster.validate(engine).await });
+    }
+
+    /// Validates one pending engine and, on success, moves it to the validated map.
+    async fn validate(self: Arc<Self>, engine: Arc<Engine>) {
+        match engine.validate().await {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(err) => {
+                tracing::warn!(engine = %engine.addr, error = %err, "Engine validation failed; will retry");
+                if let super::engine::EngineError::Rejected(msg) = &err {
+                    engine.record_rejection(msg);
+                }
+                return;
+            }
+        }
+        let id = engine.id();
+        let activate = {
+            let _w = self.membership.lock().unwrap_or_else(|e| e.into_inner());
+            let maps = self.engines.load();
+            match maps.pending.get(&engine.addr) {
+                Some(e) if Arc::ptr_eq(e, &engine) => {}
+                _ => {
+                    // Removed from discovery while validating.
+                    drop(maps);
+                    engine.disconnect();
+                    return;
+                }
+            }
+            if let Some(other) = maps.validated.get(&id) {
+                if other.addr != engine.addr {
+                    engine.record_rejection(&format!(
+                        "ID duplicated. {id} shared by this node {} and another node {}",
+                        engine.addr, other.addr
+                    ));
+                    return;
+                }
+                let mut next = (**maps).clone();
+                next.pending.remove(&engine.addr);
+                self.engines.store(Arc::new(next));
+                false
+            } else {
+                let mut next = (**maps).clone();
+                next.pending.remove(&engine.addr);
+                next.validated.insert(id.clone(), engine.clone());
+                self.engines.store(Arc::new(next));
+                true
+            }
+        };
+        if activate {
+            engine.activate();
+            tracing::info!(engine = %engine.addr, name = %engine.name(),
+                "Registered Engine {} at {}", engine.name(), engine.addr);
+        } else {
+            engine.disconnect();
+        }
+    }
+
+    /// Re-validates pending engines whose back-off has elapsed (SPEC §3.2).
+    async fn pending_checker(self: Arc<Self>) {
+        let tick = self.opts.engine.refresh_min.min(Duration::from_secs(10));
+        loop {
+            tokio::select! {
+                _ = self.cancel.cancelled() => return,
+                _ = tokio::time::sleep(tick) => {}
+            }
+            let maps = self.engines();
+            for engine in maps.pending.values() {
+                if engine.is_validating() {
+                    continue;
+                }
+                let health = engine.health();
+                let since = SystemTime::now()
+                    .duration_since(health.updated_at)
+                    .unwrap_or_default();
+                if since >= revalidation_due(health.failures, self.opts.engine.refresh_min) {
+                    self.spawn_validation(engine.clone());
+                }
+            }
+        }
+    }
+
+    /// Counts by state over every engine, for `/info`.
+    pub fn count(&self, state: EngineState) -> usize {
+        self.engines().all().filter(|e| e.state() == state).count()
+    }
+
+    /// Stops every background task and every engine.
+    pub async fn shutdown(&self) {
+        self.cancel.cancel();
+        self.tasks.close();
+        let maps = self.engines();
+        for engine in maps.all() {
+            engine.disconnect();
+        }
+        self.tasks.wait().await;
+        for engine in maps.all() {
+            engine.stopped().await;
+        }
+    }
+}

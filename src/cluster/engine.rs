@@ -1,0 +1,986 @@
+//! One Docker engine: its connection, specs, health, refresh loop, events monitor and cache.
+//!
+//! Every call the manager makes to an engine goes through [`Engine::send`], which feeds the
+//! outcome into the health state machine ([`super::health`]). The engine owns two background
+//! tasks, both cancelled by [`Engine::disconnect`]: the refresh loop (periodic full refresh, with
+//! jitter and back-off) and the events monitor (keeps the cache current between refreshes and
+//! forwards every event to the cluster bus). It must not know about other engines.
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+use bollard::Docker;
+use bytes::{Buf, BytesMut};
+use futures_util::stream::{self, StreamExt};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::cache::{Container, ContainerDetails, EngineCache, Image};
+use super::events::{ClusterEvent, EventBus, NodeRef};
+use super::health::{refresh_delay, EngineState, Health, Outcome, Transition};
+use super::transport::{boxed, empty, Endpoint, Transport, TransportBody};
+use crate::api::version::{ApiVersion, MAX_API, MIN_API};
+
+/// How long a control-plane call (list, inspect, info) may take, body included.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Specs of a healthy engine are re-read this often.
+const SPECS_REFRESH: Duration = Duration::from_secs(300);
+/// Parallel inspects while refreshing one engine's containers.
+const INSPECT_PARALLELISM: usize = 8;
+
+/// Tuning shared by every engine (`--engine-refresh-*`, `--engine-failure-retry`).
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    pub refresh_min: Duration,
+    pub refresh_max: Duration,
+    pub failure_retry: u32,
+}
+
+/// What an engine told about itself (SPEC §3.3).
+#[derive(Debug, Clone)]
+pub struct EngineSpecs {
+    /// `<daemon ID>|<addr>`.
+    pub id: String,
+    pub daemon_id: String,
+    /// The daemon's hostname.
+    pub name: String,
+    pub cpus: i64,
+    pub memory: i64,
+    /// Built-in labels (storagedriver, kernelversion, operatingsystem, ostype) and daemon labels.
+    pub labels: BTreeMap<String, String>,
+    /// Engine version, e.g. `20.10.24`.
+    pub version: String,
+    /// The API version used towards this engine.
+    pub api_version: ApiVersion,
+    /// The IP the address resolved to (shown as the node IP).
+    pub ip: String,
+    /// When these specs were read.
+    pub read_at: Instant,
+}
+
+/// Errors of calls to an engine.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum EngineError {
+    /// The engine could not be reached; counts against its health.
+    #[error("Cannot connect to the Docker daemon at {url}. Is the docker daemon running?")]
+    Unreachable { url: String, detail: String },
+    /// The engine answered with an error status.
+    #[error("{message}")]
+    Status { status: StatusCode, message: String },
+    /// The engine answered something the manager could not read.
+    #[error("invalid response from engine {addr}: {detail}")]
+    Invalid { addr: String, detail: String },
+    /// The engine is not usable as a cluster member.
+    #[error("{0}")]
+    Rejected(String),
+}
+
+impl EngineError {
+    /// Whether the engine said the object does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, EngineError::Status { status, .. } if *status == StatusCode::NOT_FOUND)
+    }
+}
+
+/// One engine of the cluster.
+pub struct Engine {
+    /// The address discovery gave (`host:port`), the engine's identity until validated.
+    pub addr: String,
+    /// `http://host:port`, `https://…` or `unix://…`: prefix of every request URI.
+    base: String,
+    transport: Transport,
+    opts: Arc<EngineOptions>,
+    bus: Arc<EventBus>,
+    /// Written on every call outcome; held only for the update, never across an await.
+    health: Mutex<Health>,
+    specs: ArcSwapOption<EngineSpecs>,
+    cache: ArcSwap<EngineCache>,
+    /// Serialises cache writers (refresh loop and events monitor) so updates are not lost.
+    cache_write: Mutex<()>,
+    /// Wakes the refresh loop early (engine came back, events stream broke).
+    wake: Notify,
+    cancel: CancellationToken,
+    tasks: TaskTracker,
+    /// Set while a validation attempt runs, so the pending checker does not start a second.
+    validating: AtomicBool,
+    /// Set once the events monitor task has been started.
+    monitoring: AtomicBool,
+}
+
+impl Engine {
+    /// A new, pending engine at `addr`.
+    pub fn new(
+        addr: &str,
+        transport: Transport,
+        opts: Arc<EngineOptions>,
+        bus: Arc<EventBus>,
+        parent: &CancellationToken,
+    ) -> Arc<Engine> {
+        let base = transport.base_uri(&Endpoint::parse(addr));
+        Arc::new(Engine {
+            addr: addr.to_string(),
+            base,
+            transport,
+            opts,
+            bus,
+            health: Mutex::new(Health::pending(SystemTime::now())),
+            specs: ArcSwapOption::empty(),
+            cache: ArcSwap::from_pointee(EngineCache::default()),
+            cache_write: Mutex::new(()),
+            wake: Notify::new(),
+            cancel: parent.child_token(),
+            tasks: TaskTracker::new(),
+            validating: AtomicBool::new(false),
+            monitoring: AtomicBool::new(false),
+        })
+    }
+
+    /// A copy of the health record.
+    pub fn health(&self) -> Health {
+        self.health
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The engine's state.
+    pub fn state(&self) -> EngineState {
+        self.health.lock().unwrap_or_else(|e| e.into_inner()).state
+    }
+
+    /// Whether the engine is Healthy.
+    pub fn is_healthy(&self) -> bool {
+        self.state() == EngineState::Healthy
+    }
+
+    /// The specs, once read.
+    pub fn specs(&self) -> Option<Arc<EngineSpecs>> {
+        self.specs.load_full()
+    }
+
+    /// The current cache snapshot.
+    pub fn cache(&self) -> Arc<EngineCache> {
+        self.cache.load_full()
+    }
+
+    /// The engine's name, or `(unknown)` before its specs are known.
+    pub fn name(&self) -> String {
+        self.specs()
+            .map(|s| s.name.clone())
+            .unwrap_or_else(|| "(unknown)".to_string())
+    }
+
+    /// The engine ID (`<daemon ID>|<addr>`), empty before its specs are known.
+    pub fn id(&self) -> String {
+        self.specs().map(|s| s.id.clone()).unwrap_or_default()
+    }
+
+    /// The node IP, or the host part of the address before specs are known.
+    pub fn ip(&self) -> String {
+        self.specs().map(|s| s.ip.clone()).unwrap_or_default()
+    }
+
+    /// The API version used towards this engine.
+    pub fn api_version(&self) -> ApiVersion {
+        self.specs().map(|s| s.api_version).unwrap_or(MIN_API)
+    }
+
+    /// The node fields added to events.
+    pub fn node_ref(&self) -> NodeRef {
+        NodeRef {
+            name: self.name(),
+            id: self.id(),
+            addr: self.addr.clone(),
+            ip: self.ip(),
+        }
+    }
+
+    /// Base URI of the engine (`http://host:port`, …).
+    pub fn base_uri(&self) -> &str {
+        &self.base
+    }
+
+    /// The shared transport.
+    pub fn transport(&self) -> &Transport {
+        &self.transport
+    }
+
+    /// Whether this engine's tasks have been stopped.
+    pub fn is_disconnected(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+
+    /// Feeds one call outcome into the health state machine and acts on the transition.
+    pub fn record(&self, outcome: Outcome) {
+        let transition = {
+            let mut health = self.health.lock().unwrap_or_else(|e| e.into_inner());
+            health.record(outcome, SystemTime::now(), self.opts.failure_retry)
+        };
+        match transition {
+            Some(Transition::BecameUnhealthy { failures }) => {
+                tracing::warn!(engine = %self.addr, name = %self.name(), failures,
+                    "Flagging engine as unhealthy. Connect failed {failures} times");
+                self.emit("engine_disconnect");
+            }
+            Some(Transition::CameBack { after_failures }) => {
+                tracing::info!(engine = %self.addr, name = %self.name(),
+                    "Engine came back to life after {after_failures} retries. Hooray!");
+                self.emit("engine_reconnect");
+                self.wake.notify_one();
+            }
+            None => {}
+        }
+    }
+
+    /// Keeps a pending engine pending with `msg` as its error (validation refused it).
+    pub fn record_rejection(&self, msg: &str) {
+        let mut h = self.health.lock().unwrap_or_else(|e| e.into_inner());
+        h.error = msg.to_string();
+        h.failures = h.failures.saturating_add(1);
+        h.updated_at = SystemTime::now();
+    }
+
+    fn emit(&self, action: &str) {
+        self.bus
+            .publish(ClusterEvent::swarm(action, &self.node_ref(), now_nanos()));
+    }
+
+    fn unreachable(&self, detail: impl ToString) -> EngineError {
+        let url = if self.addr.starts_with("unix://") {
+            self.addr.clone()
+        } else {
+            format!("tcp://{}", self.addr)
+        };
+        EngineError::Unreachable {
+            url,
+            detail: detail.to_string(),
+        }
+    }
+
+    /// The full URI of `path_and_query` on this engine, with the engine's API version prefix.
+    pub fn uri(&self, path_and_query: &str) -> String {
+        format!("{}/v{}{}", self.base, self.api_version(), path_and_query)
+    }
+
+    /// Sends one request and feeds the outcome into the health record. HTTP error statuses are
+    /// returned as responses, not errors: only the transport failing is an error here.
+    pub async fn send(
+        &self,
+        req: Request<TransportBody>,
+    ) -> Result<Response<Incoming>, EngineError> {
+        match self.transport.request(req).await {
+            Ok(resp) => {
+                self.record(Outcome::Answered);
+                Ok(resp)
+            }
+            Err(err) => {
+                let e = self.unreachable(error_chain(&err));
+                self.record(Outcome::Unreachable(e.to_string()));
+                Err(e)
+            }
+        }
+    }
+
+    /// `GET` a JSON document (30 s limit, body included); error statuses become
+    /// [`EngineError::Status`] with the engine's message.
+    pub async fn get_json<T: DeserializeOwned>(
+        &self,
+        path_and_query: &str,
+    ) -> Result<T, EngineError> {
+        let uri = self.uri(path_and_query);
+        let fut = async {
+            let req = Request::builder()
+                .method(Method::GET)
+                .uri(&uri)
+                .body(empty())
+                .map_err(|e| self.invalid(e))?;
+            let resp = self.send(req).await?;
+            let status = resp.status();
+            let body = match resp.into_body().collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(e) => {
+                    let e = self.unreachable(e);
+                    self.record(Outcome::Unreachable(e.to_string()));
+                    return Err(e);
+                }
+            };
+            if !status.is_success() {
+                return Err(EngineError::Status {
+                    status,
+                    message: error_message(&body),
+                });
+            }
+            serde_json::from_slice(&body).map_err(|e| self.invalid(e))
+        };
+        match tokio::time::timeout(REQUEST_TIMEOUT, fut).await {
+            Ok(r) => r,
+            Err(_) => {
+                let e = self.unreachable("request timed out");
+                self.record(Outcome::Unreachable(e.to_string()));
+                Err(e)
+            }
+        }
+    }
+
+    fn invalid(&self, detail: impl ToString) -> EngineError {
+        EngineError::Invalid {
+            addr: self.addr.clone(),
+            detail: detail.to_string(),
+        }
+    }
+
+    /// A bollard client over the shared transport, speaking `version`.
+    fn bollard(&self, version: ApiVersion) -> Result<Docker, EngineError> {
+        let transport = self.transport.clone();
+        Docker::connect_with_custom_transport(
+            move |req: bollard::BollardRequest| {
+                let transport = transport.clone();
+                async move {
+                    let (parts, body) = req.into_parts();
+                    let req = Request::from_parts(parts, boxed(body));
+                    transport
+                        .request(req)
+                        .await
+                        .map_err(|err| bollard::errors::Error::HyperLegacyError { err })
+                }
+            },
+            Some(self.base.clone()),
+            REQUEST_TIMEOUT.as_secs(),
+            &bollard::ClientVersion {
+                major_version: version.major as usize,
+                minor_version: version.minor as usize,
+            },
+        )
+        .map_err(|e| self.invalid(e))
+    }
+
+    fn bollard_error(&self, err: bollard::errors::Error) -> EngineError {
+        use bollard::errors::Error as B;
+        let e = match err {
+            B::DockerResponseServerError {
+                status_code,
+                message,
+            } => {
+                self.record(Outcome::Answered);
+                return EngineError::Status {
+                    status: StatusCode::from_u16(status_code).unwrap_or(StatusCode::BAD_GATEWAY),
+                    message,
+                };
+            }
+            B::JsonDataError { .. } | B::JsonSerdeError { .. } | B::APIVersionParseError {} => {
+                self.record(Outcome::Answered);
+                return self.invalid(err);
+            }
+            B::HyperLegacyError { err } => self.unreachable(error_chain(&err)),
+            other => self.unreachable(other),
+        };
+        self.record(Outcome::Unreachable(e.to_string()));
+        e
+    }
+
+    /// Reads `/version` and `/info` and publishes new specs (SPEC §3.3).
+    pub async fn update_specs(&self) -> Result<(), EngineError> {
+        let probe = self.bollard(MIN_API)?;
+        let version = probe.version().await.map_err(|e| self.bollard_error(e))?;
+        let engine_api = version
+            .api_version
+            .as_deref()
+            .and_then(|v| v.parse::<ApiVersion>().ok())
+            .unwrap_or(MIN_API);
+        let api_version = engine_api.min(MAX_API);
+        let info = self
+            .bollard(api_version)?
+            .info()
+            .await
+            .map_err(|e| self.bollard_error(e))?;
+
+        let cpus = info.ncpu.unwrap_or(0);
+        let memory = info.mem_total.unwrap_or(0);
+        if cpus == 0 || memory == 0 {
+            return Err(EngineError::Rejected(format!(
+                "cannot get resources for this engine, make sure {} is a Docker Engine, not a Swarm manager",
+                self.addr
+            )));
+        }
+        let mut labels = BTreeMap::new();
+        for (key, value) in [
+            ("storagedriver", info.driver.clone()),
+            ("kernelversion", info.kernel_version.clone()),
+            ("operatingsystem", info.operating_system.clone()),
+            ("ostype", info.os_type.clone()),
+        ] {
+            if let Some(v) = value.filter(|v| !v.is_empty()) {
+                labels.insert(key.to_string(), v);
+            }
+        }
+        for label in info.labels.clone().unwrap_or_default() {
+            let Some((k, v)) = label.split_once('=') else {
+                return Err(EngineError::Rejected(format!(
+                    "Engine {} contains an invalid label ({label}) not formatted as \"key=value\".",
+                    self.addr
+                )));
+            };
+            if k == "node" {
+                tracing::warn!(engine = %self.addr, "Engine label \"node\" is reserved for the node name; ignored");
+                continue;
+            }
+            if labels.contains_key(k) {
+                tracing::warn!(engine = %self.addr, label = k, "Engine label overrides a built-in label; ignored");
+                continue;
+            }
+            labels.insert(k.to_string(), v.to_string());
+        }
+        let daemon_id = info.id.clone().unwrap_or_default();
+        let id = format!("{daemon_id}|{}", self.addr);
+        if let Some(old) = self.specs() {
+            if old.daemon_id != daemon_id {
+                let msg = format!(
+                    "Engine (ID: {}, Addr: {}) shows up with another ID:{id}. Please remove it from cluster, it can be added back.",
+                    old.id, self.addr
+                );
+                let mut h = self.health.lock().unwrap_or_else(|e| e.into_inner());
+                h.state = EngineState::Pending;
+                h.error = msg.clone();
+                return Err(EngineError::Rejected(msg));
+            }
+        }
+        let ip = match self.specs() {
+            Some(old) if !old.ip.is_empty() => old.ip.clone(),
+            _ => resolve_ip(&self.addr).await,
+        };
+        self.specs.store(Some(Arc::new(EngineSpecs {
+            id,
+            daemon_id,
+            name: info.name.clone().unwrap_or_default(),
+            cpus,
+            memory,
+            labels,
+            version: version
+                .version
+                .clone()
+                .or(info.server_version.clone())
+                .unwrap_or_default(),
+            api_version,
+            ip,
+            read_at: Instant::now(),
+        })));
+        Ok(())
+    }
+
+    /// Validates a pending engine: specs, events monitor, full refresh. Returns whether this
+    /// call did the work (false when another validation is already running).
+    pub async fn validate(self: &Arc<Self>) -> Result<bool, EngineError> {
+        if self.validating.swap(true, Ordering::AcqRel) {
+            return Ok(false);
+        }
+        let result = async {
+            self.update_specs().await?;
+            self.start_monitor();
+            self.refresh_containers().await?;
+            self.refresh_others().await;
+            Ok(true)
+        }
+        .await;
+        self.validating.store(false, Ordering::Release);
+        result
+    }
+
+    /// Whether a validation attempt is running.
+    pub fn is_validating(&self) -> bool {
+        self.validating.load(Ordering::Acquire)
+    }
+
+    /// Marks a validated engine healthy and starts its refresh loop.
+    pub fn activate(self: &Arc<Self>) {
+        self.health
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .validated(SystemTime::now());
+        self.emit("engine_connect");
+        let engine = self.clone();
+        self.tasks.spawn(async move { engine.refresh_loop().await });
+    }
+
+    /// Stops the engine's tasks and marks it Disconnected (removed from discovery).
+    pub fn disconnect(&self) {
+        if self.cancel.is_cancelled() {
+            return;
+        }
+        self.cancel.cancel();
+        self.tasks.close();
+        let was = {
+            let mut h = self.health.lock().unwrap_or_else(|e| e.into_inner());
+            std::mem::replace(&mut h.state, EngineState::Disconnected)
+        };
+        if was != EngineState::Pending {
+            self.emit("engine_disconnect");
+        }
+    }
+
+    /// Waits for the engine's tasks to end after [`Engine::disconnect`].
+    pub async fn stopped(&self) {
+        self.tasks.wait().await;
+    }
+
+    async fn refresh_loop(self: Arc<Self>) {
+        loop {
+            let failures = self.health().failures;
+            let delay = refresh_delay(
+                self.opts.refresh_min,
+                self.opts.refresh_max,
+                failures,
+                self.opts.failure_retry,
+                rand::random::<f64>(),
+            );
+            tokio::select! {
+                _ = self.cancel.cancelled() => return,
+                _ = tokio::time::sleep(delay) => {}
+                _ = self.wake.notified() => {}
+            }
+            let stale = self
+                .specs()
+                .is_none_or(|s| s.read_at.elapsed() >= SPECS_REFRESH);
+            if self.state() != EngineState::Healthy || stale {
+                if let Err(err) = self.update_specs().await {
+                    tracing::debug!(engine = %self.addr, error = %err, "Update engine specs failed");
+                    continue;
+                }
+            }
+            if self.refresh_containers().await.is_ok() {
+                self.refresh_others().await;
+            }
+        }
+    }
+
+    /// Re-lists every container; inspects new ones and ones whose state changed.
+    pub async fn refresh_containers(&self) -> Result<(), EngineError> {
+        let list: Vec<Map<String, Value>> = self.get_json("/containers/json?all=1").await?;
+        let known = self.cache().containers.clone();
+        let todo: Vec<_> = list
+            .into_iter()
+            .map(|summary| {
+                let id = summary.get("Id").and_then(Value::as_str).unwrap_or("");
+                let cached = known.get(id).cloned();
+                (summary, cached)
+            })
+            .collect();
+        let records: Vec<Option<Arc<Container>>> = stream::iter(todo)
+            .map(|(summary, cached)| async move {
+                match cached {
+                    Some(c) if !needs_inspect(&c, &summary) => {
+                        Some(Arc::new(Container::new(summary, c.details.clone())))
+                    }
+                    _ => {
+                        let id = summary.get("Id").and_then(Value::as_str)?.to_string();
+                        match self.inspect(&id).await {
+                            Ok(details) => Some(Arc::new(Container::new(summary, details))),
+                            Err(err) => {
+                                tracing::debug!(engine = %self.addr, container = %id, error = %err, "Inspect failed during refresh");
+                                None
+                            }
+                        }
+                    }
+                }
+            })
+            .buffer_unordered(INSPECT_PARALLELISM)
+            .collect()
+            .await;
+        let map: HashMap<String, Arc<Container>> = records
+            .into_iter()
+            .flatten()
+            .map(|c| (c.id.clone(), c))
+            .collect();
+        self.update_cache(|cache| cache.containers = Arc::new(map));
+        Ok(())
+    }
+
+    async fn inspect(&self, id: &str) -> Result<ContainerDetails, EngineError> {
+        self.get_json(&format!("/containers/{id}/json")).await
+    }
+
+    /// Refreshes one container from a filtered list plus an inspect; drops it when gone.
+    pub async fn refresh_container(&self, id: &str) -> Result<(), EngineError> {
+        if id.is_empty() {
+            return Ok(());
+        }
+        let filters = format!("{{\"id\":[\"{}\"]}}", id.replace(['"', '\\'], ""));
+        let path = format!(
+            "/containers/json?all=1&filters={}",
+            percent_encoding::utf8_percent_encode(&filters, percent_encoding::NON_ALPHANUMERIC)
+        );
+        let list: Vec<Map<String, Value>> = self.get_json(&path).await?;
+        let summary = list
+            .into_iter()
+            .find(|s| s.get("Id").and_then(Value::as_str) == Some(id));
+        let record = match summary {
+            Some(summary) => match self.inspect(id).await {
+                Ok(details) => Some(Arc::new(Container::new(summary, details))),
+                Err(e) if e.is_not_found() => None,
+                Err(e) => return Err(e),
+            },
+            None => None,
+        };
+        self.update_cache(|cache| {
+            let mut map = (*cache.containers).clone();
+            match record {
+                Some(c) => {
+                    map.insert(id.to_string(), c);
+                }
+                None => {
+                    map.remove(id);
+                }
+            }
+            cache.containers = Arc::new(map);
+        });
+        Ok(())
+    }
+
+    /// Records an exec created through the manager, so `/exec/{id}/…` can be routed at once.
+    pub fn add_exec_id(&self, container_id: &str, exec_id: &str) {
+        self.update_cache(|cache| {
+            if let Some(c) = cache.containers.get(container_id) {
+                let mut c = (**c).clone();
+                c.details
+                    .exec_ids
+                    .get_or_insert_with(Vec::new)
+                    .push(exec_id.to_string());
+                let mut map = (*cache.containers).clone();
+                map.insert(container_id.to_string(), Arc::new(c));
+                cache.containers = Arc::new(map);
+            }
+        });
+    }
+
+    /// Refreshes images, networks and volumes; errors are logged and ignored.
+    pub async fn refresh_others(&self) {
+        let (images, networks, volumes) = tokio::join!(
+            self.refresh_images(),
+            self.refresh_networks(),
+            self.refresh_volumes()
+        );
+        for (what, result) in [
+            ("images", images),
+            ("networks", networks),
+            ("volumes", volumes),
+        ] {
+            if let Err(err) = result {
+                tracing::debug!(engine = %self.addr, error = %err, "Refreshing {what} failed");
+            }
+        }
+    }
+
+    /// Re-lists images.
+    pub async fn refresh_images(&self) -> Result<(), EngineError> {
+        let list: Vec<Map<String, Value>> = self.get_json("/images/json?all=1").await?;
+        let images: Vec<Arc<Image>> = list
+            .into_iter()
+            .map(|m| Arc::new(Image::from_raw(m)))
+            .collect();
+        self.update_cache(|cache| cache.images = Arc::new(images));
+        Ok(())
+    }
+
+    /// Re-lists networks.
+    pub async fn refresh_networks(&self) -> Result<(), EngineError> {
+        let list: Vec<Map<String, Value>> = self.get_json("/networks").await?;
+        let map = list
+            .into_iter()
+            .filter_map(|n| {
+                let id = n.get("Id")?.as_str()?.to_string();
+                Some((id, Arc::new(Value::Object(n))))
+            })
+            .collect();
+        self.update_cache(|cache| cache.networks = Arc::new(map));
+        Ok(())
+    }
+
+    /// Re-lists volumes.
+    pub async fn refresh_volumes(&self) -> Result<(), EngineError> {
+        let body: Value = self.get_json("/volumes").await?;
+        let map = body
+            .get("Volumes")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|v| Some((v.get("Name")?.as_str()?.to_string(), Arc::new(v.clone()))))
+            .collect();
+        self.update_cache(|cache| cache.volumes = Arc::new(map));
+        Ok(())
+    }
+
+    /// Re-inspects one network; drops it when the engine no longer has it.
+    pub async fn refresh_network(&self, id: &str) -> Result<(), EngineError> {
+        let result: Result<Value, EngineError> = self.get_json(&format!("/networks/{id}")).await;
+        let fresh = match result {
+            Ok(v) => Some(v),
+            Err(e) if e.is_not_found() => None,
+            Err(e) => return Err(e),
+        };
+        self.update_cache(|cache| {
+            let mut map = (*cache.networks).clone();
+            match fresh {
+                Some(v) => {
+                    let key = v
+                        .get("Id")
+                        .and_then(Value::as_str)
+                        .unwrap_or(id)
+                        .to_string();
+                    map.insert(key, Arc::new(v));
+                }
+                None => {
+                    map.retain(|k, v| k != id && v.get("Name").and_then(Value::as_str) != Some(id));
+                }
+            }
+            cache.networks = Arc::new(map);
+        });
+        Ok(())
+    }
+
+    /// Re-inspects one volume; drops it when the engine no longer has it.
+    pub async fn refresh_volume(&self, name: &str) -> Result<(), EngineError> {
+        let result: Result<Value, EngineError> = self.get_json(&format!("/volumes/{name}")).await;
+        let fresh = match result {
+            Ok(v) => Some(v),
+            Err(e) if e.is_not_found() => None,
+            Err(e) => return Err(e),
+        };
+        self.update_cache(|cache| {
+            let mut map = (*cache.volumes).clone();
+            match fresh {
+                Some(v) => {
+                    map.insert(name.to_string(), Arc::new(v));
+                }
+                None => {
+                    map.remove(name);
+                }
+            }
+            cache.volumes = Arc::new(map);
+        });
+        Ok(())
+    }
+
+    fn update_cache(&self, f: impl FnOnce(&mut EngineCache)) {
+        let _writer = self.cache_write.lock().unwrap_or_else(|e| e.into_inner());
+        let mut next = (**self.cache.load()).clone();
+        f(&mut next);
+        self.cache.store(Arc::new(next));
+    }
+
+    fn start_monitor(self: &Arc<Self>) {
+        if self.monitoring.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let engine = self.clone();
+        self.tasks.spawn(async move { engine.monitor().await });
+    }
+
+    /// The events monitor: subscribe, apply every event to the cache, forward it to the bus;
+    /// on error wait `min(failures + 1, 10)` seconds and subscribe again (SPEC §3.5). After a
+    /// reconnect the containers are re-listed, since events may have been missed.
+    async fn monitor(self: Arc<Self>) {
+        let mut monitor = EventsMonitor::Connecting { resumed: false };
+        loop {
+            monitor = match monitor {
+                EventsMonitor::Connecting { resumed } => {
+                    let req = Request::builder()
+                        .uri(self.uri("/events"))
+                        .body(empty())
+                        .expect("static request");
+                    let connect = tokio::select! {
+                        _ = self.cancel.cancelled() => return,
+                        r = self.send(req) => r,
+                    };
+                    match connect {
+                        Ok(resp) if resp.status().is_success() => {
+                            if resumed {
+                                if let Err(err) = self.refresh_containers().await {
+                                    tracing::debug!(engine = %self.addr, error = %err, "Refresh after events reconnect failed");
+                                }
+                            }
+                            EventsMonitor::Streaming(resp.into_body())
+                        }
+                        Ok(resp) => {
+                            tracing::warn!(engine = %self.addr, status = %resp.status(), "Engine refused the events stream");
+                            EventsMonitor::Waiting
+                        }
+                        Err(_) => EventsMonitor::Waiting,
+                    }
+                }
+                EventsMonitor::Streaming(body) => {
+                    tokio::select! {
+                        _ = self.cancel.cancelled() => return,
+                        ended = self.consume_events(body) => {
+                            tracing::info!(engine = %self.addr, reason = %ended, "Error monitoring events, will restart");
+                        }
+                    }
+                    // The stream breaking is often the first sign of a dead engine: refresh now.
+                    self.wake.notify_one();
+                    EventsMonitor::Waiting
+                }
+                EventsMonitor::Waiting => {
+                    let failures = u64::from(self.health().failures);
+                    let delay = Duration::from_secs((failures + 1).min(10));
+                    tokio::select! {
+                        _ = self.cancel.cancelled() => return,
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                    EventsMonitor::Connecting { resumed: true }
+                }
+            };
+        }
+    }
+
+    /// Reads events until the stream ends; returns why it ended.
+    async fn consume_events(&self, mut body: Incoming) -> String {
+        let mut buf = BytesMut::new();
+        loop {
+            match body.frame().await {
+                None => return "end of stream".into(),
+                Some(Err(e)) => return e.to_string(),
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        buf.extend_from_slice(&data);
+                    }
+                }
+            }
+            // Decode every complete JSON value in the buffer; keep a trailing partial one.
+            let mut consumed = 0;
+            let mut events = Vec::new();
+            {
+                let mut iter =
+                    serde_json::Deserializer::from_slice(&buf).into_iter::<Map<String, Value>>();
+                loop {
+                    match iter.next() {
+                        Some(Ok(ev)) => {
+                            consumed = iter.byte_offset();
+                            events.push(ev);
+                        }
+                        Some(Err(e)) if e.is_eof() => break,
+                        Some(Err(e)) => {
+                            tracing::warn!(engine = %self.addr, error = %e, "Undecodable event from engine; skipped");
+                            consumed = buf.len();
+                            break;
+                        }
+                        None => {
+                            consumed = buf.len();
+                            break;
+                        }
+                    }
+                }
+            }
+            buf.advance(consumed);
+            for ev in events {
+                self.handle_event(ev).await;
+            }
+        }
+    }
+
+    /// Applies one engine event to the cache, then forwards it to the bus.
+    pub async fn handle_event(&self, ev: Map<String, Value>) {
+        let text = |k: &str| ev.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+        let kind = match text("Type") {
+            t if t.is_empty() => "container".to_string(),
+            t => t,
+        };
+        let action = {
+            let a = text("Action");
+            let a = if a.is_empty() { text("status") } else { a };
+            match a.split_once(':') {
+                Some((head, _)) => head.trim().to_string(),
+                None => a,
+            }
+        };
+        let actor = ev
+            .get("Actor")
+            .and_then(|a| a.get("ID"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .unwrap_or_else(|| text("id"));
+        let result = match kind.as_str() {
+            "container" => match action.as_str() {
+                "top" | "resize" | "export" | "exec_create" | "exec_start" | "exec_detach"
+                | "attach" | "detach" | "extract-to-dir" | "copy" | "archive-path" => Ok(()),
+                "commit" => self.refresh_images().await,
+                _ => self.refresh_container(&actor).await,
+            },
+            "image" => self.refresh_images().await,
+            "network" => self.refresh_network(&actor).await,
+            "volume" => self.refresh_volume(&actor).await,
+            "daemon" if action == "reload" => self.update_specs().await,
+            _ => Ok(()),
+        };
+        if let Err(err) = result {
+            tracing::debug!(engine = %self.addr, error = %err, event = %action, "Cache update after event failed");
+        }
+        self.bus
+            .publish(ClusterEvent::from_engine(ev, &self.node_ref()));
+    }
+}
+
+/// The events monitor's states.
+enum EventsMonitor {
+    /// Subscribing; `resumed` after a broken stream (the cache may have missed events).
+    Connecting { resumed: bool },
+    /// Reading the stream.
+    Streaming(Incoming),
+    /// Backing off before subscribing again.
+    Waiting,
+}
+
+fn needs_inspect(cached: &Container, summary: &Map<String, Value>) -> bool {
+    let state = summary.get("State").and_then(Value::as_str).unwrap_or("");
+    state == "restarting"
+        || cached.summary.get("State") != summary.get("State")
+        || cached.summary.get("Status") != summary.get("Status")
+            && !cached.state().eq_ignore_ascii_case("running")
+}
+
+/// The message of an engine error body (`{"message": …}`), or the body text.
+pub fn error_message(body: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    struct Msg {
+        message: String,
+    }
+    match serde_json::from_slice::<Msg>(body) {
+        Ok(m) => m.message,
+        Err(_) => String::from_utf8_lossy(body).trim().to_string(),
+    }
+}
+
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+async fn resolve_ip(addr: &str) -> String {
+    if addr.starts_with("unix://") {
+        return String::new();
+    }
+    match tokio::net::lookup_host(addr).await {
+        Ok(mut addrs) => addrs.next().map(|a| a.ip().to_string()).unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
+/// Nanoseconds since the epoch, now.
+pub fn now_nanos() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}

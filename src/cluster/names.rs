@@ -1,0 +1,340 @@
+//! Resolving what a client names (full ID, short ID, Swarm ID, name, `node/name`) to the cached
+//! object and the engine that owns it (SPEC §5.4). Reads snapshots only; no I/O.
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::cache::{Container, Image};
+use super::cluster::EngineMaps;
+use super::engine::Engine;
+
+/// A container and the engine that owns it.
+#[derive(Clone)]
+pub struct ContainerRef {
+    pub engine: Arc<Engine>,
+    pub container: Arc<Container>,
+}
+
+/// Finds a container by the classic rules: full or 12-char ID, Swarm ID, unique name match
+/// (`name`, `/name`, `<engine ID>/name`, `<engine name>/name`), then unique ID prefix.
+pub fn find_container(maps: &EngineMaps, name: &str) -> Option<ContainerRef> {
+    if name.is_empty() {
+        return None;
+    }
+    let all: Vec<ContainerRef> = maps
+        .validated
+        .values()
+        .flat_map(|engine| {
+            let cache = engine.cache();
+            cache
+                .containers
+                .values()
+                .map(|c| ContainerRef {
+                    engine: engine.clone(),
+                    container: c.clone(),
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    find_in(&all, name)
+}
+
+/// Finds a container among the containers of the given engines only.
+pub fn find_container_on(engine: &Arc<Engine>, name: &str) -> Option<ContainerRef> {
+    let cache = engine.cache();
+    let all: Vec<ContainerRef> = cache
+        .containers
+        .values()
+        .map(|c| ContainerRef {
+            engine: engine.clone(),
+            container: c.clone(),
+        })
+        .collect();
+    find_in(&all, name)
+}
+
+fn short(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
+}
+
+fn find_in(all: &[ContainerRef], name: &str) -> Option<ContainerRef> {
+    if name.is_empty() {
+        return None;
+    }
+    if let Some(c) = all
+        .iter()
+        .find(|c| c.container.id == name || short(&c.container.id) == name)
+    {
+        return Some(c.clone());
+    }
+    if let Some(c) = all.iter().find(|c| {
+        c.container
+            .swarm_id()
+            .is_some_and(|s| s == name || short(s) == name)
+    }) {
+        return Some(c.clone());
+    }
+    let by_name: Vec<&ContainerRef> = all
+        .iter()
+        .filter(|c| {
+            let engine_name = c.engine.name();
+            let engine_id = c.engine.id();
+            c.container.names().any(|n| {
+                n == name
+                    || n.strip_prefix('/') == Some(name)
+                    || format!("{engine_id}{n}") == name
+                    || format!("{engine_name}{n}") == name
+            })
+        })
+        .collect();
+    match by_name.len() {
+        1 => return Some(by_name[0].clone()),
+        0 => {}
+        _ => return None,
+    }
+    let by_prefix: Vec<&ContainerRef> = all
+        .iter()
+        .filter(|c| {
+            c.container.id.starts_with(name)
+                || c.container.swarm_id().is_some_and(|s| s.starts_with(name))
+        })
+        .collect();
+    if by_prefix.len() == 1 {
+        return Some(by_prefix[0].clone());
+    }
+    None
+}
+
+/// Finds the container whose cached `ExecIDs` hold `exec_id`.
+pub fn find_exec(maps: &EngineMaps, exec_id: &str) -> Option<ContainerRef> {
+    maps.validated.values().find_map(|engine| {
+        let cache = engine.cache();
+        cache
+            .containers
+            .values()
+            .find(|c| {
+                c.details
+                    .exec_ids
+                    .as_ref()
+                    .is_some_and(|ids| ids.iter().any(|i| i == exec_id))
+            })
+            .map(|c| ContainerRef {
+                engine: engine.clone(),
+                container: c.clone(),
+            })
+    })
+}
+
+/// Splits an image reference into repository and tag or digest: at `@` for digests, else at
+/// the last `:` that is not followed by a `/` (so registry ports stay in the repository).
+pub fn split_reference(reference: &str) -> (&str, Option<&str>) {
+    if let Some((repo, digest)) = reference.split_once('@') {
+        return (repo, Some(digest));
+    }
+    match reference.rfind(':') {
+        Some(i) if !reference[i + 1..].contains('/') => {
+            (&reference[..i], Some(&reference[i + 1..]))
+        }
+        _ => (reference, None),
+    }
+}
+
+/// Whether an image matches `name`: exact ID or an ID prefix longer than 2 characters (with or
+/// without `sha256:`), else by repository and — with `with_tag` — tag or digest.
+pub fn image_matches(image: &Image, name: &str, with_tag: bool) -> bool {
+    if name.is_empty() {
+        return false;
+    }
+    let bare_id = image.id.strip_prefix("sha256:").unwrap_or(&image.id);
+    if image.id == name {
+        return true;
+    }
+    let bare_name = name.strip_prefix("sha256:").unwrap_or(name);
+    if bare_name.len() > 2
+        && bare_name.chars().all(|c| c.is_ascii_hexdigit())
+        && bare_id.starts_with(bare_name)
+    {
+        return true;
+    }
+    let (repo, tag) = split_reference(name);
+    let check = |candidate: &str| {
+        let (crepo, ctag) = split_reference(candidate);
+        if crepo != repo {
+            return false;
+        }
+        if !with_tag {
+            return true;
+        }
+        match tag {
+            None => true,
+            Some(t) => ctag == Some(t),
+        }
+    };
+    image.repo_tags.iter().any(|t| check(t)) || image.repo_digests.iter().any(|d| check(d))
+}
+
+/// A network and the engine it was found on.
+#[derive(Clone)]
+pub struct NetworkRef {
+    pub engine: Arc<Engine>,
+    pub network: Arc<Value>,
+}
+
+impl NetworkRef {
+    /// The network ID.
+    pub fn id(&self) -> &str {
+        self.network.get("Id").and_then(Value::as_str).unwrap_or("")
+    }
+}
+
+fn network_field<'a>(n: &'a Value, key: &str) -> &'a str {
+    n.get(key).and_then(Value::as_str).unwrap_or("")
+}
+
+/// Finds a network: exact or 12-char ID; then a name, `<engine ID>/name` or `<engine name>/name`
+/// that is unique by network ID; then `/name`; then a unique ID prefix.
+pub fn find_network(maps: &EngineMaps, name: &str) -> Option<NetworkRef> {
+    if name.is_empty() {
+        return None;
+    }
+    let all: Vec<NetworkRef> = maps
+        .validated
+        .values()
+        .flat_map(|engine| {
+            let cache = engine.cache();
+            cache
+                .networks
+                .values()
+                .map(|n| NetworkRef {
+                    engine: engine.clone(),
+                    network: n.clone(),
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    if let Some(n) = all.iter().find(|n| n.id() == name || short(n.id()) == name) {
+        return Some(n.clone());
+    }
+    let unique = |matches: Vec<&NetworkRef>| -> Option<NetworkRef> {
+        let first = matches.first()?;
+        if matches.iter().all(|m| m.id() == first.id()) {
+            Some((*first).clone())
+        } else {
+            None
+        }
+    };
+    let by_name: Vec<&NetworkRef> = all
+        .iter()
+        .filter(|n| {
+            let nname = network_field(&n.network, "Name");
+            nname == name
+                || format!("{}/{nname}", n.engine.id()) == name
+                || format!("{}/{nname}", n.engine.name()) == name
+        })
+        .collect();
+    if !by_name.is_empty() {
+        return unique(by_name);
+    }
+    if let Some(stripped) = name.strip_prefix('/') {
+        let by_slash: Vec<&NetworkRef> = all
+            .iter()
+            .filter(|n| network_field(&n.network, "Name") == stripped)
+            .collect();
+        if !by_slash.is_empty() {
+            return unique(by_slash);
+        }
+    }
+    let by_prefix: Vec<&NetworkRef> = all.iter().filter(|n| n.id().starts_with(name)).collect();
+    if by_prefix.is_empty() {
+        return None;
+    }
+    unique(by_prefix)
+}
+
+/// A volume and the engine it was found on.
+#[derive(Clone)]
+pub struct VolumeRef {
+    pub engine: Arc<Engine>,
+    pub volume: Arc<Value>,
+}
+
+/// Finds volumes named `name`, `<engine ID>/name` or `<engine name>/name` (all of them).
+pub fn find_volumes(maps: &EngineMaps, name: &str) -> Vec<VolumeRef> {
+    let mut found = Vec::new();
+    for engine in maps.validated.values() {
+        let cache = engine.cache();
+        for (vname, v) in cache.volumes.iter() {
+            if vname == name
+                || format!("{}/{vname}", engine.id()) == name
+                || format!("{}/{vname}", engine.name()) == name
+            {
+                found.push(VolumeRef {
+                    engine: engine.clone(),
+                    volume: v.clone(),
+                });
+            }
+        }
+    }
+    if found.is_empty() {
+        if let Some(stripped) = name.strip_prefix('/') {
+            return find_volumes(maps, stripped);
+        }
+    }
+    found
+}
+
+/// Finds one volume: a unique match, or among several the first with a non-`local` driver and
+/// exactly the name asked for.
+pub fn find_volume(maps: &EngineMaps, name: &str) -> Option<VolumeRef> {
+    let found = find_volumes(maps, name);
+    if found.len() == 1 {
+        return found.into_iter().next();
+    }
+    found.into_iter().find(|v| {
+        v.volume.get("Driver").and_then(Value::as_str) != Some("local")
+            && v.volume.get("Name").and_then(Value::as_str) == Some(name)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn image(id: &str, tags: &[&str]) -> Image {
+        Image::from_raw(
+            json!({"Id": id, "RepoTags": tags, "RepoDigests": []})
+                .as_object()
+                .unwrap()
+                .clone(),
+        )
+    }
+
+    #[test]
+    fn references_split_at_the_tag_not_the_registry_port() {
+        assert_eq!(split_reference("busybox:1"), ("busybox", Some("1")));
+        assert_eq!(
+            split_reference("localhost:5000/busybox"),
+            ("localhost:5000/busybox", None)
+        );
+        assert_eq!(
+            split_reference("localhost:5000/b:2"),
+            ("localhost:5000/b", Some("2"))
+        );
+        assert_eq!(split_reference("b@sha256:ab"), ("b", Some("sha256:ab")));
+    }
+
+    #[test]
+    fn images_match_by_id_prefix_repository_and_tag() {
+        let img = image("sha256:abcdef0123", &["busybox:latest", "me/busy:1"]);
+        assert!(image_matches(&img, "sha256:abcdef0123", true));
+        assert!(image_matches(&img, "abcd", true));
+        assert!(!image_matches(&img, "ab", true));
+        assert!(image_matches(&img, "busybox", true));
+        assert!(image_matches(&img, "busybox:latest", true));
+        assert!(!image_matches(&img, "busybox:2", true));
+        assert!(image_matches(&img, "busybox:2", false));
+        assert!(!image_matches(&img, "docker.io/library/busybox", true));
+        assert!(image_matches(&img, "me/busy:1", true));
+    }
+}

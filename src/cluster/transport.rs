@@ -1,0 +1,284 @@
+//! The one pooled HTTP transport every engine connection goes through.
+//!
+//! A single hyper client (one connection pool keyed by scheme and authority) carries the control
+//! plane (bollard's typed calls), the data plane (lists, inspects, event streams) and proxied
+//! requests to every engine. Engines are addressed as `http://host:port`, `https://host:port` or
+//! `unix://<hex of the socket path>`; the connector below turns each into a stream. This module
+//! owns no engine state.
+use std::future::Future;
+use std::io;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Uri;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::{Connected, Connection};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpStream, UnixStream};
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
+
+/// Error type carried by request bodies sent through the transport.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// Request body type of the transport: anything that streams bytes.
+pub type TransportBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// How long establishing a connection to an engine may take before it counts as a failure.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where an engine listens.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    /// `host:port` over plain TCP, or over TLS when the transport has a client TLS config.
+    Tcp(String),
+    /// A unix socket path.
+    Unix(PathBuf),
+}
+
+impl Endpoint {
+    /// Parses `host:port`, `tcp://host:port` or `unix:///path`.
+    pub fn parse(addr: &str) -> Endpoint {
+        if let Some(path) = addr.strip_prefix("unix://") {
+            Endpoint::Unix(PathBuf::from(path))
+        } else {
+            Endpoint::Tcp(addr.strip_prefix("tcp://").unwrap_or(addr).to_string())
+        }
+    }
+}
+
+/// The shared, cloneable transport.
+#[derive(Clone)]
+pub struct Transport {
+    client: Client<Connector, TransportBody>,
+    tls: bool,
+}
+
+impl Transport {
+    /// Builds the transport; with `tls`, every TCP engine is reached over TLS with that config.
+    pub fn new(tls: Option<Arc<rustls::ClientConfig>>) -> Transport {
+        let has_tls = tls.is_some();
+        let connector = Connector {
+            tls: tls.map(TlsConnector::from),
+        };
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(16)
+            .build(connector);
+        Transport {
+            client,
+            tls: has_tls,
+        }
+    }
+
+    /// The base URI (scheme and authority, no path) under which `endpoint` is reached.
+    pub fn base_uri(&self, endpoint: &Endpoint) -> String {
+        match endpoint {
+            Endpoint::Tcp(addr) if self.tls => format!("https://{addr}"),
+            Endpoint::Tcp(addr) => format!("http://{addr}"),
+            Endpoint::Unix(path) => {
+                format!("unix://{}", hex_encode(path.as_os_str().as_encoded_bytes()))
+            }
+        }
+    }
+
+    /// Sends one request. The URI must start with a base URI from [`Transport::base_uri`].
+    pub async fn request(
+        &self,
+        req: http::Request<TransportBody>,
+    ) -> Result<http::Response<Incoming>, hyper_util::client::legacy::Error> {
+        self.client.request(req).await
+    }
+}
+
+/// Boxes any body whose errors convert into [`BoxError`].
+pub fn boxed<B>(body: B) -> TransportBody
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    body.map_err(Into::into).boxed_unsync()
+}
+
+/// An empty request body.
+pub fn empty() -> TransportBody {
+    boxed(http_body_util::Empty::<Bytes>::new())
+}
+
+fn hex_encode(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn hex_decode(text: &str) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0 {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// Opens a raw stream to the engine behind a base URI (used by the pooled client and by
+/// connection hijacking, which needs a stream of its own).
+pub async fn connect(uri: &Uri, tls: Option<&TlsConnector>) -> io::Result<EngineStream> {
+    let fut = async {
+        let scheme = uri.scheme_str().unwrap_or("http");
+        let authority = uri
+            .authority()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "engine URI has no host"))?;
+        match scheme {
+            "unix" => {
+                let bytes = hex_decode(authority.as_str()).ok_or_else(|| {
+                    io::Error::new(io::ErrorKind::InvalidInput, "bad unix socket address")
+                })?;
+                let path = PathBuf::from(String::from_utf8_lossy(&bytes).into_owned());
+                Ok(EngineStream::Unix(UnixStream::connect(path).await?))
+            }
+            "http" | "https" => {
+                let host = authority
+                    .host()
+                    .trim_start_matches('[')
+                    .trim_end_matches(']');
+                let port = authority
+                    .port_u16()
+                    .unwrap_or(if scheme == "https" { 443 } else { 80 });
+                let tcp = TcpStream::connect((host, port)).await?;
+                let _ = tcp.set_nodelay(true);
+                if scheme == "https" {
+                    let tls = tls.ok_or_else(|| {
+                        io::Error::new(io::ErrorKind::InvalidInput, "TLS is not configured")
+                    })?;
+                    let name = rustls::pki_types::ServerName::try_from(host.to_string())
+                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+                    Ok(EngineStream::Tls(Box::new(tls.connect(name, tcp).await?)))
+                } else {
+                    Ok(EngineStream::Tcp(tcp))
+                }
+            }
+            other => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("unsupported engine scheme {other:?}"),
+            )),
+        }
+    };
+    match tokio::time::timeout(CONNECT_TIMEOUT, fut).await {
+        Ok(result) => result,
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "connection timed out",
+        )),
+    }
+}
+
+/// The connector behind the pooled client.
+#[derive(Clone)]
+pub struct Connector {
+    tls: Option<TlsConnector>,
+}
+
+impl tower::Service<Uri> for Connector {
+    type Response = TokioIo<EngineStream>;
+    type Error = io::Error;
+    type Future = Pin<Box<dyn Future<Output = io::Result<Self::Response>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let tls = self.tls.clone();
+        Box::pin(async move { connect(&uri, tls.as_ref()).await.map(TokioIo::new) })
+    }
+}
+
+/// A connection to an engine over TCP, TLS or a unix socket.
+pub enum EngineStream {
+    Tcp(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+    Unix(UnixStream),
+}
+
+impl Connection for EngineStream {
+    fn connected(&self) -> Connected {
+        Connected::new()
+    }
+}
+
+impl AsyncRead for EngineStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            EngineStream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            EngineStream::Tls(s) => Pin::new(s).poll_read(cx, buf),
+            EngineStream::Unix(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for EngineStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            EngineStream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            EngineStream::Tls(s) => Pin::new(s).poll_write(cx, buf),
+            EngineStream::Unix(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            EngineStream::Tcp(s) => Pin::new(s).poll_flush(cx),
+            EngineStream::Tls(s) => Pin::new(s).poll_flush(cx),
+            EngineStream::Unix(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            EngineStream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            EngineStream::Tls(s) => Pin::new(s).poll_shutdown(cx),
+            EngineStream::Unix(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unix_paths_round_trip_through_the_authority() {
+        let t = Transport::new(None);
+        let base = t.base_uri(&Endpoint::Unix(PathBuf::from("/run/docker.sock")));
+        let uri: Uri = format!("{base}/_ping").parse().unwrap();
+        let bytes = hex_decode(uri.authority().unwrap().as_str()).unwrap();
+        assert_eq!(bytes, b"/run/docker.sock");
+    }
+
+    #[test]
+    fn endpoints_parse_tcp_and_unix_forms() {
+        assert_eq!(
+            Endpoint::parse("1.2.3.4:2375"),
+            Endpoint::Tcp("1.2.3.4:2375".into())
+        );
+        assert_eq!(Endpoint::parse("tcp://h:1"), Endpoint::Tcp("h:1".into()));
+        assert_eq!(
+            Endpoint::parse("unix:///x.sock"),
+            Endpoint::Unix("/x.sock".into())
+        );
+    }
+}

@@ -20,6 +20,9 @@ pub enum ManageError {
     /// A listener could not be bound or failed.
     #[error("{0}")]
     Listen(String),
+    /// A TLS certificate, key or CA could not be loaded.
+    #[error("{0}")]
+    Tls(String),
     /// A requested feature is not available in this build.
     #[error("{0}")]
     Unsupported(String),
@@ -30,11 +33,21 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Runs the manager until a termination signal.
 pub async fn run(global: GlobalOptions, opts: ManageOptions) -> Result<(), ManageError> {
-    if opts.tls.tls || opts.tls.verify {
-        return Err(ManageError::Unsupported(
-            "TLS (--tls, --tlsverify) is not available in this build yet".into(),
-        ));
-    }
+    let tls_on = opts.tls.tls || opts.tls.verify;
+    let (server_tls, client_tls) = if tls_on {
+        (
+            Some(
+                crate::tls::server_config(&opts.tls)
+                    .map_err(|e| ManageError::Tls(e.to_string()))?,
+            ),
+            Some(
+                crate::tls::client_config(&opts.tls)
+                    .map_err(|e| ManageError::Tls(e.to_string()))?,
+            ),
+        )
+    } else {
+        (None, None)
+    };
     if opts.replication {
         return Err(ManageError::Unsupported(
             "--replication is not available in this build yet".into(),
@@ -65,7 +78,7 @@ pub async fn run(global: GlobalOptions, opts: ManageOptions) -> Result<(), Manag
             refresh_on_node_filter: opts.refresh_on_node_filter,
             container_name_refresh_filter: opts.container_name_refresh_filter.clone(),
         },
-        Transport::new(None),
+        Transport::new(client_tls),
     );
 
     let shutdown = CancellationToken::new();
@@ -95,8 +108,9 @@ pub async fn run(global: GlobalOptions, opts: ManageOptions) -> Result<(), Manag
         let token = shutdown.clone();
         let failed = failed_tx.clone();
         let name = listener.describe();
+        let tls = server_tls.clone();
         servers.spawn(async move {
-            if let Err(e) = api::serve(listener, app, token.cancelled_owned()).await {
+            if let Err(e) = api::serve(listener, app, token.cancelled_owned(), tls).await {
                 let _ = failed.send(format!("{name}: {e}")).await;
             }
         });

@@ -4,14 +4,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{Query, Request, State};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use regex::Regex;
 use serde_json::{Map, Value};
 
 use super::error::{ApiError, ApiResult};
 use super::filters::{label_matches, Filters};
-use super::proxy::fetch_json;
+use super::proxy::{fetch_json, forward, hijack};
 use super::server::{AppState, RequestedVersion};
 use super::system::json_response;
 use crate::cluster::cache::Container;
@@ -422,17 +422,178 @@ pub fn resolve(
     Ok(found)
 }
 
+/// The path of `action` on the resolved container, with the request's query.
+fn container_path(c: &ContainerRef, action: Option<&str>, req: &Request) -> String {
+    let mut path = format!("/containers/{}", c.container.id);
+    if let Some(a) = action {
+        path.push('/');
+        path.push_str(a);
+    }
+    if let Some(q) = req.uri().query() {
+        path.push('?');
+        path.push_str(q);
+    }
+    path
+}
+
+/// Whether the client asked to upgrade the connection (hijacked attach and exec).
+pub fn wants_upgrade(req: &Request) -> bool {
+    req.headers().contains_key(http::header::UPGRADE)
+}
+
+const GET_ACTIONS: [&str; 8] = [
+    "json",
+    "archive",
+    "export",
+    "changes",
+    "top",
+    "logs",
+    "stats",
+    "attach/ws",
+];
+
 /// `GET /containers/{name}/…`.
 pub async fn get_route(
     State(state): State<AppState>,
     axum::extract::Path(rest): axum::extract::Path<String>,
     req: Request,
 ) -> ApiResult<Response> {
-    let (name, action) = split_name_action(&rest, &["json"]);
+    let (name, action) = split_name_action(&rest, &GET_ACTIONS);
     match action {
         Some("json") => inspect(&state, name, req).await,
+        Some("attach/ws") => {
+            let c = resolve(&state, name, |n| format!("No such container: {n}"))?;
+            let path = container_path(&c, action, &req);
+            hijack(&c.engine, req, &path).await
+        }
+        Some(_) => {
+            let c = resolve(&state, name, |n| format!("No such container: {n}"))?;
+            let path = container_path(&c, action, &req);
+            forward(&c.engine, req, &path).await
+        }
+        None => Err(ApiError::no_route()),
+    }
+}
+
+/// `HEAD` and `PUT /containers/{name}/archive` (`docker cp`).
+pub async fn archive_route(
+    State(state): State<AppState>,
+    axum::extract::Path(rest): axum::extract::Path<String>,
+    req: Request,
+) -> ApiResult<Response> {
+    match split_name_action(&rest, &["archive"]) {
+        (name, Some(action)) => {
+            let c = resolve(&state, name, |n| format!("No such container: {n}"))?;
+            let path = container_path(&c, Some(action), &req);
+            forward(&c.engine, req, &path).await
+        }
         _ => Err(ApiError::no_route()),
     }
+}
+
+const POST_ACTIONS: [&str; 13] = [
+    "kill", "pause", "unpause", "restart", "stop", "update", "wait", "start", "rename", "resize",
+    "copy", "attach", "exec",
+];
+
+/// `POST /containers/{name}/…`.
+pub async fn post_route(
+    State(state): State<AppState>,
+    axum::extract::Path(rest): axum::extract::Path<String>,
+    req: Request,
+) -> ApiResult<Response> {
+    let (name, action) = split_name_action(&rest, &POST_ACTIONS);
+    let Some(action) = action else {
+        return Err(ApiError::no_route());
+    };
+    let c = resolve(&state, name, |n| {
+        if action == "start" {
+            format!("No such container {n}")
+        } else {
+            format!("No such container: {n}")
+        }
+    })?;
+    let path = container_path(&c, Some(action), &req);
+    match action {
+        "attach" if wants_upgrade(&req) => hijack(&c.engine, req, &path).await,
+        "exec" => super::exec::create(&state, &c, req, &path).await,
+        "start" => {
+            let resp = forward(&c.engine, req, &path).await?;
+            let status = resp.status();
+            refresh(&c).await;
+            if status == StatusCode::NOT_MODIFIED {
+                return Ok(StatusCode::NO_CONTENT.into_response());
+            }
+            Ok(resp)
+        }
+        "rename" => {
+            let new_name = query_value(&req, "name").unwrap_or_default();
+            if !new_name.is_empty() && name_taken(&state, &new_name, Some(&c.container.id)) {
+                return Err(conflict(&new_name));
+            }
+            let resp = forward(&c.engine, req, &path).await?;
+            refresh(&c).await;
+            Ok(resp)
+        }
+        "kill" | "pause" | "unpause" | "restart" | "stop" | "update" => {
+            let resp = forward(&c.engine, req, &path).await?;
+            refresh(&c).await;
+            Ok(resp)
+        }
+        _ => forward(&c.engine, req, &path).await,
+    }
+}
+
+/// `DELETE /containers/{name}?force=&v=`.
+pub async fn delete_route(
+    State(state): State<AppState>,
+    axum::extract::Path(rest): axum::extract::Path<String>,
+    req: Request,
+) -> ApiResult<Response> {
+    let c = find_container(&state.cluster.engines(), &rest)
+        .ok_or_else(|| ApiError::not_found(format!("Container {rest} not found")))?;
+    let path = container_path(&c, None, &req);
+    let resp = forward(&c.engine, req, &path).await?;
+    refresh(&c).await;
+    Ok(resp)
+}
+
+/// Re-reads one container into the cache right after a state-changing call, so the next read
+/// sees the change (the classic forces a refresh the same way).
+async fn refresh(c: &ContainerRef) {
+    if let Err(err) = c.engine.refresh_container(&c.container.id).await {
+        tracing::debug!(container = %c.container.id, error = %err, "Refresh after change failed");
+    }
+}
+
+/// One query parameter of a request, percent-decoded.
+pub fn query_value(req: &Request, key: &str) -> Option<String> {
+    let q = req.uri().query()?;
+    url::form_urlencoded::parse(q.as_bytes())
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// Whether `name` is used by a container other than `except` anywhere in the cluster.
+pub fn name_taken(state: &AppState, name: &str, except: Option<&str>) -> bool {
+    let wanted = name.trim_start_matches('/');
+    let maps = state.cluster.engines();
+    maps.validated.values().any(|e| {
+        e.cache()
+            .containers
+            .values()
+            .any(|c| Some(c.id.as_str()) != except && c.name() == wanted)
+    })
+}
+
+/// The classic 409 for a name clash.
+pub fn conflict(name: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        format!(
+            "Conflict: The name {name} is already assigned. You have to delete (or rename) that container to be able to assign {name} to a container again."
+        ),
+    )
 }
 
 /// `GET /containers/{name}/json`: a fresh inspect from the owning engine with the `Node`

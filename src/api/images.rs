@@ -166,6 +166,14 @@ pub async fn list(
     Ok(json_response(StatusCode::OK, &Value::Array(out)))
 }
 
+/// `GET /images/viz`: never supported by a cluster.
+pub async fn viz() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_IMPLEMENTED,
+        "Not supported in clustering mode.",
+    )
+}
+
 /// `GET /images/{name}/json` and `/images/{name}/history`: forwarded to an engine holding it.
 pub async fn get_route(
     State(state): State<AppState>,

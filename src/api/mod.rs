@@ -2,6 +2,7 @@
 //! module per resource. Handlers answer from cluster snapshots or forward to the owning engine.
 pub mod containers;
 pub mod error;
+pub mod exec;
 pub mod filters;
 pub mod images;
 pub mod networks;

@@ -97,3 +97,126 @@ pub async fn fetch_json(
         )
     })
 }
+
+/// The largest request body read whole before a hijack (attach and exec start bodies are tiny).
+const HIJACK_BODY_LIMIT: usize = 1 << 20;
+
+/// Relays an upgraded connection (attach, exec start, websocket attach) to `engine`: the
+/// request goes up on a connection of its own; when the engine switches protocols, the client
+/// gets the same `101` and then bytes are copied both ways as they come. When one side stops
+/// sending, the other side's write half is closed and the other direction runs to its end, so
+/// half-closes pass through. Anything but `101` is relayed as a normal response.
+pub async fn hijack(
+    engine: &Engine,
+    mut req: Request,
+    path_and_query: &str,
+) -> ApiResult<Response> {
+    use crate::cluster::health::Outcome;
+    let version = req
+        .extensions()
+        .get::<RequestedVersion>()
+        .copied()
+        .unwrap_or(RequestedVersion(None));
+    let client_upgrade = hyper::upgrade::on(&mut req);
+    let (parts, body) = req.into_parts();
+    let body = http_body_util::Limited::new(body, HIJACK_BODY_LIMIT)
+        .collect()
+        .await
+        .map_err(|e| ApiError::bad_request(format!("reading request body: {e}")))?
+        .to_bytes();
+
+    let uri: http::Uri = engine_uri(engine, version, path_and_query)
+        .parse()
+        .map_err(|e: http::uri::InvalidUri| ApiError::internal(e.to_string()))?;
+    let stream = match engine.transport().connect_raw(&uri).await {
+        Ok(s) => s,
+        Err(e) => {
+            let err = EngineError::Unreachable {
+                url: format!("tcp://{}", engine.addr),
+                detail: e.to_string(),
+            };
+            engine.record(Outcome::Unreachable(err.to_string()));
+            return Err(err.into());
+        }
+    };
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| ApiError::internal(format!("engine handshake: {e}")))?;
+    tokio::spawn(async move {
+        let _ = conn.with_upgrades().await;
+    });
+    let origin = match uri.path_and_query() {
+        Some(pq) => pq.as_str().to_string(),
+        None => "/".to_string(),
+    };
+    let mut builder = http::Request::builder().method(parts.method).uri(origin);
+    for (name, value) in parts.headers.iter() {
+        if name != header::HOST
+            && name != header::CONTENT_LENGTH
+            && name != header::TRANSFER_ENCODING
+        {
+            builder = builder.header(name, value);
+        }
+    }
+    let host = uri
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .unwrap_or_default();
+    builder = builder.header(
+        header::HOST,
+        if uri.scheme_str() == Some("unix") {
+            "docker".to_string()
+        } else {
+            host
+        },
+    );
+    let upstream = builder
+        .body(http_body_util::Full::new(body))
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let mut resp = match sender.send_request(upstream).await {
+        Ok(r) => {
+            engine.record(Outcome::Answered);
+            r
+        }
+        Err(e) => {
+            return Err(ApiError::internal(format!("engine {}: {e}", engine.addr)));
+        }
+    };
+    if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+        let (parts, body) = resp.into_parts();
+        let mut out = Response::new(Body::new(body));
+        *out.status_mut() = parts.status;
+        for (name, value) in parts.headers.iter() {
+            if !HOP_BY_HOP.contains(name) && name != "api-version" && name != header::SERVER {
+                out.headers_mut().append(name, value.clone());
+            }
+        }
+        return Ok(out);
+    }
+    let engine_upgrade = hyper::upgrade::on(&mut resp);
+    let mut out = Response::new(Body::empty());
+    *out.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    for (name, value) in resp.headers().iter() {
+        if name != "api-version" && name != header::SERVER {
+            out.headers_mut().append(name, value.clone());
+        }
+    }
+    let addr = engine.addr.clone();
+    tokio::spawn(async move {
+        let (client, upstream) = match tokio::join!(client_upgrade, engine_upgrade) {
+            (Ok(c), Ok(u)) => (c, u),
+            (c, u) => {
+                tracing::debug!(engine = %addr, client_ok = c.is_ok(), engine_ok = u.is_ok(), "Upgrade failed");
+                return;
+            }
+        };
+        let mut client = hyper_util::rt::TokioIo::new(client);
+        let mut upstream = hyper_util::rt::TokioIo::new(upstream);
+        match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+            Ok((up, down)) => tracing::debug!(engine = %addr, up, down, "Hijacked stream ended"),
+            Err(e) => tracing::debug!(engine = %addr, error = %e, "Hijacked stream broke"),
+        }
+    });
+    Ok(out)
+}

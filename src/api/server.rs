@@ -15,7 +15,7 @@ use http::{header, HeaderValue, Method, StatusCode};
 
 use super::error::ApiError;
 use super::version::{split_version_prefix, ApiVersion, MAX_API, MIN_API};
-use super::{containers, images, networks, system, volumes};
+use super::{containers, exec, images, networks, system, volumes};
 use crate::cluster::Cluster;
 
 /// Options of the API server.
@@ -56,8 +56,17 @@ pub fn app(state: AppState) -> Router {
         .route("/events", get(system::events))
         .route("/containers/json", get(containers::list))
         .route("/containers/ps", get(containers::list))
-        .route("/containers/{*rest}", get(containers::get_route))
+        .route(
+            "/containers/{*rest}",
+            get(containers::get_route)
+                .head(containers::archive_route)
+                .put(containers::archive_route)
+                .post(containers::post_route)
+                .delete(containers::delete_route),
+        )
+        .route("/exec/{*rest}", get(exec::get_route).post(exec::post_route))
         .route("/images/json", get(images::list))
+        .route("/images/viz", get(images::viz))
         .route("/images/{*rest}", get(images::get_route))
         .route("/networks", get(networks::list))
         .route("/networks/{*id}", get(networks::inspect))
@@ -83,6 +92,17 @@ async fn not_found(method: Method) -> Response {
 /// Docker daemon sends.
 async fn outer_layer(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let path = req.uri().path().to_string();
+    if let Some(clean) = cleaned_path(&path) {
+        let location = match req.uri().query() {
+            Some(q) => format!("{clean}?{q}"),
+            None => clean,
+        };
+        let mut resp = StatusCode::MOVED_PERMANENTLY.into_response();
+        if let Ok(v) = HeaderValue::from_str(&location) {
+            resp.headers_mut().insert(header::LOCATION, v);
+        }
+        return finish(&state, resp);
+    }
     let (version, rest) = split_version_prefix(&path);
     let requested = match version {
         None => None,
@@ -133,6 +153,30 @@ async fn outer_layer(State(state): State<AppState>, mut req: Request, next: Next
     tracing::debug!(%method, path = %path, status = resp.status().as_u16(),
         elapsed_ms = started.elapsed().as_millis() as u64, "Request served");
     finish(&state, resp)
+}
+
+/// The cleaned form of a path with empty, `.` or `..` segments, or `None` when already clean.
+fn cleaned_path(path: &str) -> Option<String> {
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    let last = segments.len().saturating_sub(1);
+    let unclean = segments
+        .iter()
+        .enumerate()
+        .any(|(i, s)| *s == "." || *s == ".." || (s.is_empty() && i != last));
+    if !unclean {
+        return None;
+    }
+    let mut out: Vec<&str> = Vec::new();
+    for s in segments {
+        match s {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    Some(format!("/{}", out.join("/")))
 }
 
 fn finish(state: &AppState, mut resp: Response) -> Response {
@@ -212,12 +256,17 @@ pub async fn bind(addr: &str) -> Result<Listener, String> {
     Ok(Listener::Tcp(listener))
 }
 
-/// Serves `app` on `listener` until `shutdown` completes.
+/// Serves `app` on `listener` until `shutdown` completes; with `tls`, every connection is a TLS
+/// connection first (unix sockets included, as in the classic).
 pub async fn serve(
     listener: Listener,
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
+    tls: Option<Arc<rustls::ServerConfig>>,
 ) -> std::io::Result<()> {
+    if let Some(tls) = tls {
+        return serve_tls(listener, app, shutdown, tls).await;
+    }
     match listener {
         Listener::Tcp(l) => axum::serve(l, app).with_graceful_shutdown(shutdown).await,
         Listener::Unix(l, path) => {
@@ -228,9 +277,87 @@ pub async fn serve(
     }
 }
 
+/// How long a client may take to finish the TLS handshake.
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+async fn serve_tls(
+    listener: Listener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    tls: Arc<rustls::ServerConfig>,
+) -> std::io::Result<()> {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    tokio::pin!(shutdown);
+    loop {
+        let accepted: std::io::Result<Box<dyn Stream>> = tokio::select! {
+            _ = &mut shutdown => break,
+            r = async {
+                match &listener {
+                    Listener::Tcp(l) => l.accept().await.map(|(s, _)| {
+                        let _ = s.set_nodelay(true);
+                        Box::new(s) as Box<dyn Stream>
+                    }),
+                    Listener::Unix(l, _) => l.accept().await.map(|(s, _)| Box::new(s) as Box<dyn Stream>),
+                }
+            } => r,
+        };
+        let stream = match accepted {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "Accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let acceptor = acceptor.clone();
+        let app = app.clone();
+        tokio::spawn(async move {
+            let tls_stream =
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::debug!(error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!("TLS handshake timed out");
+                        return;
+                    }
+                };
+            let service = hyper_util::service::TowerToHyperService::new(app);
+            let builder =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+            if let Err(e) = builder
+                .http1_only()
+                .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(tls_stream), service)
+                .await
+            {
+                tracing::debug!(error = %e, "Connection ended with an error");
+            }
+        });
+    }
+    if let Listener::Unix(_, path) = &listener {
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(())
+}
+
+/// A byte stream a client connected over.
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> Stream for T {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unclean_paths_are_cleaned() {
+        assert_eq!(cleaned_path("/info"), None);
+        assert_eq!(cleaned_path("/containers/json"), None);
+        assert_eq!(cleaned_path("//info").as_deref(), Some("/info"));
+        assert_eq!(cleaned_path("/a/../info").as_deref(), Some("/info"));
+        assert_eq!(cleaned_path("/./info").as_deref(), Some("/info"));
+    }
 
     #[test]
     fn the_header_constant_matches_the_advertised_version() {

@@ -1,11 +1,12 @@
 //! The cluster: pending engines by address, validated engines by ID, membership changes from
 //! discovery, validation and re-validation, and the event bus. Readers take an immutable
 //! snapshot of the maps ([`Cluster::engines`]); membership changes publish a new one.
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -66,7 +67,13 @@ pub struct Cluster {
     transport: Transport,
     cancel: CancellationToken,
     tasks: TaskTracker,
+    /// Execs created through the manager: exec ID → (engine ID, container ID, created). Engines
+    /// drop finished execs from a container's `ExecIDs`, but clients still inspect them.
+    execs: Mutex<HashMap<String, (String, String, Instant)>>,
 }
+
+/// How long an exec created through the manager stays routable.
+const EXEC_RETENTION: Duration = Duration::from_secs(3600);
 
 impl Cluster {
     /// A new, empty cluster. Call [`Cluster::start`] to run its background tasks.
@@ -80,6 +87,7 @@ impl Cluster {
             transport,
             cancel: CancellationToken::new(),
             tasks: TaskTracker::new(),
+            execs: Mutex::new(HashMap::new()),
         })
     }
 
@@ -282,6 +290,40 @@ impl Cluster {
                 }
             }
         }
+    }
+
+    /// Remembers an exec created through the manager.
+    pub fn remember_exec(&self, exec_id: &str, engine_id: &str, container_id: &str) {
+        let mut execs = self.execs.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        execs.retain(|_, (_, _, at)| now.duration_since(*at) < EXEC_RETENTION);
+        execs.insert(
+            exec_id.to_string(),
+            (engine_id.to_string(), container_id.to_string(), now),
+        );
+    }
+
+    /// The engine and container of an exec: one created through the manager, else one listed
+    /// in a cached container's `ExecIDs`.
+    pub fn find_exec(&self, exec_id: &str) -> Option<super::names::ContainerRef> {
+        let maps = self.engines();
+        let known = self
+            .execs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(exec_id)
+            .map(|(engine, container, _)| (engine.clone(), container.clone()));
+        if let Some((engine_id, container_id)) = known {
+            if let Some(engine) = maps.validated.get(&engine_id) {
+                if let Some(container) = engine.cache().containers.get(&container_id) {
+                    return Some(super::names::ContainerRef {
+                        engine: engine.clone(),
+                        container: container.clone(),
+                    });
+                }
+            }
+        }
+        super::names::find_exec(&maps, exec_id)
     }
 
     /// Counts by state over every engine, for `/info`.

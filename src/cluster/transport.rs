@@ -58,30 +58,25 @@ impl Endpoint {
 #[derive(Clone)]
 pub struct Transport {
     client: Client<Connector, TransportBody>,
-    tls: bool,
+    tls: Option<TlsConnector>,
 }
 
 impl Transport {
     /// Builds the transport; with `tls`, every TCP engine is reached over TLS with that config.
     pub fn new(tls: Option<Arc<rustls::ClientConfig>>) -> Transport {
-        let has_tls = tls.is_some();
-        let connector = Connector {
-            tls: tls.map(TlsConnector::from),
-        };
+        let tls = tls.map(TlsConnector::from);
+        let connector = Connector { tls: tls.clone() };
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(16)
             .build(connector);
-        Transport {
-            client,
-            tls: has_tls,
-        }
+        Transport { client, tls }
     }
 
     /// The base URI (scheme and authority, no path) under which `endpoint` is reached.
     pub fn base_uri(&self, endpoint: &Endpoint) -> String {
         match endpoint {
-            Endpoint::Tcp(addr) if self.tls => format!("https://{addr}"),
+            Endpoint::Tcp(addr) if self.tls.is_some() => format!("https://{addr}"),
             Endpoint::Tcp(addr) => format!("http://{addr}"),
             Endpoint::Unix(path) => {
                 format!("unix://{}", hex_encode(path.as_os_str().as_encoded_bytes()))
@@ -95,6 +90,14 @@ impl Transport {
         req: http::Request<TransportBody>,
     ) -> Result<http::Response<Incoming>, hyper_util::client::legacy::Error> {
         self.client.request(req).await
+    }
+}
+
+impl Transport {
+    /// Opens a connection of its own to the engine behind `uri` (for hijacked streams, which
+    /// must not go back to the pool).
+    pub async fn connect_raw(&self, uri: &Uri) -> io::Result<EngineStream> {
+        connect(uri, self.tls.as_ref()).await
     }
 }
 

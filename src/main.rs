@@ -1,37 +1,166 @@
-// Provisional entry point (replaced by the full one).
-fn main() {
+//! The `swarm` binary: reads the command line, sets up logging and runs the command. Everything
+//! with behaviour worth testing lives in the library; this file wires it together and turns
+//! outcomes into output and exit codes.
+#![forbid(unsafe_code)]
+
+use std::fmt::Display;
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use shoal::cli::{self, duration, Command, GlobalOptions, JoinOptions, ListOptions};
+use shoal::discovery::{self, DiscoveryOptions, Entry, WatchEvent};
+use tokio_util::sync::CancellationToken;
+
+/// Why `swarm create` cannot do what it used to.
+const CREATE_UNAVAILABLE: &str = "swarm create is no longer available: Docker Hub's hosted \
+    discovery service (token://) was shut down in June 2019. Use nodes://, file:// or a \
+    key-value store (etcd, consul or zk) for discovery instead.";
+
+fn main() -> ExitCode {
+    let env = |name: &str| std::env::var(name).ok();
+    let invocation = match cli::parse(std::env::args_os().collect(), &env) {
+        Ok(invocation) => invocation,
+        Err(error) => return fatal(error),
+    };
+    let global = invocation.global;
+    let command = match invocation.command {
+        Command::Help(text) => return print_and_succeed(&text),
+        Command::Version(line) => return print_and_succeed(&format!("{line}\n")),
+        command => command,
+    };
+    init_logging(&global);
+    for warning in &invocation.warnings {
+        tracing::warn!("{warning}");
+    }
+    match command {
+        Command::Manage(options) => {
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(error) => return fatal(format!("cannot start the async runtime: {error}")),
+            };
+            match runtime.block_on(shoal::manage::run(global, options)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => fatal(error),
+            }
+        }
+        Command::List(options) => match block_on(list(options)) {
+            Ok(entries) => {
+                let text: String = entries.iter().map(|entry| format!("{entry}\n")).collect();
+                print_and_succeed(&text)
+            }
+            Err(error) => fatal(error),
+        },
+        Command::Join(options) => match block_on(join(options)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => fatal(error),
+        },
+        Command::Create => fatal(CREATE_UNAVAILABLE),
+        Command::Help(_) | Command::Version(_) => ExitCode::SUCCESS,
+    }
+}
+
+/// Writes to stdout; a closed pipe (`swarm --help | head -1`) is not an error worth reporting.
+fn print_and_succeed(text: &str) -> ExitCode {
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush());
+    ExitCode::SUCCESS
+}
+
+/// Prints a fatal log line on stderr and returns the failure exit code. Written by hand because it
+/// is also used before (or instead of) setting up logging.
+fn fatal(message: impl Display) -> ExitCode {
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let _ = writeln!(std::io::stderr().lock(), "{now} FATAL {message}");
+    ExitCode::FAILURE
+}
+
+/// Logs go to stdout like the original's. `fatal` and `panic` have no tracing equivalent and
+/// mean "errors only". Dependencies stay at warn unless even that is too chatty.
+fn init_logging(global: &GlobalOptions) {
+    let level = match global.log_level.as_str() {
+        "debug" => "debug",
+        "info" => "info",
+        "warn" => "warn",
+        _ => "error",
+    };
+    let dependencies = if level == "error" { "error" } else { "warn" };
+    let filter =
+        tracing_subscriber::EnvFilter::new(format!("{dependencies},shoal={level},swarm={level}"));
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new("info,shoal=debug"))
+        .with_writer(std::io::stdout)
+        .with_ansi(std::io::stdout().is_terminal())
+        .with_env_filter(filter)
         .init();
-    let args: Vec<String> = std::env::args().collect();
-    let opts = shoal::cli::ManageOptions {
-        discovery: args[2].clone(),
-        hosts: vec![args[1].clone()],
-        strategy: "spread".into(),
-        filters: vec!["health".into()],
-        replication: false,
-        replication_ttl: std::time::Duration::from_secs(20),
-        advertise: None,
-        tls: Default::default(),
-        engine_refresh_min_interval: std::time::Duration::from_secs(1),
-        engine_refresh_max_interval: std::time::Duration::from_secs(2),
-        engine_failure_retry: 2,
-        heartbeat: std::time::Duration::from_secs(1),
-        cors: false,
-        overcommit: 0.05,
-        create_retry: 0,
-        discovery_opts: vec![],
-        refresh_on_node_filter: false,
-        container_name_refresh_filter: None,
-    };
-    let global = shoal::cli::GlobalOptions {
-        debug: false,
-        log_level: "info".into(),
-        experimental: false,
-    };
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    if let Err(e) = rt.block_on(shoal::manage::run(global, opts)) {
-        eprintln!("{e}");
-        std::process::exit(1);
+}
+
+/// Runs a small command (`list`, `join`) on a single-threaded runtime.
+fn block_on<T>(future: impl std::future::Future<Output = Result<T, String>>) -> Result<T, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| format!("cannot start the async runtime: {error}"))?
+        .block_on(future)
+}
+
+/// `swarm list`: the first list the backend reports, within the timeout.
+async fn list(options: ListOptions) -> Result<Vec<Entry>, String> {
+    let backend = discovery::new_backend(
+        &options.discovery,
+        &DiscoveryOptions {
+            heartbeat: options.timeout,
+            ttl: Duration::ZERO,
+            opts: options.discovery_opts,
+        },
+    )
+    .map_err(|error| error.to_string())?;
+    let shutdown = CancellationToken::new();
+    let _stop_watch = shutdown.clone().drop_guard();
+    let mut events = backend.watch(shutdown);
+    match tokio::time::timeout(options.timeout, events.recv()).await {
+        Ok(Some(WatchEvent::Entries(entries))) => Ok(entries),
+        Ok(Some(WatchEvent::Error(message))) => Err(message),
+        Ok(None) => Err("discovery stopped before reporting any address".to_string()),
+        Err(_) => Err("Timed out".to_string()),
+    }
+}
+
+/// `swarm join`: an optional random delay, then registration every heartbeat, forever. Failed
+/// registrations are logged and retried at the next heartbeat.
+async fn join(options: JoinOptions) -> Result<(), String> {
+    let backend = discovery::new_backend(
+        &options.discovery,
+        &DiscoveryOptions {
+            heartbeat: options.heartbeat,
+            ttl: options.ttl,
+            opts: options.discovery_opts.clone(),
+        },
+    )
+    .map_err(|error| error.to_string())?;
+    if !options.delay.is_zero() {
+        let bound = u64::try_from(options.delay.as_nanos()).unwrap_or(u64::MAX);
+        let wait = Duration::from_nanos(rand::random_range(0..bound));
+        tracing::info!(
+            delay = %duration::format(wait),
+            "Waiting a random delay before the first registration"
+        );
+        tokio::time::sleep(wait).await;
+    }
+    let period = duration::format(options.heartbeat);
+    loop {
+        tracing::info!(
+            addr = %options.advertise,
+            discovery = %options.discovery,
+            "Registering on the discovery service every {period}..."
+        );
+        if let Err(error) = backend.register(&options.advertise).await {
+            tracing::error!(%error, "Registration failed");
+        }
+        tokio::time::sleep(options.heartbeat).await;
     }
 }

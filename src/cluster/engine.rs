@@ -216,7 +216,7 @@ impl Engine {
 
     /// Whether this engine's tasks have been stopped.
     pub fn is_disconnected(&self) -> bool {
-        self.cancel.is_cancelled()
+        self.state() == EngineState::Disconnected
     }
 
     /// Feeds one call outcome into the health state machine and acts on the transition.
@@ -512,16 +512,15 @@ impl Engine {
 
     /// Stops the engine's tasks and marks it Disconnected (removed from discovery).
     pub fn disconnect(&self) {
-        if self.cancel.is_cancelled() {
-            return;
-        }
+        // The token may already be cancelled by the cluster's own shutdown; the tracker must
+        // be closed either way so that `stopped` can finish.
         self.cancel.cancel();
         self.tasks.close();
         let was = {
             let mut h = self.health.lock().unwrap_or_else(|e| e.into_inner());
             std::mem::replace(&mut h.state, EngineState::Disconnected)
         };
-        if was != EngineState::Pending {
+        if was == EngineState::Healthy {
             self.emit("engine_disconnect");
         }
     }

@@ -1,11 +1,69 @@
 //! Discovery: turns a discovery URL into a stream of engine address sets.
+//!
+//! Owns the URL syntax (`<scheme>://<body>`, a bare list meaning `nodes://`), the `[a:b]` range
+//! expansion of `nodes://` and `file://` items, [`Entry`] (`host:port` with Go's `SplitHostPort`
+//! rules) and the backends behind the [`Backend`] trait. It reports addresses only: it knows
+//! nothing about engines, their health or the cluster that consumes the stream.
+//!
+//! Backends: [`nodes`] (a fixed list), [`file`](mod@file) (a polled file). `token://`,
+//! `consul://`, `etcd://` and `zk://` URLs are recognised and validated ([`token`], [`kv`]) but
+//! their backends are not built yet; [`new_backend`] says so with
+//! [`DiscoveryError::NotYetSupported`].
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::str::FromStr;
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+pub mod file;
+pub mod kv;
+pub mod nodes;
+pub mod token;
+
+/// The directory (below the URL prefix) where key-value backends keep node entries unless the
+/// `kv.path` discovery option says otherwise. The classic `swarm` binary always passed this value.
+pub const DEFAULT_KV_PATH: &str = "docker/swarm/nodes";
+
+/// A range wider than this many values is left unexpanded (and then fails to parse as an address)
+/// instead of allocating without bound; 65536 covers a whole port range or a /16.
+pub const MAX_RANGE_VALUES: u64 = 65_536;
 
 /// One discovered engine address, `host:port`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Entry {
+    /// Host name or IP address, without brackets for IPv6.
     pub host: String,
+    /// Port as written (not checked to be numeric, like the original).
     pub port: String,
+}
+
+impl Entry {
+    /// An entry from its two parts.
+    pub fn new(host: impl Into<String>, port: impl Into<String>) -> Self {
+        Entry {
+            host: host.into(),
+            port: port.into(),
+        }
+    }
+
+    /// Parses `host:port` with Go's `net.SplitHostPort` rules: IPv6 hosts must be bracketed
+    /// (`[::1]:2375`), the port is whatever follows the last colon (possibly empty).
+    pub fn parse(addr: &str) -> Result<Entry, AddrError> {
+        let (host, port) = split_host_port(addr)?;
+        Ok(Entry::new(host, port))
+    }
+}
+
+impl FromStr for Entry {
+    type Err = AddrError;
+
+    fn from_str(addr: &str) -> Result<Self, Self::Err> {
+        Entry::parse(addr)
+    }
 }
 
 impl fmt::Display for Entry {
@@ -18,57 +76,509 @@ impl fmt::Display for Entry {
     }
 }
 
-/// One message from a watching backend.
-#[derive(Debug, Clone)]
-pub enum WatchEvent {
-    Entries(Vec<Entry>),
-    Error(String),
+/// An address that is not `host:port`; displays like Go's `net.AddrError`
+/// (`address 1.2.3.4: missing port in address`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddrError {
+    /// The address as given.
+    pub addr: String,
+    /// What is wrong with it, in Go's words.
+    pub reason: &'static str,
 }
 
-/// A discovery backend.
-pub trait Backend: Send + Sync + 'static {
-    /// Starts watching.
-    fn watch(
-        self: std::sync::Arc<Self>,
-        shutdown: tokio_util::sync::CancellationToken,
-    ) -> tokio::sync::mpsc::Receiver<WatchEvent>;
-}
-
-/// Options for backends.
-pub struct DiscoveryOptions {
-    pub heartbeat: std::time::Duration,
-    pub ttl: std::time::Duration,
-    pub opts: Vec<(String, String)>,
-}
-
-struct TempNodes(Vec<Entry>);
-impl Backend for TempNodes {
-    fn watch(
-        self: std::sync::Arc<Self>,
-        _shutdown: tokio_util::sync::CancellationToken,
-    ) -> tokio::sync::mpsc::Receiver<WatchEvent> {
-        let (tx, rx) = tokio::sync::mpsc::channel(1);
-        let _ = tx.try_send(WatchEvent::Entries(self.0.clone()));
-        std::mem::forget(tx);
-        rx
+impl fmt::Display for AddrError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.addr.is_empty() {
+            f.write_str(self.reason)
+        } else {
+            write!(f, "address {}: {}", self.addr, self.reason)
+        }
     }
 }
 
-/// Temporary.
-pub fn new_backend(
-    url: &str,
-    _o: &DiscoveryOptions,
-) -> Result<std::sync::Arc<dyn Backend>, String> {
-    let body = url.strip_prefix("nodes://").unwrap_or(url);
-    Ok(std::sync::Arc::new(TempNodes(
-        body.split(',')
-            .map(|s| {
-                let (h, p) = s.rsplit_once(':').unwrap();
-                Entry {
-                    host: h.into(),
-                    port: p.into(),
-                }
+impl std::error::Error for AddrError {}
+
+/// Go's `net.SplitHostPort`: splits at the last colon; a leading `[` must close just before it.
+pub fn split_host_port(addr: &str) -> Result<(&str, &str), AddrError> {
+    let fail = |reason| AddrError {
+        addr: addr.to_string(),
+        reason,
+    };
+    const MISSING_PORT: &str = "missing port in address";
+    const TOO_MANY_COLONS: &str = "too many colons in address";
+    let last_colon = addr.rfind(':').ok_or_else(|| fail(MISSING_PORT))?;
+    // `[` may appear only at `bracket_from`-less positions and `]` only after `bracket_to`.
+    let (host, no_open_from, no_close_from) = if addr.starts_with('[') {
+        let close = addr
+            .find(']')
+            .ok_or_else(|| fail("missing ']' in address"))?;
+        if close + 1 == addr.len() {
+            return Err(fail(MISSING_PORT));
+        }
+        if close + 1 != last_colon {
+            return Err(if addr.as_bytes()[close + 1] == b':' {
+                fail(TOO_MANY_COLONS)
+            } else {
+                fail(MISSING_PORT)
+            });
+        }
+        (&addr[1..close], 1, close + 1)
+    } else {
+        let host = &addr[..last_colon];
+        if host.contains(':') {
+            return Err(fail(TOO_MANY_COLONS));
+        }
+        (host, 0, 0)
+    };
+    if addr[no_open_from..].contains('[') {
+        return Err(fail("unexpected '[' in address"));
+    }
+    if addr[no_close_from..].contains(']') {
+        return Err(fail("unexpected ']' in address"));
+    }
+    Ok((host, &addr[last_colon + 1..]))
+}
+
+/// The discovery backends a URL can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scheme {
+    /// `nodes://a:1,b:2` or a bare list: a fixed set of addresses.
+    Nodes,
+    /// `file://path`: a file of addresses, re-read every heartbeat.
+    File,
+    /// `token://<token>`: Docker Hub's hosted discovery (shut down in 2019).
+    Token,
+    /// `consul://<addr>/<prefix>`.
+    Consul,
+    /// `etcd://<addr>[,<addr>…]/<prefix>` (v2 keys API).
+    Etcd,
+    /// `zk://<addr>[,<addr>…]/<prefix>`.
+    Zk,
+}
+
+impl Scheme {
+    /// The scheme as written in URLs (`zk`, not `zookeeper`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Nodes => "nodes",
+            Scheme::File => "file",
+            Scheme::Token => "token",
+            Scheme::Consul => "consul",
+            Scheme::Etcd => "etcd",
+            Scheme::Zk => "zk",
+        }
+    }
+
+    /// Whether the backend is a key-value store, the only kind that supports leader election
+    /// (`--replication`).
+    pub fn is_key_value(self) -> bool {
+        matches!(self, Scheme::Consul | Scheme::Etcd | Scheme::Zk)
+    }
+}
+
+impl fmt::Display for Scheme {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A discovery URL split into its scheme and the text after `://`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiscoveryUrl {
+    /// Which backend the URL names.
+    pub scheme: Scheme,
+    /// Everything after the first `://` (the whole text for a bare list).
+    pub body: String,
+}
+
+impl DiscoveryUrl {
+    /// Splits at the first `://`; without one the whole text is a `nodes` list. Only checks that
+    /// the scheme is known; see [`validate`] for the backend-specific checks.
+    pub fn parse(url: &str) -> Result<Self, DiscoveryError> {
+        let Some((scheme, body)) = url.split_once("://") else {
+            return Ok(DiscoveryUrl {
+                scheme: Scheme::Nodes,
+                body: url.to_string(),
+            });
+        };
+        let scheme = match scheme {
+            "nodes" => Scheme::Nodes,
+            "file" => Scheme::File,
+            "token" => Scheme::Token,
+            "consul" => Scheme::Consul,
+            "etcd" => Scheme::Etcd,
+            "zk" => Scheme::Zk,
+            _ => return Err(DiscoveryError::NotSupported),
+        };
+        Ok(DiscoveryUrl {
+            scheme,
+            body: body.to_string(),
+        })
+    }
+}
+
+/// Everything that can go wrong when setting up or using discovery. The texts are the classic
+/// `swarm` messages that users and scripts know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DiscoveryError {
+    /// The URL's scheme is not one of the known backends.
+    #[error("discovery service not supported")]
+    NotSupported,
+    /// A `nodes://` item (or bare list item) is not `host:port`; the hint catches the common
+    /// mistake of passing a token without `token://`.
+    #[error("{0}, please check you are using the correct discovery (missing token:// ?)")]
+    NodeAddress(AddrError),
+    /// `token://` with nothing after the last `/`.
+    #[error("token is empty")]
+    EmptyToken,
+    /// `consul://a,b`: Consul takes exactly one agent address.
+    #[error("consul does not support multiple endpoints")]
+    ConsulMultipleEndpoints,
+    /// Registration (`swarm join`) on a backend that has no store to register in.
+    #[error("not implemented in this discovery service")]
+    NotImplemented,
+    /// A recognised backend whose implementation is not part of this build.
+    #[error("{scheme} discovery is not supported by this build yet")]
+    NotYetSupported {
+        /// The URL scheme.
+        scheme: Scheme,
+    },
+}
+
+/// Checks a discovery URL without doing any I/O: the scheme is known, a `nodes` list parses
+/// (ranges expanded), a token is present, Consul has a single endpoint.
+pub fn validate(url: &str) -> Result<DiscoveryUrl, DiscoveryError> {
+    let parsed = DiscoveryUrl::parse(url)?;
+    match parsed.scheme {
+        Scheme::Nodes => {
+            nodes::parse_list(&parsed.body)?;
+        }
+        Scheme::File => {}
+        Scheme::Token => {
+            token::TokenUrl::parse(&parsed.body)?;
+        }
+        Scheme::Consul | Scheme::Etcd | Scheme::Zk => {
+            kv::KvUrl::parse(parsed.scheme, &parsed.body)?;
+        }
+    }
+    Ok(parsed)
+}
+
+static RANGE: LazyLock<regex::Regex> =
+    LazyLock::new(|| regex::Regex::new(r"\[(.+):(.+)\]").expect("the range pattern is valid"));
+
+/// Expands one numeric range `[from:to]` in `pattern` (inclusive): `10.0.0.[1:3]:2375` gives three
+/// addresses, `192.168.1.2:[2:4]375` gives ports 2375, 3375 and 4375. `from > to` gives nothing.
+/// Bounds that are not decimal integers leave the pattern unchanged, which is what lets bracketed
+/// IPv6 literals (`[::1]:2375`) through. Only one range per item: with two, the match spans both
+/// and its bounds are not numbers, so the item comes back unchanged (and fails to parse later).
+/// A range wider than [`MAX_RANGE_VALUES`] is also left unchanged.
+pub fn expand_ranges(pattern: &str) -> Vec<String> {
+    let unchanged = || vec![pattern.to_string()];
+    let Some(captures) = RANGE.captures(pattern) else {
+        return unchanged();
+    };
+    let (Some(whole), Some(from), Some(to)) = (captures.get(0), captures.get(1), captures.get(2))
+    else {
+        return unchanged();
+    };
+    // `i64::from_str` accepts exactly what Go's `strconv.Atoi` does: a sign and decimal digits.
+    let (Ok(from_value), Ok(to_value)) = (from.as_str().parse::<i64>(), to.as_str().parse::<i64>())
+    else {
+        return unchanged();
+    };
+    if from_value > to_value {
+        return Vec::new();
+    }
+    let count = (i128::from(to_value) - i128::from(from_value) + 1) as u128;
+    if count > u128::from(MAX_RANGE_VALUES) {
+        return unchanged();
+    }
+    let (before, after) = (&pattern[..whole.start()], &pattern[whole.end()..]);
+    (from_value..=to_value)
+        .map(|value| format!("{before}{value}{after}"))
+        .collect()
+}
+
+/// Settings every backend receives.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DiscoveryOptions {
+    /// Poll period of `file://`/`token://` and retry delay of key-value watches; for `swarm join`,
+    /// the registration period.
+    pub heartbeat: Duration,
+    /// How long a registration lives in the store (`swarm join --ttl`); zero when only watching.
+    pub ttl: Duration,
+    /// `--discovery-opt key=value` pairs in the order given.
+    pub opts: Vec<(String, String)>,
+}
+
+impl DiscoveryOptions {
+    /// The value of a discovery option; when a key is repeated the last one wins.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.opts
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The node directory below the URL prefix: `kv.path` or [`DEFAULT_KV_PATH`].
+    pub fn kv_path(&self) -> &str {
+        match self.get("kv.path") {
+            Some(path) if !path.is_empty() => path,
+            _ => DEFAULT_KV_PATH,
+        }
+    }
+}
+
+/// What a watch reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WatchEvent {
+    /// The complete current list of addresses, in the backend's order.
+    Entries(Vec<Entry>),
+    /// A transient problem (unreadable file, store unreachable); the watch keeps going.
+    Error(String),
+}
+
+/// The future returned by [`Backend::register`].
+pub type RegisterFuture<'a> = Pin<Box<dyn Future<Output = Result<(), DiscoveryError>> + Send + 'a>>;
+
+/// A discovery backend as the manager, `swarm list` and `swarm join` use it.
+pub trait Backend: Send + Sync + 'static {
+    /// Starts watching; the task ends when `shutdown` is cancelled or the receiver is dropped.
+    /// A list is sent first, then again whenever it changes. Must be called inside a Tokio runtime.
+    fn watch(self: Arc<Self>, shutdown: CancellationToken) -> mpsc::Receiver<WatchEvent>;
+
+    /// Registers an address (swarm join). nodes/file: error
+    /// `not implemented in this discovery service`.
+    fn register<'a>(&'a self, addr: &'a str) -> RegisterFuture<'a>;
+}
+
+/// Builds the backend a discovery URL names. Does no I/O; the first read happens in
+/// [`Backend::watch`].
+pub fn new_backend(url: &str, opts: &DiscoveryOptions) -> Result<Arc<dyn Backend>, DiscoveryError> {
+    let parsed = DiscoveryUrl::parse(url)?;
+    match parsed.scheme {
+        Scheme::Nodes => Ok(Arc::new(nodes::NodesBackend::new(&parsed.body)?)),
+        Scheme::File => Ok(Arc::new(file::FileBackend::new(
+            parsed.body,
+            opts.heartbeat,
+        ))),
+        Scheme::Token => {
+            token::TokenUrl::parse(&parsed.body)?;
+            Err(DiscoveryError::NotYetSupported {
+                scheme: Scheme::Token,
             })
-            .collect(),
-    )))
+        }
+        Scheme::Consul | Scheme::Etcd | Scheme::Zk => {
+            kv::KvUrl::parse(parsed.scheme, &parsed.body)?;
+            Err(DiscoveryError::NotYetSupported {
+                scheme: parsed.scheme,
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_split_like_go() {
+        assert_eq!(
+            Entry::parse("10.0.0.1:2375").unwrap(),
+            Entry::new("10.0.0.1", "2375")
+        );
+        assert_eq!(
+            Entry::parse("[::1]:2375").unwrap(),
+            Entry::new("::1", "2375")
+        );
+        assert_eq!(
+            Entry::parse("host.example:").unwrap(),
+            Entry::new("host.example", "")
+        );
+        assert_eq!(Entry::parse(":2375").unwrap(), Entry::new("", "2375"));
+        assert_eq!("a:1".parse::<Entry>().unwrap(), Entry::new("a", "1"));
+    }
+
+    #[test]
+    fn malformed_entries_report_go_messages() {
+        let cases = [
+            ("1.2.3.4", "address 1.2.3.4: missing port in address"),
+            ("", "missing port in address"),
+            ("::1:2375", "address ::1:2375: too many colons in address"),
+            ("[::1]", "address [::1]: missing port in address"),
+            ("[::1", "address [::1: missing ']' in address"),
+            ("[::1]x:1", "address [::1]x:1: missing port in address"),
+            ("[::1]:1:2", "address [::1]:1:2: too many colons in address"),
+            ("a[b:1", "address a[b:1: unexpected '[' in address"),
+            ("ab]:1", "address ab]:1: unexpected ']' in address"),
+            ("[a]]:1", "address [a]]:1: missing port in address"),
+        ];
+        for (input, message) in cases {
+            assert_eq!(
+                Entry::parse(input).unwrap_err().to_string(),
+                message,
+                "{input:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn entries_print_ipv6_in_brackets() {
+        assert_eq!(Entry::new("::1", "2375").to_string(), "[::1]:2375");
+        assert_eq!(Entry::new("a", "1").to_string(), "a:1");
+    }
+
+    #[test]
+    fn urls_split_at_the_first_separator() {
+        let url = DiscoveryUrl::parse("file:///tmp/x://y").unwrap();
+        assert_eq!(url.scheme, Scheme::File);
+        assert_eq!(url.body, "/tmp/x://y");
+        let bare = DiscoveryUrl::parse("a:1,b:2").unwrap();
+        assert_eq!(bare.scheme, Scheme::Nodes);
+        assert_eq!(bare.body, "a:1,b:2");
+        for (url, scheme) in [
+            ("nodes://a:1", Scheme::Nodes),
+            ("token://x", Scheme::Token),
+            ("consul://a:1/p", Scheme::Consul),
+            ("etcd://a:1/p", Scheme::Etcd),
+            ("zk://a:1/p", Scheme::Zk),
+        ] {
+            assert_eq!(DiscoveryUrl::parse(url).unwrap().scheme, scheme);
+        }
+        assert_eq!(
+            DiscoveryUrl::parse("http://a:1").unwrap_err().to_string(),
+            "discovery service not supported"
+        );
+        assert_eq!(
+            DiscoveryUrl::parse("://a:1").unwrap_err(),
+            DiscoveryError::NotSupported
+        );
+    }
+
+    #[test]
+    fn only_store_schemes_are_key_value() {
+        assert!(Scheme::Consul.is_key_value());
+        assert!(Scheme::Etcd.is_key_value());
+        assert!(Scheme::Zk.is_key_value());
+        assert!(!Scheme::Nodes.is_key_value());
+        assert!(!Scheme::File.is_key_value());
+        assert!(!Scheme::Token.is_key_value());
+    }
+
+    #[test]
+    fn ranges_expand_inclusively_in_an_octet() {
+        let expanded = expand_ranges("10.0.0.[10:20]:2375");
+        assert_eq!(expanded.len(), 11);
+        assert_eq!(expanded[0], "10.0.0.10:2375");
+        assert_eq!(expanded[10], "10.0.0.20:2375");
+    }
+
+    #[test]
+    fn ranges_expand_inside_port_digits() {
+        assert_eq!(
+            expand_ranges("192.168.1.2:[2:4]375"),
+            ["192.168.1.2:2375", "192.168.1.2:3375", "192.168.1.2:4375"]
+        );
+    }
+
+    #[test]
+    fn ranges_edge_cases() {
+        assert!(expand_ranges("10.0.0.[3:1]:2375").is_empty());
+        assert_eq!(expand_ranges("10.0.0.[5:5]:1"), ["10.0.0.5:1"]);
+        assert_eq!(expand_ranges("h[-1:1]:1"), ["h-1:1", "h0:1", "h1:1"]);
+        assert_eq!(expand_ranges("a[01:02]:1"), ["a1:1", "a2:1"]);
+        // Non-numeric bounds: unchanged, so bracketed IPv6 passes through.
+        assert_eq!(expand_ranges("[::1]:2375"), ["[::1]:2375"]);
+        assert_eq!(expand_ranges("[fe80::1:2]:2375"), ["[fe80::1:2]:2375"]);
+        assert_eq!(expand_ranges("host[a:b]:1"), ["host[a:b]:1"]);
+        assert_eq!(expand_ranges("plain:1"), ["plain:1"]);
+        assert_eq!(expand_ranges(""), [""]);
+        // Two ranges: the match spans both and is not numeric.
+        assert_eq!(
+            expand_ranges("10.0.[1:2].[3:4]:2375"),
+            ["10.0.[1:2].[3:4]:2375"]
+        );
+        // Huge ranges are refused rather than allocated.
+        assert_eq!(expand_ranges("h:[0:99999999]"), ["h:[0:99999999]"]);
+        assert_eq!(expand_ranges("h:[0:65535]").len(), 65_536);
+        assert_eq!(
+            expand_ranges("h:[-9223372036854775808:9223372036854775807]").len(),
+            1
+        );
+    }
+
+    #[test]
+    fn validation_catches_each_backends_url_errors() {
+        assert_eq!(
+            validate("1.2.3.4").unwrap_err().to_string(),
+            "address 1.2.3.4: missing port in address, please check you are using the correct \
+             discovery (missing token:// ?)"
+        );
+        assert_eq!(
+            validate("token://").unwrap_err(),
+            DiscoveryError::EmptyToken
+        );
+        assert_eq!(
+            validate("consul://a:8500,b:8500/x")
+                .unwrap_err()
+                .to_string(),
+            "consul does not support multiple endpoints"
+        );
+        assert_eq!(
+            validate("bogus://x").unwrap_err().to_string(),
+            "discovery service not supported"
+        );
+        assert_eq!(
+            validate("file:///nonexistent").unwrap().scheme,
+            Scheme::File
+        );
+        assert_eq!(validate("etcd://a:1,b:2/p").unwrap().scheme, Scheme::Etcd);
+        assert_eq!(validate("zk://a:1,b:2").unwrap().scheme, Scheme::Zk);
+        assert_eq!(validate("token://abc").unwrap().scheme, Scheme::Token);
+        assert_eq!(validate("10.0.0.[1:3]:2375").unwrap().scheme, Scheme::Nodes);
+    }
+
+    #[test]
+    fn store_backends_are_recognised_but_not_built() {
+        let opts = DiscoveryOptions::default();
+        for (url, scheme) in [
+            ("token://abc", "token"),
+            ("consul://a:8500/p", "consul"),
+            ("etcd://a:2379,b:2379/p", "etcd"),
+            ("zk://a:2181/p", "zk"),
+        ] {
+            let error = new_backend(url, &opts).err().expect(url);
+            assert_eq!(
+                error.to_string(),
+                format!("{scheme} discovery is not supported by this build yet")
+            );
+        }
+        assert_eq!(
+            new_backend("consul://a,b", &opts).err(),
+            Some(DiscoveryError::ConsulMultipleEndpoints)
+        );
+        assert_eq!(
+            new_backend("token://", &opts).err(),
+            Some(DiscoveryError::EmptyToken)
+        );
+        assert_eq!(
+            new_backend("ftp://x", &opts).err(),
+            Some(DiscoveryError::NotSupported)
+        );
+        assert!(new_backend("a:1,b:2", &opts).is_ok());
+        assert!(new_backend("file:///x", &opts).is_ok());
+    }
+
+    #[test]
+    fn discovery_options_last_value_wins_and_kv_path_defaults() {
+        let mut opts = DiscoveryOptions::default();
+        assert_eq!(opts.kv_path(), "docker/swarm/nodes");
+        opts.opts.push(("kv.path".into(), "a".into()));
+        opts.opts.push(("kv.path".into(), "b".into()));
+        assert_eq!(opts.get("kv.path"), Some("b"));
+        assert_eq!(opts.kv_path(), "b");
+        assert_eq!(opts.get("kv.certfile"), None);
+    }
 }

@@ -19,6 +19,7 @@ pub mod cli;
 pub mod cluster;
 pub mod discovery;
 pub mod manage;
+pub mod scheduler;
 pub mod tls;
 
 /// The version this build reports (`swarm -v`, `/version`).

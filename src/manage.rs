@@ -53,6 +53,8 @@ pub async fn run(global: GlobalOptions, opts: ManageOptions) -> Result<(), Manag
             "--replication is not available in this build yet".into(),
         ));
     }
+    let scheduler = crate::scheduler::Scheduler::new(&opts.strategy, &opts.filters)
+        .map_err(|e| ManageError::Unsupported(e.to_string()))?;
     let backend = discovery::new_backend(
         &opts.discovery,
         &DiscoveryOptions {
@@ -77,8 +79,10 @@ pub async fn run(global: GlobalOptions, opts: ManageOptions) -> Result<(), Manag
             experimental: global.experimental,
             refresh_on_node_filter: opts.refresh_on_node_filter,
             container_name_refresh_filter: opts.container_name_refresh_filter.clone(),
+            create_retry: opts.create_retry,
         },
         Transport::new(client_tls),
+        scheduler,
     );
 
     let shutdown = CancellationToken::new();

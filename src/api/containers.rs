@@ -649,6 +649,90 @@ async fn inspect(state: &AppState, name: &str, req: Request) -> ApiResult<Respon
     Ok(json_response(StatusCode::OK, &body))
 }
 
+/// The largest create body accepted.
+const CREATE_BODY_LIMIT: usize = 8 << 20;
+
+fn valid_container_name(name: &str) -> bool {
+    let n = name.strip_prefix('/').unwrap_or(name);
+    let mut chars = n.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric())
+        && n.len() >= 2
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+/// `POST /containers/create?name=`: scheduled onto a node (SPEC §4.6).
+pub async fn create(State(state): State<AppState>, req: Request) -> ApiResult<Response> {
+    use crate::cluster::create::{CreateError, CreateRequest};
+    use http_body_util::BodyExt;
+    let name = query_value(&req, "name").filter(|n| !n.is_empty());
+    if let Some(n) = &name {
+        if !valid_container_name(n) {
+            return Err(ApiError::bad_request(format!(
+                "Invalid container name ({n}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+            )));
+        }
+    }
+    let version = req
+        .extensions()
+        .get::<RequestedVersion>()
+        .copied()
+        .unwrap_or(RequestedVersion(None));
+    let registry_auth = req
+        .headers()
+        .get("X-Registry-Auth")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let bytes = http_body_util::Limited::new(req.into_body(), CREATE_BODY_LIMIT)
+        .collect()
+        .await
+        .map_err(|e| ApiError::bad_request(format!("reading request body: {e}")))?
+        .to_bytes();
+    let body: Map<String, Value> = match serde_json::from_slice::<Value>(&bytes) {
+        Ok(Value::Object(m)) => m,
+        Ok(_) => {
+            return Err(ApiError::bad_request(
+                "invalid JSON: the create body must be an object",
+            ))
+        }
+        Err(e) if bytes.is_empty() => {
+            return Err(ApiError::bad_request(format!(
+                "config cannot be empty in order to create a container: {e}"
+            )))
+        }
+        Err(e) => return Err(ApiError::bad_request(format!("invalid JSON: {e}"))),
+    };
+    if body
+        .get("Image")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
+        return Err(ApiError::bad_request("No image specified"));
+    }
+    let created = state
+        .cluster
+        .create_container(CreateRequest {
+            name,
+            body,
+            registry_auth,
+            version: version.0,
+        })
+        .await
+        .map_err(|e| match e {
+            CreateError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, m),
+            CreateError::BadRequest(m) => ApiError::bad_request(m),
+            CreateError::Scheduling(m) => ApiError::internal(m),
+            CreateError::Engine(e) => ApiError::from(e),
+        })?;
+    let warnings = match created.warnings {
+        Value::Null => Value::Array(Vec::new()),
+        w => w,
+    };
+    Ok(json_response(
+        StatusCode::CREATED,
+        &serde_json::json!({"Id": created.id, "Warnings": warnings}),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -680,6 +764,16 @@ mod tests {
         );
         assert_eq!(split_name_action("json", &["json"]), ("json", None));
         assert_eq!(split_name_action("abc", &["json"]), ("abc", None));
+    }
+
+    #[test]
+    fn container_names_follow_docker_rules() {
+        assert!(valid_container_name("web"));
+        assert!(valid_container_name("/web-1.a_b"));
+        assert!(!valid_container_name("w"));
+        assert!(!valid_container_name("-web"));
+        assert!(!valid_container_name("we b"));
+        assert!(!valid_container_name("node-1/web"));
     }
 
     #[test]

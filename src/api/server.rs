@@ -9,7 +9,7 @@ use std::sync::Arc;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use http::{header, HeaderValue, Method, StatusCode};
 
@@ -56,6 +56,7 @@ pub fn app(state: AppState) -> Router {
         .route("/events", get(system::events))
         .route("/containers/json", get(containers::list))
         .route("/containers/ps", get(containers::list))
+        .route("/containers/create", post(containers::create))
         .route(
             "/containers/{*rest}",
             get(containers::get_route)

@@ -34,6 +34,8 @@ pub struct ClusterOptions {
     pub refresh_on_node_filter: bool,
     /// `--container-name-refresh-filter`.
     pub container_name_refresh_filter: Option<String>,
+    /// `swarm.createretry`.
+    pub create_retry: i64,
 }
 
 /// An immutable view of cluster membership.
@@ -70,6 +72,8 @@ pub struct Cluster {
     /// Execs created through the manager: exec ID → (engine ID, container ID, created). Engines
     /// drop finished execs from a container's `ExecIDs`, but clients still inspect them.
     execs: Mutex<HashMap<String, (String, String, Instant)>>,
+    /// The scheduler and the container creations in flight.
+    pub placement: super::create::Placement,
 }
 
 /// How long an exec created through the manager stays routable.
@@ -77,7 +81,11 @@ const EXEC_RETENTION: Duration = Duration::from_secs(3600);
 
 impl Cluster {
     /// A new, empty cluster. Call [`Cluster::start`] to run its background tasks.
-    pub fn new(opts: ClusterOptions, transport: Transport) -> Arc<Cluster> {
+    pub fn new(
+        opts: ClusterOptions,
+        transport: Transport,
+        scheduler: crate::scheduler::Scheduler,
+    ) -> Arc<Cluster> {
         Arc::new(Cluster {
             engine_opts: Arc::new(opts.engine.clone()),
             opts,
@@ -88,6 +96,7 @@ impl Cluster {
             cancel: CancellationToken::new(),
             tasks: TaskTracker::new(),
             execs: Mutex::new(HashMap::new()),
+            placement: super::create::Placement::new(scheduler),
         })
     }
 

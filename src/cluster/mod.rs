@@ -3,6 +3,7 @@
 pub mod cache;
 #[allow(clippy::module_inception)]
 pub mod cluster;
+pub mod create;
 pub mod engine;
 pub mod events;
 pub mod health;

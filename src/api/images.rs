@@ -200,6 +200,15 @@ pub async fn get_route(
     forward(&engine, req, &format!("/images/{name}/{action}")).await
 }
 
+/// The image routes.
+pub fn routes() -> axum::Router<AppState> {
+    use axum::routing::get;
+    axum::Router::new()
+        .route("/images/json", get(list))
+        .route("/images/viz", get(viz))
+        .route("/images/{*rest}", get(get_route))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -106,3 +106,11 @@ pub async fn inspect(
     .await?;
     Ok(json_response(StatusCode::OK, &body))
 }
+
+/// The network routes.
+pub fn routes() -> axum::Router<AppState> {
+    use axum::routing::get;
+    axum::Router::new()
+        .route("/networks", get(list))
+        .route("/networks/{*id}", get(inspect))
+}

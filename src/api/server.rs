@@ -66,13 +66,9 @@ pub fn app(state: AppState) -> Router {
                 .delete(containers::delete_route),
         )
         .route("/exec/{*rest}", get(exec::get_route).post(exec::post_route))
-        .route("/images/json", get(images::list))
-        .route("/images/viz", get(images::viz))
-        .route("/images/{*rest}", get(images::get_route))
-        .route("/networks", get(networks::list))
-        .route("/networks/{*id}", get(networks::inspect))
-        .route("/volumes", get(volumes::list))
-        .route("/volumes/{*name}", get(volumes::inspect))
+        .merge(images::routes())
+        .merge(networks::routes())
+        .merge(volumes::routes())
         .fallback(not_found)
         .with_state(state.clone());
     // The prefix must be stripped before routing, so this layer wraps the router from outside.

@@ -102,3 +102,11 @@ pub async fn inspect(
     let body = fetch_json(&found.engine, version, &format!("/volumes/{vname}")).await?;
     Ok(json_response(StatusCode::OK, &body))
 }
+
+/// The volume routes.
+pub fn routes() -> axum::Router<AppState> {
+    use axum::routing::get;
+    axum::Router::new()
+        .route("/volumes", get(list))
+        .route("/volumes/{*name}", get(inspect))
+}

@@ -212,6 +212,42 @@ pub struct Created {
 }
 
 impl Cluster {
+    /// Snapshots of every validated engine, with the creations in flight added.
+    pub fn node_snapshots(&self) -> Vec<NodeSnapshot> {
+        let maps = self.engines();
+        let mut nodes: Vec<NodeSnapshot> = maps
+            .validated
+            .values()
+            .filter_map(|e| node_snapshot(e, self.opts.overcommit, self.opts.engine.failure_retry))
+            .collect();
+        let set = self
+            .placement
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for p in &set.items {
+            if let Some(n) = nodes.iter_mut().find(|n| n.id == p.engine_id) {
+                n.add_container(p.snapshot.clone());
+            }
+        }
+        nodes
+    }
+
+    /// The engines the scheduler ranks for `request`, best first (used by build, network and
+    /// volume creation, and routes that want "some good engine").
+    pub fn rank_engines(
+        &self,
+        request: &SchedulingRequest,
+    ) -> Result<Vec<Arc<Engine>>, SchedulerError> {
+        let nodes = self.node_snapshots();
+        let ranked = self.placement.scheduler.select(&nodes, request)?;
+        let maps = self.engines();
+        Ok(ranked
+            .into_iter()
+            .filter_map(|n| maps.validated.get(&n.id).cloned())
+            .collect())
+    }
+
     /// Creates a container on the node the scheduler picks (SPEC §4.6).
     pub async fn create_container(&self, mut req: CreateRequest) -> Result<Created, CreateError> {
         let mut sched = extract(&mut req.body)?;

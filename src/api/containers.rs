@@ -660,6 +660,43 @@ fn valid_container_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
 }
 
+/// The create-body fields the manager reads, typed, so a value of the wrong type is the
+/// client's error (400) rather than something the scheduler silently skips.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+#[allow(dead_code)]
+struct CreateBodyCheck {
+    image: Option<String>,
+    env: Option<Vec<String>>,
+    labels: Option<HashMap<String, String>>,
+    memory: Option<i64>,
+    memory_swap: Option<i64>,
+    cpu_shares: Option<i64>,
+    exposed_ports: Option<HashMap<String, Value>>,
+    host_config: Option<HostConfigCheck>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+#[allow(dead_code)]
+struct HostConfigCheck {
+    memory: Option<i64>,
+    memory_swap: Option<i64>,
+    cpu_shares: Option<i64>,
+    network_mode: Option<String>,
+    links: Option<Vec<String>>,
+    volumes_from: Option<Vec<String>>,
+    port_bindings: Option<HashMap<String, Option<Vec<PortBindingCheck>>>>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+#[allow(dead_code)]
+struct PortBindingCheck {
+    host_ip: Option<String>,
+    host_port: Option<String>,
+}
+
 /// `POST /containers/create?name=`: scheduled onto a node (SPEC §4.6).
 pub async fn create(State(state): State<AppState>, req: Request) -> ApiResult<Response> {
     use crate::cluster::create::{CreateError, CreateRequest};
@@ -701,6 +738,9 @@ pub async fn create(State(state): State<AppState>, req: Request) -> ApiResult<Re
         }
         Err(e) => return Err(ApiError::bad_request(format!("invalid JSON: {e}"))),
     };
+    if let Err(e) = serde_json::from_slice::<CreateBodyCheck>(&bytes) {
+        return Err(ApiError::bad_request(format!("invalid create body: {e}")));
+    }
     if body
         .get("Image")
         .and_then(Value::as_str)

@@ -59,14 +59,6 @@ pub fn human_duration(secs: i64) -> String {
     }
 }
 
-fn seconds_since(rfc3339: &str, now: i64) -> Option<i64> {
-    let t = chrono::DateTime::parse_from_rfc3339(rfc3339).ok()?;
-    if t.timestamp() <= 0 {
-        return None;
-    }
-    Some(now - t.timestamp())
-}
-
 /// The `Status` column of `docker ps`, recomputed now from the cached state.
 pub fn status_text(c: &Container, engine_healthy: bool, now: i64) -> String {
     if !engine_healthy {
@@ -74,10 +66,10 @@ pub fn status_text(c: &Container, engine_healthy: bool, now: i64) -> String {
     }
     let st = &c.details.state;
     let state = c.state();
-    let since = |t: &str| seconds_since(t, now).map(human_duration);
+    let since = |t: Option<i64>| t.map(|t| human_duration(now - t));
     match state {
         "running" | "paused" => {
-            let up = since(&st.started_at).unwrap_or_else(|| "Less than a second".into());
+            let up = since(c.started_secs).unwrap_or_else(|| "Less than a second".into());
             let mut text = format!("Up {up}");
             if st.paused || state == "paused" {
                 text.push_str(" (Paused)");
@@ -93,12 +85,12 @@ pub fn status_text(c: &Container, engine_healthy: bool, now: i64) -> String {
         "restarting" => format!(
             "Restarting ({}) {} ago",
             st.exit_code,
-            since(&st.finished_at).unwrap_or_else(|| "Less than a second".into())
+            since(c.finished_secs).unwrap_or_else(|| "Less than a second".into())
         ),
         "removing" => "Removal In Progress".into(),
         "dead" => "Dead".into(),
         "created" => "Created".into(),
-        "exited" => match since(&st.finished_at) {
+        "exited" => match since(c.finished_secs) {
             Some(d) => format!("Exited ({}) {d} ago", st.exit_code),
             None => format!("Exited ({})", st.exit_code),
         },
@@ -113,36 +105,74 @@ pub fn status_text(c: &Container, engine_healthy: bool, now: i64) -> String {
 
 /// One `docker ps` entry: the engine's entry with node-prefixed names, a fresh status and the
 /// node IP in place of unspecified port addresses.
-fn render(c: &Container, engine: &Engine, healthy: bool, now: i64) -> Value {
-    let mut out: Map<String, Value> = c.summary.clone();
-    let name = engine.name();
-    let names: Vec<Value> = c
-        .names()
-        .map(|n| Value::String(format!("/{name}{n}")))
-        .collect();
-    out.insert("Names".into(), Value::Array(names));
-    out.insert("Status".into(), Value::String(status_text(c, healthy, now)));
-    if !c.details.state.status.is_empty() {
-        out.insert(
-            "State".into(),
-            Value::String(c.details.state.status.clone()),
-        );
+/// One `docker ps` entry as it is written out: the engine's entry with node-prefixed names, a
+/// fresh status and the node IP in place of unspecified port addresses. Serialised straight
+/// from the cache, without copying the entry first (lists of tens of thousands stay cheap).
+struct Rendered<'a> {
+    c: &'a Container,
+    node: &'a str,
+    ip: &'a str,
+    status: String,
+}
+
+struct RenderedNames<'a>(&'a Container, &'a str);
+
+impl serde::Serialize for RenderedNames<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.names().map(|n| format!("/{}{n}", self.1)))
     }
-    let ip = engine.ip();
-    if let Some(ports) = out.get_mut("Ports").and_then(Value::as_array_mut) {
-        for p in ports {
-            if let Some(obj) = p.as_object_mut() {
-                let unspecified = matches!(
-                    obj.get("IP").and_then(Value::as_str),
-                    Some("0.0.0.0" | "::")
-                );
-                if unspecified && !ip.is_empty() {
-                    obj.insert("IP".into(), Value::String(ip.clone()));
-                }
+}
+
+struct RenderedPorts<'a>(&'a [Value], &'a str);
+
+impl serde::Serialize for RenderedPorts<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|p| PortEntry(p, self.1)))
+    }
+}
+
+struct PortEntry<'a>(&'a Value, &'a str);
+
+impl serde::Serialize for PortEntry<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let Some(obj) = self.0.as_object() else {
+            return self.0.serialize(s);
+        };
+        let mut m = s.serialize_map(Some(obj.len()))?;
+        for (k, v) in obj {
+            let unspecified = k == "IP" && matches!(v.as_str(), Some("0.0.0.0" | "::"));
+            if unspecified && !self.1.is_empty() {
+                m.serialize_entry(k, self.1)?;
+            } else {
+                m.serialize_entry(k, v)?;
             }
         }
+        m.end()
     }
-    Value::Object(out)
+}
+
+impl serde::Serialize for Rendered<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let summary = &self.c.summary;
+        let mut m = s.serialize_map(Some(summary.len()))?;
+        for (k, v) in summary {
+            match k.as_str() {
+                "Names" => m.serialize_entry(k, &RenderedNames(self.c, self.node))?,
+                "Status" => m.serialize_entry(k, &self.status)?,
+                "State" if !self.c.details.state.status.is_empty() => {
+                    m.serialize_entry(k, &self.c.details.state.status)?
+                }
+                "Ports" => match v.as_array() {
+                    Some(ports) => m.serialize_entry(k, &RenderedPorts(ports, self.ip))?,
+                    None => m.serialize_entry(k, v)?,
+                },
+                _ => m.serialize_entry(k, v)?,
+            }
+        }
+        m.end()
+    }
 }
 
 struct ListFilter {
@@ -379,11 +409,30 @@ pub async fn list(
         selected.truncate(limit as usize);
     }
     let now = chrono::Utc::now().timestamp();
-    let out: Vec<Value> = selected
+    let names: HashMap<*const Engine, (String, String)> = selected
         .iter()
-        .map(|(c, e, healthy)| render(c, e, *healthy, now))
+        .map(|(_, e, _)| (Arc::as_ptr(e), (e.name(), e.ip())))
         .collect();
-    Ok(json_response(StatusCode::OK, &Value::Array(out)))
+    let out: Vec<Rendered> = selected
+        .iter()
+        .map(|(c, e, healthy)| {
+            let (node, ip) = &names[&Arc::as_ptr(e)];
+            Rendered {
+                c,
+                node,
+                ip,
+                status: status_text(c, *healthy, now),
+            }
+        })
+        .collect();
+    let mut body = serde_json::to_vec(&out).map_err(|e| ApiError::internal(e.to_string()))?;
+    body.push(b'\n');
+    let mut resp = (StatusCode::OK, body).into_response();
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    Ok(resp)
 }
 
 async fn refresh_matching(engines: Vec<Arc<Engine>>, pick: impl Fn(&Engine) -> bool) {

@@ -251,8 +251,8 @@ pub async fn info(State(state): State<AppState>) -> Response {
     let cluster = &state.cluster;
     let maps = cluster.engines();
     let overcommit = cluster.opts.overcommit;
-    let mut engines: Vec<&Arc<Engine>> = maps.all().collect();
-    engines.sort_by(|a, b| natural_cmp(&a.name(), &b.name()));
+    let mut engines: Vec<(String, &Arc<Engine>)> = maps.all().map(|e| (e.name(), e)).collect();
+    engines.sort_by(|a, b| natural_cmp(&a.0, &b.0));
 
     let mut rows: Vec<[String; 2]> = vec![
         ["Role".into(), "primary".into()],
@@ -260,7 +260,7 @@ pub async fn info(State(state): State<AppState>) -> Response {
         ["Filters".into(), cluster.opts.filters.join(", ")],
         ["Nodes".into(), engines.len().to_string()],
     ];
-    for engine in &engines {
+    for (_, engine) in &engines {
         node_rows(engine, overcommit, &mut rows);
     }
 
@@ -301,7 +301,6 @@ pub async fn info(State(state): State<AppState>) -> Response {
         "Images": images,
         "Driver": "",
         "DriverStatus": null,
-        "SystemStatus": rows,
         "Plugins": {"Volume": null, "Network": null, "Authorization": null, "Log": null},
         "MemoryLimit": true,
         "SwapLimit": true,
@@ -352,7 +351,23 @@ pub async fn info(State(state): State<AppState>) -> Response {
         "SecurityOptions": null,
         "Warnings": null,
     });
-    json_response(StatusCode::OK, &body)
+    // The node tree is most of the body at scale: serialise it directly and splice it in
+    // rather than building a JSON value of it first.
+    let mut out = serde_json::to_vec(&body).unwrap_or_else(|_| b"{}".to_vec());
+    let mut status = b"{\"SystemStatus\":".to_vec();
+    status.extend(serde_json::to_vec(&rows).unwrap_or_else(|_| b"null".to_vec()));
+    if out.len() > 2 {
+        status.push(b',');
+    }
+    status.extend_from_slice(&out[1..]);
+    out = status;
+    out.push(b'\n');
+    let mut resp = (StatusCode::OK, out).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
 }
 
 /// Parses a Docker timestamp (`1700000000`, `1700000000.5`, or RFC 3339) into nanoseconds.
@@ -497,11 +512,27 @@ pub async fn events(
                 ev = rx.recv() => ev,
             };
             match next {
-                Ok(ev) => {
-                    if past_until(&ev) {
-                        return;
+                Ok(first) => {
+                    // Write everything already queued as one chunk: bursts from many engines
+                    // cost one write, not one per event.
+                    let mut chunk = Vec::new();
+                    let mut pending = Some(first);
+                    while let Some(ev) = pending.take() {
+                        if past_until(&ev) {
+                            if !chunk.is_empty() {
+                                let _ = tx.send(Ok(Bytes::from(chunk))).await;
+                            }
+                            return;
+                        }
+                        if event_matches(&ev, &filters) {
+                            chunk.extend_from_slice(ev.json.as_bytes());
+                            chunk.push(b'\n');
+                        }
+                        if chunk.len() < 1 << 20 {
+                            pending = rx.try_recv().ok();
+                        }
                     }
-                    if event_matches(&ev, &filters) && tx.send(Ok(line(&ev))).await.is_err() {
+                    if !chunk.is_empty() && tx.send(Ok(Bytes::from(chunk))).await.is_err() {
                         return;
                     }
                 }

@@ -25,6 +25,11 @@ pub struct EngineCache {
 #[derive(Debug, Clone)]
 pub struct Container {
     pub id: String,
+    /// Creation time in nanoseconds (parsed once; `docker ps` sorts by it).
+    created_ns: i128,
+    /// `State.StartedAt` and `State.FinishedAt` in seconds, parsed once (`None` when unset).
+    pub started_secs: Option<i64>,
+    pub finished_secs: Option<i64>,
     /// The engine's `GET /containers/json` entry, untouched.
     pub summary: Map<String, Value>,
     /// Typed subset of `GET /containers/{id}/json`.
@@ -39,11 +44,24 @@ impl Container {
             .and_then(Value::as_str)
             .unwrap_or(&details.id)
             .to_string();
-        Container {
+        let mut c = Container {
             id,
+            created_ns: 0,
+            started_secs: None,
+            finished_secs: None,
             summary,
             details,
-        }
+        };
+        c.created_ns = c.parse_created();
+        let secs = |t: &str| {
+            chrono::DateTime::parse_from_rfc3339(t)
+                .ok()
+                .map(|t| t.timestamp())
+                .filter(|s| *s > 0)
+        };
+        c.started_secs = secs(&c.details.state.started_at);
+        c.finished_secs = secs(&c.details.state.finished_at);
+        c
     }
 
     /// Names as the engine lists them (`/web`, `/other/alias`).
@@ -104,6 +122,10 @@ impl Container {
 
     /// Creation time in nanoseconds since the epoch (ordering key of `docker ps`).
     pub fn created_nanos(&self) -> i128 {
+        self.created_ns
+    }
+
+    fn parse_created(&self) -> i128 {
         if let Ok(t) = chrono::DateTime::parse_from_rfc3339(&self.details.created) {
             return i128::from(t.timestamp()) * 1_000_000_000
                 + i128::from(t.timestamp_subsec_nanos());

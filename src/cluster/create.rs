@@ -106,6 +106,23 @@ impl Drop for PendingGuard<'_> {
     }
 }
 
+/// The scheduler's view of one engine, rebuilt only when the engine's cache or health changed
+/// since the last call (creates at scale must not rebuild 1,000 snapshots each).
+pub fn cached_node_snapshot(
+    engine: &Engine,
+    overcommit: f64,
+    retry: u32,
+) -> Option<Arc<NodeSnapshot>> {
+    let cache = engine.cache();
+    let health = engine.health().indicator(retry);
+    if let Some(hit) = engine.snapshot_memo(&cache, health) {
+        return Some(hit);
+    }
+    let fresh = Arc::new(node_snapshot(engine, overcommit, retry)?);
+    engine.remember_snapshot(cache, health, fresh.clone());
+    Some(fresh)
+}
+
 /// Builds the scheduler's view of one engine from its cache.
 pub fn node_snapshot(engine: &Engine, overcommit: f64, retry: u32) -> Option<NodeSnapshot> {
     let specs = engine.specs()?;
@@ -213,23 +230,21 @@ pub struct Created {
 
 impl Cluster {
     /// Snapshots of every validated engine, with the creations in flight added.
-    pub fn node_snapshots(&self) -> Vec<NodeSnapshot> {
+    pub fn node_snapshots(&self) -> Vec<Arc<NodeSnapshot>> {
         let maps = self.engines();
-        let mut nodes: Vec<NodeSnapshot> = maps
+        let mut nodes: Vec<Arc<NodeSnapshot>> = maps
             .validated
             .values()
-            .filter_map(|e| node_snapshot(e, self.opts.overcommit, self.opts.engine.failure_retry))
+            .filter_map(|e| {
+                cached_node_snapshot(e, self.opts.overcommit, self.opts.engine.failure_retry)
+            })
             .collect();
         let set = self
             .placement
             .pending
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        for p in &set.items {
-            if let Some(n) = nodes.iter_mut().find(|n| n.id == p.engine_id) {
-                n.add_container(p.snapshot.clone());
-            }
-        }
+        add_pending(&mut nodes, &set.items);
         nodes
     }
 
@@ -240,7 +255,8 @@ impl Cluster {
         request: &SchedulingRequest,
     ) -> Result<Vec<Arc<Engine>>, SchedulerError> {
         let nodes = self.node_snapshots();
-        let ranked = self.placement.scheduler.select(&nodes, request)?;
+        let refs: Vec<&NodeSnapshot> = nodes.iter().map(|n| n.as_ref()).collect();
+        let ranked = self.placement.scheduler.select_among(&refs, request)?;
         let maps = self.engines();
         Ok(ranked
             .into_iter()
@@ -405,19 +421,16 @@ impl Cluster {
                     id
                 }
             };
-            let mut nodes: Vec<NodeSnapshot> = maps
+            let mut nodes: Vec<Arc<NodeSnapshot>> = maps
                 .validated
                 .values()
                 .filter_map(|e| {
-                    node_snapshot(e, self.opts.overcommit, self.opts.engine.failure_retry)
+                    cached_node_snapshot(e, self.opts.overcommit, self.opts.engine.failure_retry)
                 })
                 .collect();
-            for p in &set.items {
-                if let Some(n) = nodes.iter_mut().find(|n| n.id == p.engine_id) {
-                    n.add_container(p.snapshot.clone());
-                }
-            }
-            let ranked = placement.scheduler.select(&nodes, &sched)?;
+            add_pending(&mut nodes, &set.items);
+            let refs: Vec<&NodeSnapshot> = nodes.iter().map(|n| n.as_ref()).collect();
+            let ranked = placement.scheduler.select_among(&refs, &sched)?;
             let chosen = ranked.first().ok_or_else(|| {
                 CreateError::Scheduling("No nodes available in the cluster".into())
             })?;
@@ -590,6 +603,15 @@ impl Cluster {
         }
         let _ = engine.refresh_images().await;
         Ok(())
+    }
+}
+
+/// Adds creations in flight to the snapshots of their engines (copying only those snapshots).
+fn add_pending(nodes: &mut [Arc<NodeSnapshot>], pending: &[PendingContainer]) {
+    for p in pending {
+        if let Some(n) = nodes.iter_mut().find(|n| n.id == p.engine_id) {
+            Arc::make_mut(n).add_container(p.snapshot.clone());
+        }
     }
 }
 

@@ -114,7 +114,19 @@ pub struct Engine {
     validating: AtomicBool,
     /// Set once the events monitor task has been started.
     monitoring: AtomicBool,
+    /// Set while an image re-list is scheduled: bursts of image events cost one re-list.
+    images_refresh_pending: AtomicBool,
+    /// The last scheduler snapshot and the (cache, health) key it was built for.
+    snapshot: Mutex<Option<SnapshotMemo>>,
 }
+
+/// A scheduler snapshot and the cache and health indicator it was built from. Holding the cache
+/// keeps its address from being reused, so pointer equality is a sound check.
+type SnapshotMemo = (
+    Arc<EngineCache>,
+    i64,
+    Arc<crate::scheduler::node::NodeSnapshot>,
+);
 
 impl Engine {
     /// A new, pending engine at `addr`.
@@ -141,6 +153,8 @@ impl Engine {
             tasks: TaskTracker::new(),
             validating: AtomicBool::new(false),
             monitoring: AtomicBool::new(false),
+            images_refresh_pending: AtomicBool::new(false),
+            snapshot: Mutex::new(None),
         })
     }
 
@@ -150,6 +164,28 @@ impl Engine {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// The memoised scheduler snapshot, when it was built for `key`.
+    pub fn snapshot_memo(
+        &self,
+        cache: &Arc<EngineCache>,
+        health: i64,
+    ) -> Option<Arc<crate::scheduler::node::NodeSnapshot>> {
+        let memo = self.snapshot.lock().unwrap_or_else(|e| e.into_inner());
+        memo.as_ref()
+            .filter(|(c, h, _)| Arc::ptr_eq(c, cache) && *h == health)
+            .map(|(_, _, s)| s.clone())
+    }
+
+    /// Memoises a scheduler snapshot built for `key`.
+    pub fn remember_snapshot(
+        &self,
+        cache: Arc<EngineCache>,
+        health: i64,
+        snapshot: Arc<crate::scheduler::node::NodeSnapshot>,
+    ) {
+        *self.snapshot.lock().unwrap_or_else(|e| e.into_inner()) = Some((cache, health, snapshot));
     }
 
     /// The engine's state.
@@ -677,6 +713,26 @@ impl Engine {
         }
     }
 
+    /// Re-lists images shortly, once for a whole burst of image events.
+    fn schedule_images_refresh(self: &Arc<Self>) {
+        if self.images_refresh_pending.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let engine = self.clone();
+        self.tasks.spawn(async move {
+            tokio::select! {
+                _ = engine.cancel.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+            }
+            engine
+                .images_refresh_pending
+                .store(false, Ordering::Release);
+            if let Err(err) = engine.refresh_images().await {
+                tracing::debug!(engine = %engine.addr, error = %err, "Refreshing images failed");
+            }
+        });
+    }
+
     /// Re-lists images.
     pub async fn refresh_images(&self) -> Result<(), EngineError> {
         let list: Vec<Map<String, Value>> = self.get_json("/images/json?all=1").await?;
@@ -839,7 +895,7 @@ impl Engine {
     }
 
     /// Reads events until the stream ends; returns why it ended.
-    async fn consume_events(&self, mut body: Incoming) -> String {
+    async fn consume_events(self: &Arc<Self>, mut body: Incoming) -> String {
         let mut buf = BytesMut::new();
         loop {
             match body.frame().await {
@@ -884,7 +940,7 @@ impl Engine {
     }
 
     /// Applies one engine event to the cache, then forwards it to the bus.
-    pub async fn handle_event(&self, ev: Map<String, Value>) {
+    pub async fn handle_event(self: &Arc<Self>, ev: Map<String, Value>) {
         let text = |k: &str| ev.get(k).and_then(Value::as_str).unwrap_or("").to_string();
         let kind = match text("Type") {
             t if t.is_empty() => "container".to_string(),
@@ -908,10 +964,16 @@ impl Engine {
             "container" => match action.as_str() {
                 "top" | "resize" | "export" | "exec_create" | "exec_start" | "exec_detach"
                 | "attach" | "detach" | "extract-to-dir" | "copy" | "archive-path" => Ok(()),
-                "commit" => self.refresh_images().await,
+                "commit" => {
+                    self.schedule_images_refresh();
+                    Ok(())
+                }
                 _ => self.refresh_container(&actor).await,
             },
-            "image" => self.refresh_images().await,
+            "image" => {
+                self.schedule_images_refresh();
+                Ok(())
+            }
             "network" => self.refresh_network(&actor).await,
             "volume" => self.refresh_volume(&actor).await,
             "daemon" if action == "reload" => self.update_specs().await,

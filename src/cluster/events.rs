@@ -12,7 +12,7 @@ use serde_json::{json, Map, Value};
 use tokio::sync::broadcast;
 
 /// How many events a listener may fall behind before it is dropped.
-const LISTENER_QUEUE: usize = 10_000;
+const LISTENER_QUEUE: usize = 65_536;
 /// How many recent events are kept for `since` replay.
 const HISTORY: usize = 2_048;
 

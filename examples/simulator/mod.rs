@@ -284,14 +284,25 @@ async fn accept_loop(engine: Arc<SimEngine>, mut listener: Option<TcpListener>) 
                         drop(stream);
                         return;
                     }
+                    let mut mode = engine.mode_tx.subscribe();
                     let service = hyper::service::service_fn(move |req| {
                         let engine = engine.clone();
                         async move { Ok::<_, Infallible>(handle(engine, req).await) }
                     });
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .http1_only()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    let conn = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).http1_only();
+                    let serving = conn.serve_connection(TokioIo::new(stream), service);
+                    // A refusing engine is a dead one: its open connections die with it.
+                    tokio::select! {
+                        _ = serving => {}
+                        _ = async {
+                            while mode.changed().await.is_ok() {
+                                if *mode.borrow() == Mode::Refuse {
+                                    return;
+                                }
+                            }
+                            std::future::pending::<()>().await
+                        } => {}
+                    }
                 });
             }
         }

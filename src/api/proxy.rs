@@ -213,7 +213,14 @@ pub async fn hijack(
         };
         let mut client = hyper_util::rt::TokioIo::new(client);
         let mut upstream = hyper_util::rt::TokioIo::new(upstream);
-        match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        match tokio::io::copy_bidirectional_with_sizes(
+            &mut client,
+            &mut upstream,
+            64 << 10,
+            64 << 10,
+        )
+        .await
+        {
             Ok((up, down)) => tracing::debug!(engine = %addr, up, down, "Hijacked stream ended"),
             Err(e) => tracing::debug!(engine = %addr, error = %e, "Hijacked stream broke"),
         }

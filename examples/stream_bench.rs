@@ -7,7 +7,6 @@
 //! target/release/examples/stream_bench            # as root: it starts a real dockerd
 //! ```
 #[path = "../tests/support/mod.rs"]
-#[allow(dead_code)]
 mod support;
 
 use std::process::Stdio;

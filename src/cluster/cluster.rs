@@ -3,7 +3,7 @@
 //! snapshot of the maps ([`Cluster::engines`]); membership changes publish a new one.
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use tokio::time::Instant;
@@ -291,9 +291,7 @@ impl Cluster {
                     continue;
                 }
                 let health = engine.health();
-                let since = SystemTime::now()
-                    .duration_since(health.updated_at)
-                    .unwrap_or_default();
+                let since = engine.since_last_outcome();
                 if since >= revalidation_due(health.failures, self.opts.engine.refresh_min) {
                     self.spawn_validation(engine.clone());
                 }
@@ -352,5 +350,85 @@ impl Cluster {
         for engine in maps.all() {
             engine.stopped().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::health::EngineState;
+
+    fn options() -> ClusterOptions {
+        ClusterOptions {
+            engine: EngineOptions {
+                refresh_min: Duration::from_secs(1),
+                refresh_max: Duration::from_secs(2),
+                failure_retry: 3,
+            },
+            heartbeat: Duration::from_secs(1),
+            overcommit: 0.05,
+            strategy: "spread".into(),
+            filters: vec![],
+            experimental: false,
+            refresh_on_node_filter: false,
+            container_name_refresh_filter: None,
+            create_retry: 0,
+        }
+    }
+
+    /// A loopback port with nothing listening on it.
+    fn closed_port() -> String {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        drop(l);
+        addr
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unreachable_engine_stays_pending_and_is_retried_with_back_off() {
+        let scheduler = crate::scheduler::Scheduler::new("spread", &["health"]).unwrap();
+        let cluster = Cluster::new(options(), Transport::new(None), scheduler);
+        cluster.start();
+        let addr = closed_port();
+        cluster.set_engines(std::slice::from_ref(&addr));
+        let engine = cluster.engines().pending.get(&addr).cloned().unwrap();
+
+        // Let the first validation fail.
+        for _ in 0..50 {
+            tokio::task::yield_now().await;
+            if engine.health().failures >= 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let first = engine.health();
+        assert_eq!(first.state, EngineState::Pending);
+        assert!(first.failures >= 1);
+        assert!(
+            first.error.contains("Cannot connect to the Docker daemon"),
+            "{}",
+            first.error
+        );
+
+        // Re-validation waits 2^failures s + refresh-min: nothing happens before that.
+        let failures = first.failures;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(engine.health().failures, failures, "retried too early");
+
+        // After the back-off it is tried again, and the next wait is longer.
+        let mut waited = Duration::ZERO;
+        while engine.health().failures == failures && waited < Duration::from_secs(60) {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            waited += Duration::from_millis(250);
+        }
+        assert_eq!(engine.health().failures, failures + 1);
+        assert!(cluster.engines().validated.is_empty());
+        assert_eq!(cluster.count(EngineState::Pending), 1);
+
+        // Removing it from discovery stops it.
+        cluster.set_engines(&[]);
+        assert!(cluster.engines().pending.is_empty());
+        assert_eq!(engine.state(), EngineState::Disconnected);
+        cluster.shutdown().await;
     }
 }

@@ -114,6 +114,9 @@ pub struct Engine {
     validating: AtomicBool,
     /// Set once the events monitor task has been started.
     monitoring: AtomicBool,
+    /// When the last call outcome was recorded, on the monotonic (and test-controllable) clock;
+    /// re-validation back-off is measured from it.
+    last_outcome: Mutex<Instant>,
     /// Set while an image re-list is scheduled: bursts of image events cost one re-list.
     images_refresh_pending: AtomicBool,
     /// The last scheduler snapshot and the (cache, health) key it was built for.
@@ -154,6 +157,7 @@ impl Engine {
             validating: AtomicBool::new(false),
             monitoring: AtomicBool::new(false),
             images_refresh_pending: AtomicBool::new(false),
+            last_outcome: Mutex::new(Instant::now()),
             snapshot: Mutex::new(None),
         })
     }
@@ -186,6 +190,14 @@ impl Engine {
         snapshot: Arc<crate::scheduler::node::NodeSnapshot>,
     ) {
         *self.snapshot.lock().unwrap_or_else(|e| e.into_inner()) = Some((cache, health, snapshot));
+    }
+
+    /// Time since the last call outcome was recorded.
+    pub fn since_last_outcome(&self) -> Duration {
+        self.last_outcome
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .elapsed()
     }
 
     /// The engine's state.
@@ -257,6 +269,7 @@ impl Engine {
 
     /// Feeds one call outcome into the health state machine and acts on the transition.
     pub fn record(&self, outcome: Outcome) {
+        *self.last_outcome.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
         let transition = {
             let mut health = self.health.lock().unwrap_or_else(|e| e.into_inner());
             health.record(outcome, SystemTime::now(), self.opts.failure_retry)
@@ -279,6 +292,7 @@ impl Engine {
 
     /// Keeps a pending engine pending with `msg` as its error (validation refused it).
     pub fn record_rejection(&self, msg: &str) {
+        *self.last_outcome.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
         let mut h = self.health.lock().unwrap_or_else(|e| e.into_inner());
         h.error = msg.to_string();
         h.failures = h.failures.saturating_add(1);

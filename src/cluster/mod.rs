@@ -7,6 +7,7 @@ pub mod create;
 pub mod engine;
 pub mod events;
 pub mod health;
+pub mod monitor;
 pub mod names;
 pub mod transport;
 

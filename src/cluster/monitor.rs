@@ -1,0 +1,185 @@
+//! The events monitor of an engine (SPEC §3.5): subscribe to the engine's `/events`, apply each
+//! event to the cache, forward it to the cluster bus with the node fields, and resubscribe with
+//! back-off when the stream breaks. An explicit state enum drives it; the engine's health record
+//! sees every connection attempt.
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use http::Request;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use serde_json::{Map, Value};
+
+use super::engine::Engine;
+use super::events::ClusterEvent;
+use super::transport::empty;
+
+impl Engine {
+    pub(super) fn start_monitor(self: &Arc<Self>) {
+        if self.monitoring.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let engine = self.clone();
+        self.tasks.spawn(async move { engine.monitor().await });
+    }
+
+    /// The events monitor: subscribe, apply every event to the cache, forward it to the bus;
+    /// on error wait `min(failures + 1, 10)` seconds and subscribe again (SPEC §3.5). After a
+    /// reconnect the containers are re-listed, since events may have been missed.
+    async fn monitor(self: Arc<Self>) {
+        let mut monitor = EventsMonitor::Connecting { resumed: false };
+        loop {
+            monitor = match monitor {
+                EventsMonitor::Connecting { resumed } => {
+                    let req = Request::builder()
+                        .uri(self.uri("/events"))
+                        .body(empty())
+                        .expect("static request");
+                    let connect = tokio::select! {
+                        _ = self.cancel.cancelled() => return,
+                        r = self.send(req) => r,
+                    };
+                    match connect {
+                        Ok(resp) if resp.status().is_success() => {
+                            if resumed {
+                                if let Err(err) = self.refresh_containers().await {
+                                    tracing::debug!(engine = %self.addr, error = %err, "Refresh after events reconnect failed");
+                                }
+                            }
+                            EventsMonitor::Streaming(resp.into_body())
+                        }
+                        Ok(resp) => {
+                            tracing::warn!(engine = %self.addr, status = %resp.status(), "Engine refused the events stream");
+                            EventsMonitor::Waiting
+                        }
+                        Err(_) => EventsMonitor::Waiting,
+                    }
+                }
+                EventsMonitor::Streaming(body) => {
+                    tokio::select! {
+                        _ = self.cancel.cancelled() => return,
+                        ended = self.consume_events(body) => {
+                            tracing::info!(engine = %self.addr, reason = %ended, "Error monitoring events, will restart");
+                        }
+                    }
+                    // The stream breaking is often the first sign of a dead engine: refresh now.
+                    self.wake.notify_one();
+                    EventsMonitor::Waiting
+                }
+                EventsMonitor::Waiting => {
+                    let failures = u64::from(self.health().failures);
+                    let delay = Duration::from_secs((failures + 1).min(10));
+                    tokio::select! {
+                        _ = self.cancel.cancelled() => return,
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                    EventsMonitor::Connecting { resumed: true }
+                }
+            };
+        }
+    }
+
+    /// Reads events until the stream ends; returns why it ended.
+    async fn consume_events(self: &Arc<Self>, mut body: Incoming) -> String {
+        let mut buf = BytesMut::new();
+        loop {
+            match body.frame().await {
+                None => return "end of stream".into(),
+                Some(Err(e)) => return e.to_string(),
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        buf.extend_from_slice(&data);
+                    }
+                }
+            }
+            // Decode every complete JSON value in the buffer; keep a trailing partial one.
+            let mut consumed = 0;
+            let mut events = Vec::new();
+            {
+                let mut iter =
+                    serde_json::Deserializer::from_slice(&buf).into_iter::<Map<String, Value>>();
+                loop {
+                    match iter.next() {
+                        Some(Ok(ev)) => {
+                            consumed = iter.byte_offset();
+                            events.push(ev);
+                        }
+                        Some(Err(e)) if e.is_eof() => break,
+                        Some(Err(e)) => {
+                            tracing::warn!(engine = %self.addr, error = %e, "Undecodable event from engine; skipped");
+                            consumed = buf.len();
+                            break;
+                        }
+                        None => {
+                            consumed = buf.len();
+                            break;
+                        }
+                    }
+                }
+            }
+            buf.advance(consumed);
+            for ev in events {
+                self.handle_event(ev).await;
+            }
+        }
+    }
+
+    /// Applies one engine event to the cache, then forwards it to the bus.
+    pub async fn handle_event(self: &Arc<Self>, ev: Map<String, Value>) {
+        let text = |k: &str| ev.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+        let kind = match text("Type") {
+            t if t.is_empty() => "container".to_string(),
+            t => t,
+        };
+        let action = {
+            let a = text("Action");
+            let a = if a.is_empty() { text("status") } else { a };
+            match a.split_once(':') {
+                Some((head, _)) => head.trim().to_string(),
+                None => a,
+            }
+        };
+        let actor = ev
+            .get("Actor")
+            .and_then(|a| a.get("ID"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .unwrap_or_else(|| text("id"));
+        let result = match kind.as_str() {
+            "container" => match action.as_str() {
+                "top" | "resize" | "export" | "exec_create" | "exec_start" | "exec_detach"
+                | "attach" | "detach" | "extract-to-dir" | "copy" | "archive-path" => Ok(()),
+                "commit" => {
+                    self.schedule_images_refresh();
+                    Ok(())
+                }
+                _ => self.refresh_container(&actor).await,
+            },
+            "image" => {
+                self.schedule_images_refresh();
+                Ok(())
+            }
+            "network" => self.refresh_network(&actor).await,
+            "volume" => self.refresh_volume(&actor).await,
+            "daemon" if action == "reload" => self.update_specs().await,
+            _ => Ok(()),
+        };
+        if let Err(err) = result {
+            tracing::debug!(engine = %self.addr, error = %err, event = %action, "Cache update after event failed");
+        }
+        self.bus
+            .publish(ClusterEvent::from_engine(ev, &self.node_ref()));
+    }
+}
+
+/// The events monitor's states.
+enum EventsMonitor {
+    /// Subscribing; `resumed` after a broken stream (the cache may have missed events).
+    Connecting { resumed: bool },
+    /// Reading the stream.
+    Streaming(Incoming),
+    /// Backing off before subscribing again.
+    Waiting,
+}

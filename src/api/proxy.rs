@@ -23,6 +23,20 @@ const HOP_BY_HOP: [HeaderName; 5] = [
     header::TRAILER,
 ];
 
+/// An engine's answer as the client's answer: status, end-to-end headers (the manager sets its
+/// own `Api-Version` and `Server`), and the body streamed as it comes.
+fn relay_response(resp: http::Response<hyper::body::Incoming>) -> Response {
+    let (parts, body) = resp.into_parts();
+    let mut out = Response::new(Body::new(body));
+    *out.status_mut() = parts.status;
+    for (name, value) in parts.headers.iter() {
+        if !HOP_BY_HOP.contains(name) && name != "api-version" && name != header::SERVER {
+            out.headers_mut().append(name, value.clone());
+        }
+    }
+    out
+}
+
 /// The URI of `path_and_query` on `engine`, at the version this request may use there.
 pub fn engine_uri(engine: &Engine, version: RequestedVersion, path_and_query: &str) -> String {
     let v = version.for_engine(
@@ -54,15 +68,7 @@ pub async fn forward(engine: &Engine, req: Request, path_and_query: &str) -> Api
         .body(boxed(body))
         .map_err(|e| ApiError::internal(e.to_string()))?;
     let resp = engine.send(upstream).await.map_err(ApiError::from)?;
-    let (parts, body) = resp.into_parts();
-    let mut out = Response::new(Body::new(body));
-    *out.status_mut() = parts.status;
-    for (name, value) in parts.headers.iter() {
-        if !HOP_BY_HOP.contains(name) && name != "api-version" && name != header::SERVER {
-            out.headers_mut().append(name, value.clone());
-        }
-    }
-    Ok(out)
+    Ok(relay_response(resp))
 }
 
 /// `GET`s a JSON document from `engine`; an engine error status comes back as that status.
@@ -184,15 +190,7 @@ pub async fn hijack(
         }
     };
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
-        let (parts, body) = resp.into_parts();
-        let mut out = Response::new(Body::new(body));
-        *out.status_mut() = parts.status;
-        for (name, value) in parts.headers.iter() {
-            if !HOP_BY_HOP.contains(name) && name != "api-version" && name != header::SERVER {
-                out.headers_mut().append(name, value.clone());
-            }
-        }
-        return Ok(out);
+        return Ok(relay_response(resp));
     }
     let engine_upgrade = hyper::upgrade::on(&mut resp);
     let mut out = Response::new(Body::empty());

@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
-use http_body_util::BodyExt;
 use serde_json::{Map, Value};
 
 use super::cache::Container;
@@ -509,19 +508,7 @@ impl Cluster {
                 body,
             ))))
             .map_err(|e| CreateError::BadRequest(e.to_string()))?;
-        let resp = engine.send(request).await.map_err(CreateError::Engine)?;
-        let status = resp.status();
-        let bytes = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| {
-                CreateError::Engine(EngineError::Invalid {
-                    addr: engine.addr.clone(),
-                    detail: e.to_string(),
-                })
-            })?
-            .to_bytes();
+        let (status, bytes) = engine.call(request).await.map_err(CreateError::Engine)?;
         if status != StatusCode::CREATED {
             let message = error_message(&bytes);
             if status == StatusCode::CONFLICT {
@@ -571,19 +558,7 @@ impl Cluster {
         let request = builder
             .body(empty())
             .map_err(|e| CreateError::BadRequest(e.to_string()))?;
-        let resp = engine.send(request).await.map_err(CreateError::Engine)?;
-        let status = resp.status();
-        let bytes = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| {
-                CreateError::Engine(EngineError::Invalid {
-                    addr: engine.addr.clone(),
-                    detail: e.to_string(),
-                })
-            })?
-            .to_bytes();
+        let (status, bytes) = engine.call(request).await.map_err(CreateError::Engine)?;
         if !status.is_success() {
             return Err(CreateError::Engine(EngineError::Status {
                 status,

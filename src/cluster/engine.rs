@@ -339,6 +339,24 @@ impl Engine {
         }
     }
 
+    /// Sends one request and reads the whole answer; a body that breaks off counts as the
+    /// engine being unreachable.
+    pub async fn call(
+        &self,
+        req: Request<TransportBody>,
+    ) -> Result<(StatusCode, bytes::Bytes), EngineError> {
+        let resp = self.send(req).await?;
+        let status = resp.status();
+        match resp.into_body().collect().await {
+            Ok(b) => Ok((status, b.to_bytes())),
+            Err(e) => {
+                let e = self.unreachable(e);
+                self.record(Outcome::Unreachable(e.to_string()));
+                Err(e)
+            }
+        }
+    }
+
     /// `GET` a JSON document (30 s limit, body included); error statuses become
     /// [`EngineError::Status`] with the engine's message.
     pub async fn get_json<T: DeserializeOwned>(
@@ -352,16 +370,7 @@ impl Engine {
                 .uri(&uri)
                 .body(empty())
                 .map_err(|e| self.invalid(e))?;
-            let resp = self.send(req).await?;
-            let status = resp.status();
-            let body = match resp.into_body().collect().await {
-                Ok(b) => b.to_bytes(),
-                Err(e) => {
-                    let e = self.unreachable(e);
-                    self.record(Outcome::Unreachable(e.to_string()));
-                    return Err(e);
-                }
-            };
+            let (status, body) = self.call(req).await?;
             if !status.is_success() {
                 return Err(EngineError::Status {
                     status,

@@ -152,26 +152,26 @@ impl serde::Serialize for PortEntry<'_> {
     }
 }
 
-impl serde::Serialize for Rendered<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let summary = &self.c.summary;
-        let mut m = s.serialize_map(Some(summary.len()))?;
-        for (k, v) in summary {
-            match k.as_str() {
-                "Names" => m.serialize_entry(k, &RenderedNames(self.c, self.node))?,
-                "Status" => m.serialize_entry(k, &self.status)?,
-                "State" if !self.c.details.state.status.is_empty() => {
-                    m.serialize_entry(k, &self.c.details.state.status)?
-                }
-                "Ports" => match v.as_array() {
-                    Some(ports) => m.serialize_entry(k, &RenderedPorts(ports, self.ip))?,
-                    None => m.serialize_entry(k, v)?,
-                },
-                _ => m.serialize_entry(k, v)?,
-            }
+impl Rendered<'_> {
+    /// Appends this entry's JSON: the rewritten members, then the pre-serialised rest.
+    fn write_to(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        out.extend_from_slice(b"{\"Names\":");
+        serde_json::to_writer(&mut *out, &RenderedNames(self.c, self.node))?;
+        out.extend_from_slice(b",\"Status\":");
+        serde_json::to_writer(&mut *out, &self.status)?;
+        out.extend_from_slice(b",\"State\":");
+        serde_json::to_writer(&mut *out, self.c.state())?;
+        out.extend_from_slice(b",\"Ports\":");
+        match self.c.summary.get("Ports").and_then(Value::as_array) {
+            Some(ports) => serde_json::to_writer(&mut *out, &RenderedPorts(ports, self.ip))?,
+            None => out.extend_from_slice(b"[]"),
         }
-        m.end()
+        if !self.c.static_json.is_empty() {
+            out.push(b',');
+            out.extend_from_slice(self.c.static_json.as_bytes());
+        }
+        out.push(b'}');
+        Ok(())
     }
 }
 
@@ -425,8 +425,17 @@ pub async fn list(
             }
         })
         .collect();
-    let mut body = serde_json::to_vec(&out).map_err(|e| ApiError::internal(e.to_string()))?;
-    body.push(b'\n');
+    let mut body = Vec::with_capacity(out.len() * 512 + 2);
+    body.push(b'[');
+    for (i, entry) in out.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        entry
+            .write_to(&mut body)
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+    }
+    body.extend_from_slice(b"]\n");
     let mut resp = (StatusCode::OK, body).into_response();
     resp.headers_mut().insert(
         http::header::CONTENT_TYPE,

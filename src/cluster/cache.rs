@@ -21,6 +21,9 @@ pub struct EngineCache {
     pub volumes: Arc<BTreeMap<String, Arc<Value>>>,
 }
 
+/// List-entry members that `docker ps` rewrites on every request.
+pub const DYNAMIC_MEMBERS: [&str; 4] = ["Names", "Status", "State", "Ports"];
+
 /// One container: the engine's list entry (raw) plus the inspect fields the manager uses.
 #[derive(Debug, Clone)]
 pub struct Container {
@@ -30,6 +33,9 @@ pub struct Container {
     /// `State.StartedAt` and `State.FinishedAt` in seconds, parsed once (`None` when unset).
     pub started_secs: Option<i64>,
     pub finished_secs: Option<i64>,
+    /// The list entry's members that `docker ps` passes through unchanged, serialised once
+    /// (`"Id":…,"Image":…`, no braces): lists of tens of thousands are then mostly copies.
+    pub static_json: Box<str>,
     /// The engine's `GET /containers/json` entry, untouched.
     pub summary: Map<String, Value>,
     /// Typed subset of `GET /containers/{id}/json`.
@@ -49,9 +55,11 @@ impl Container {
             created_ns: 0,
             started_secs: None,
             finished_secs: None,
+            static_json: Box::from(""),
             summary,
             details,
         };
+        c.static_json = c.render_static();
         c.created_ns = c.parse_created();
         let secs = |t: &str| {
             chrono::DateTime::parse_from_rfc3339(t)
@@ -62,6 +70,23 @@ impl Container {
         c.started_secs = secs(&c.details.state.started_at);
         c.finished_secs = secs(&c.details.state.finished_at);
         c
+    }
+
+    /// Members of the list entry other than the ones rewritten per request.
+    fn render_static(&self) -> Box<str> {
+        let mut out = String::new();
+        for (k, v) in &self.summary {
+            if DYNAMIC_MEMBERS.contains(&k.as_str()) {
+                continue;
+            }
+            if !out.is_empty() {
+                out.push(',');
+            }
+            out.push_str(&serde_json::to_string(k).unwrap_or_default());
+            out.push(':');
+            out.push_str(&serde_json::to_string(v).unwrap_or_default());
+        }
+        out.into_boxed_str()
     }
 
     /// Names as the engine lists them (`/web`, `/other/alias`).

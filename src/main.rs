@@ -12,6 +12,10 @@ use shoal::cli::{self, duration, Command, GlobalOptions, JoinOptions, ListOption
 use shoal::discovery::{self, DiscoveryOptions, Entry, WatchEvent};
 use tokio_util::sync::CancellationToken;
 
+/// mimalloc keeps the manager's memory compact under many threads and many small JSON values.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Why `swarm create` cannot do what it used to.
 const CREATE_UNAVAILABLE: &str = "swarm create is no longer available: Docker Hub's hosted \
     discovery service (token://) was shut down in June 2019. Use nodes://, file:// or a \

@@ -188,62 +188,69 @@ pub fn reservations(engine: &Engine, overcommit: f64) -> Reservations {
     }
 }
 
-/// The `SystemStatus` rows of one engine.
-fn node_rows(engine: &Engine, overcommit: f64, rows: &mut Vec<[String; 2]>) {
-    let health = engine.health();
-    let cache = engine.cache();
-    let specs = engine.specs();
-    let r = reservations(engine, overcommit);
-    rows.push([format!(" {}", engine.name()), engine.addr.clone()]);
-    rows.push(["  └ ID".into(), engine.id()]);
-    rows.push(["  └ Status".into(), health.state.as_str().into()]);
-    let total = cache.containers.len();
-    let containers = if health.state == EngineState::Healthy {
-        let (mut running, mut paused, mut stopped) = (0, 0, 0);
-        for c in cache.containers.values() {
-            if c.details.state.paused {
-                paused += 1;
-            } else if c.details.state.running {
-                running += 1;
-            } else {
-                stopped += 1;
+/// The `SystemStatus` rows of one engine, as JSON array elements joined by commas.
+fn node_rows(engine: &Engine, overcommit: f64) -> Arc<str> {
+    engine.info_rows(|health, cache, specs| {
+        let mut rows: Vec<[String; 2]> = Vec::with_capacity(11);
+        let r = reservations(engine, overcommit);
+        let name = specs
+            .map(|s| s.name.clone())
+            .unwrap_or_else(|| "(unknown)".into());
+        rows.push([format!(" {name}"), engine.addr.clone()]);
+        rows.push([
+            "  └ ID".into(),
+            specs.map(|s| s.id.clone()).unwrap_or_default(),
+        ]);
+        rows.push(["  └ Status".into(), health.state.as_str().into()]);
+        let total = cache.containers.len();
+        let containers = if health.state == EngineState::Healthy {
+            let (mut running, mut paused, mut stopped) = (0, 0, 0);
+            for c in cache.containers.values() {
+                if c.details.state.paused {
+                    paused += 1;
+                } else if c.details.state.running {
+                    running += 1;
+                } else {
+                    stopped += 1;
+                }
             }
+            format!("{total} ({running} Running, {paused} Paused, {stopped} Stopped)")
+        } else {
+            total.to_string()
+        };
+        rows.push(["  └ Containers".into(), containers]);
+        rows.push([
+            "  └ Reserved CPUs".into(),
+            format!("{} / {}", r.used_cpus, r.total_cpus),
+        ]);
+        rows.push([
+            "  └ Reserved Memory".into(),
+            format!(
+                "{} / {}",
+                human_size(r.used_memory as f64),
+                human_size(r.total_memory as f64)
+            ),
+        ]);
+        let mut labels: Vec<String> = specs
+            .map(|s| s.labels.iter().map(|(k, v)| format!("{k}={v}")).collect())
+            .unwrap_or_default();
+        labels.sort();
+        rows.push(["  └ Labels".into(), labels.join(", ")]);
+        if !health.error.is_empty() {
+            rows.push(["  └ Error".into(), health.error.clone()]);
         }
-        format!("{total} ({running} Running, {paused} Paused, {stopped} Stopped)")
-    } else {
-        total.to_string()
-    };
-    rows.push(["  └ Containers".into(), containers]);
-    rows.push([
-        "  └ Reserved CPUs".into(),
-        format!("{} / {}", r.used_cpus, r.total_cpus),
-    ]);
-    rows.push([
-        "  └ Reserved Memory".into(),
-        format!(
-            "{} / {}",
-            human_size(r.used_memory as f64),
-            human_size(r.total_memory as f64)
-        ),
-    ]);
-    let mut labels: Vec<String> = specs
-        .as_ref()
-        .map(|s| s.labels.iter().map(|(k, v)| format!("{k}={v}")).collect())
-        .unwrap_or_default();
-    labels.sort();
-    rows.push(["  └ Labels".into(), labels.join(", ")]);
-    if !health.error.is_empty() {
-        rows.push(["  └ Error".into(), health.error.clone()]);
-    }
-    let updated: chrono::DateTime<chrono::Utc> = health.updated_at.into();
-    rows.push([
-        "  └ UpdatedAt".into(),
-        updated.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-    ]);
-    rows.push([
-        "  └ ServerVersion".into(),
-        specs.map(|s| s.version.clone()).unwrap_or_default(),
-    ]);
+        let updated: chrono::DateTime<chrono::Utc> = health.updated_at.into();
+        rows.push([
+            "  └ UpdatedAt".into(),
+            updated.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        ]);
+        rows.push([
+            "  └ ServerVersion".into(),
+            specs.map(|s| s.version.clone()).unwrap_or_default(),
+        ]);
+        let json = serde_json::to_string(&rows).unwrap_or_else(|_| "[]".into());
+        json[1..json.len() - 1].to_string()
+    })
 }
 
 /// `GET /info`.
@@ -254,15 +261,16 @@ pub async fn info(State(state): State<AppState>) -> Response {
     let mut engines: Vec<(String, &Arc<Engine>)> = maps.all().map(|e| (e.name(), e)).collect();
     engines.sort_by(|a, b| natural_cmp(&a.0, &b.0));
 
-    let mut rows: Vec<[String; 2]> = vec![
+    let rows: Vec<[String; 2]> = vec![
         ["Role".into(), "primary".into()],
         ["Strategy".into(), cluster.opts.strategy.clone()],
         ["Filters".into(), cluster.opts.filters.join(", ")],
         ["Nodes".into(), engines.len().to_string()],
     ];
-    for (_, engine) in &engines {
-        node_rows(engine, overcommit, &mut rows);
-    }
+    let node_rows: Vec<Arc<str>> = engines
+        .iter()
+        .map(|(_, e)| node_rows(e, overcommit))
+        .collect();
 
     let (mut containers, mut running, mut paused, mut stopped, mut images) = (0, 0, 0, 0, 0);
     let (mut ncpu, mut memtotal) = (0i64, 0i64);
@@ -355,7 +363,15 @@ pub async fn info(State(state): State<AppState>) -> Response {
     // rather than building a JSON value of it first.
     let mut out = serde_json::to_vec(&body).unwrap_or_else(|_| b"{}".to_vec());
     let mut status = b"{\"SystemStatus\":".to_vec();
-    status.extend(serde_json::to_vec(&rows).unwrap_or_else(|_| b"null".to_vec()));
+    let head = serde_json::to_vec(&rows).unwrap_or_else(|_| b"[]".to_vec());
+    status.extend_from_slice(&head[..head.len() - 1]);
+    for part in &node_rows {
+        if !part.is_empty() {
+            status.push(b',');
+            status.extend_from_slice(part.as_bytes());
+        }
+    }
+    status.push(b']');
     if out.len() > 2 {
         status.push(b',');
     }

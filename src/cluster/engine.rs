@@ -118,9 +118,15 @@ pub struct Engine {
     last_outcome: Mutex<Instant>,
     /// Set while an image re-list is scheduled: bursts of image events cost one re-list.
     images_refresh_pending: AtomicBool,
+    /// The last rendering of this engine's `/info` rows.
+    info_memo: Mutex<Option<InfoMemo>>,
     /// The last scheduler snapshot and the (cache, health) key it was built for.
     snapshot: Mutex<Option<SnapshotMemo>>,
 }
+
+/// A rendered piece of `/info` and what it was rendered from: the cache, the health record
+/// and the specs. Holding them keeps pointer comparisons sound.
+type InfoMemo = (Arc<EngineCache>, Health, Option<Arc<EngineSpecs>>, Arc<str>);
 
 /// A scheduler snapshot and the cache and health indicator it was built from. Holding the cache
 /// keeps its address from being reused, so pointer equality is a sound check.
@@ -158,6 +164,7 @@ impl Engine {
             images_refresh_pending: AtomicBool::new(false),
             last_outcome: Mutex::new(Instant::now()),
             snapshot: Mutex::new(None),
+            info_memo: Mutex::new(None),
         })
     }
 
@@ -189,6 +196,31 @@ impl Engine {
         snapshot: Arc<crate::scheduler::node::NodeSnapshot>,
     ) {
         *self.snapshot.lock().unwrap_or_else(|e| e.into_inner()) = Some((cache, health, snapshot));
+    }
+
+    /// This engine's `/info` rows as JSON, rendered by `render` only when the cache, health or
+    /// specs changed since the last call.
+    pub fn info_rows(
+        &self,
+        render: impl FnOnce(&Health, &EngineCache, Option<&EngineSpecs>) -> String,
+    ) -> Arc<str> {
+        let cache = self.cache();
+        let health = self.health();
+        let specs = self.specs();
+        let mut memo = self.info_memo.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((c, h, s, text)) = memo.as_ref() {
+            let same_specs = match (s, &specs) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                (None, None) => true,
+                _ => false,
+            };
+            if Arc::ptr_eq(c, &cache) && *h == health && same_specs {
+                return text.clone();
+            }
+        }
+        let text: Arc<str> = Arc::from(render(&health, &cache, specs.as_deref()));
+        *memo = Some((cache, health, specs, text.clone()));
+        text
     }
 
     /// Time since the last call outcome was recorded.

@@ -10,7 +10,9 @@
 //!   state machine, refresh loop, events monitor and cache, and the cluster-wide event bus.
 //! - [`api`] serves the Docker Remote API over tcp and unix sockets and answers from the cluster's
 //!   snapshots, or forwards to the engine that owns the object.
-//! - [`manage`] wires discovery, cluster and API together for `swarm manage`.
+//! - [`leadership`] elects one primary among replicated managers and relays a replica's
+//!   requests to it.
+//! - [`manage`] wires discovery, cluster, leader election and API together for `swarm manage`.
 #![forbid(unsafe_code)]
 #![recursion_limit = "256"]
 
@@ -18,6 +20,7 @@ pub mod api;
 pub mod cli;
 pub mod cluster;
 pub mod discovery;
+pub mod leadership;
 pub mod manage;
 pub mod scheduler;
 pub mod tls;

@@ -156,15 +156,49 @@ async fn join(options: JoinOptions) -> Result<(), String> {
         tokio::time::sleep(wait).await;
     }
     let period = duration::format(options.heartbeat);
-    loop {
-        tracing::info!(
-            addr = %options.advertise,
-            discovery = %options.discovery,
-            "Registering on the discovery service every {period}..."
-        );
-        if let Err(error) = backend.register(&options.advertise).await {
-            tracing::error!(%error, "Registration failed");
+    let registering = async {
+        loop {
+            tracing::info!(
+                addr = %options.advertise,
+                discovery = %options.discovery,
+                "Registering on the discovery service every {period}..."
+            );
+            if let Err(error) = backend.register(&options.advertise).await {
+                tracing::error!(%error, "Registration failed");
+            }
+            tokio::time::sleep(options.heartbeat).await;
         }
-        tokio::time::sleep(options.heartbeat).await;
+    };
+    // One signal listener for the whole run, so that no signal falls between two of them.
+    tokio::select! {
+        () = registering => {}
+        () = termination() => {}
+    }
+    // A ZooKeeper registration goes at once; etcd and Consul ones live out their TTL.
+    let leave = backend.leave(&options.advertise);
+    match tokio::time::timeout(Duration::from_secs(3), leave).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "Leaving the discovery service failed");
+            Ok(())
+        }
+        Err(_) => Ok(()),
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn termination() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => std::future::pending().await,
     }
 }

@@ -1,5 +1,6 @@
-//! `swarm manage`: wires discovery, the cluster and the API listeners together, and runs until
-//! SIGINT or SIGTERM.
+//! `swarm manage`: wires discovery, the cluster, leader election (`--replication`) and the API
+//! listeners together, and runs until SIGINT or SIGTERM. On those signals a replicated manager
+//! resigns first, so that another one takes over at once.
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,6 +11,7 @@ use crate::cli::{GlobalOptions, ManageOptions};
 use crate::cluster::transport::Transport;
 use crate::cluster::{Cluster, ClusterOptions, EngineOptions};
 use crate::discovery::{self, DiscoveryOptions};
+use crate::leadership::Leadership;
 
 /// Why the manager stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -23,9 +25,19 @@ pub enum ManageError {
     /// A TLS certificate, key or CA could not be loaded.
     #[error("{0}")]
     Tls(String),
-    /// A requested feature is not available in this build.
+    /// A requested feature is not available (unknown strategy or filter, replication without a
+    /// store).
     #[error("{0}")]
     Unsupported(String),
+}
+
+/// The host part of `host:port` (brackets of IPv6 kept off), for certificate name checks.
+fn host_of(addr: &str) -> Option<String> {
+    let addr = addr.strip_prefix("tcp://").unwrap_or(addr);
+    discovery::split_host_port(addr)
+        .ok()
+        .map(|(host, _)| host.to_string())
+        .filter(|host| !host.is_empty())
 }
 
 /// How long shutdown waits for open connections before giving up on them.
@@ -48,22 +60,38 @@ pub async fn run(global: GlobalOptions, opts: ManageOptions) -> Result<(), Manag
     } else {
         (None, None)
     };
-    if opts.replication {
-        return Err(ManageError::Unsupported(
-            "--replication is not available in this build yet".into(),
-        ));
+    if tls_on {
+        let mut names: Vec<String> = opts
+            .hosts
+            .iter()
+            .filter(|host| !host.starts_with("unix://"))
+            .filter_map(|host| host_of(host))
+            .collect();
+        if opts.replication {
+            names.extend(opts.advertise.as_deref().and_then(host_of));
+        }
+        names.dedup();
+        for warning in crate::tls::check_names(&opts.tls, &names) {
+            tracing::warn!("{warning}");
+        }
     }
     let scheduler = crate::scheduler::Scheduler::new(&opts.strategy, &opts.filters)
         .map_err(|e| ManageError::Unsupported(e.to_string()))?;
-    let backend = discovery::new_backend(
-        &opts.discovery,
-        &DiscoveryOptions {
-            heartbeat: opts.heartbeat,
-            ttl: Duration::ZERO,
-            opts: opts.discovery_opts.clone(),
-        },
-    )
-    .map_err(|e| ManageError::Discovery(e.to_string()))?;
+    let discovery_opts = DiscoveryOptions {
+        heartbeat: opts.heartbeat,
+        ttl: Duration::ZERO,
+        opts: opts.discovery_opts.clone(),
+    };
+    // With replication the same store object serves discovery and the election.
+    let (backend, store) = if opts.replication {
+        let store = discovery::new_store(&opts.discovery, &discovery_opts)
+            .map_err(|e| ManageError::Discovery(e.to_string()))?;
+        (store.discovery.clone(), Some(store))
+    } else {
+        let backend = discovery::new_backend(&opts.discovery, &discovery_opts)
+            .map_err(|e| ManageError::Discovery(e.to_string()))?;
+        (backend, None)
+    };
 
     let cluster = Cluster::new(
         ClusterOptions {
@@ -81,9 +109,30 @@ pub async fn run(global: GlobalOptions, opts: ManageOptions) -> Result<(), Manag
             container_name_refresh_filter: opts.container_name_refresh_filter.clone(),
             create_retry: opts.create_retry,
         },
-        Transport::new(client_tls),
+        Transport::new(client_tls.clone()),
         scheduler,
     );
+
+    let mut listeners = Vec::new();
+    for host in &opts.hosts {
+        let listener = api::bind(host).await.map_err(ManageError::Listen)?;
+        tracing::info!(addr = %listener.describe(), "Listening for HTTP");
+        listeners.push(listener);
+    }
+    let replication = match (&store, &opts.advertise) {
+        (Some(store), Some(advertise)) => Some(Leadership::start(
+            store,
+            advertise.clone(),
+            opts.replication_ttl,
+            client_tls.clone(),
+        )),
+        (Some(_), None) => {
+            return Err(ManageError::Unsupported(
+                "--advertise address must be provided when using --leader-election".into(),
+            ))
+        }
+        _ => None,
+    };
 
     let shutdown = CancellationToken::new();
     let state = AppState {
@@ -93,14 +142,9 @@ pub async fn run(global: GlobalOptions, opts: ManageOptions) -> Result<(), Manag
             experimental: global.experimental,
         }),
         shutdown: shutdown.clone(),
+        replication: replication.clone(),
     };
     let app = api::app(state);
-    let mut listeners = Vec::new();
-    for host in &opts.hosts {
-        let listener = api::bind(host).await.map_err(ManageError::Listen)?;
-        tracing::info!(addr = %listener.describe(), "Listening for HTTP");
-        listeners.push(listener);
-    }
 
     cluster.start();
     cluster.watch_discovery(backend);
@@ -126,6 +170,10 @@ pub async fn run(global: GlobalOptions, opts: ManageOptions) -> Result<(), Manag
         Some(err) = failed_rx.recv() => Err(ManageError::Listen(err)),
     };
     tracing::info!("Shutting down");
+    // First, so that another manager is elected while this one finishes its work.
+    if let Some(replication) = &replication {
+        replication.resign().await;
+    }
     shutdown.cancel();
     cluster.shutdown().await;
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, async {
@@ -147,5 +195,25 @@ async fn termination() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_are_taken_from_listen_and_advertise_addresses() {
+        assert_eq!(
+            host_of("tcp://127.0.0.1:2375").as_deref(),
+            Some("127.0.0.1")
+        );
+        assert_eq!(host_of("[::1]:4000").as_deref(), Some("::1"));
+        assert_eq!(
+            host_of("manager.example:4000").as_deref(),
+            Some("manager.example")
+        );
+        assert_eq!(host_of(":4000"), None);
+        assert_eq!(host_of("garbage"), None);
     }
 }

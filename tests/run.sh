@@ -17,6 +17,11 @@ TEST_PACKAGES=(
 	iproute2       # `ip`, to bring up lo inside each engine's network namespace
 	util-linux     # unshare (namespaces) and setpriv (children die with the test process)
 	tar
+	etcd-server    # discovery and leader election over etcd (tests/discovery_kv.rs, replication.rs)
+	zookeeper      # discovery and leader election over ZooKeeper
+	docker-registry # a local registry for pull/push tests (tests/support/registry.rs)
+	docker-compose # compose projects through the manager (tests/compose.rs)
+	socat          # forwards the registry into each engine's network namespace
 )
 
 say() { printf '==> %s\n' "$*" >&2; }

@@ -1,21 +1,40 @@
-//! Image routes: the merged, de-duplicated list (from the cache, SPEC §5.9) and the routes for
-//! one image, forwarded to an engine that holds it.
+//! Image routes (SPEC §5.9): the merged, de-duplicated list answered from the cache; pulls,
+//! imports and loads fanned out to every engine with per-node progress; tag and remove on every
+//! engine that holds the image; inspect, history, save and push on one engine that holds it;
+//! search and login on some healthy engine; commit on the container's engine.
+//!
+//! Every change is followed by a refresh of the image caches of the engines involved, so the
+//! next `docker images` sees it. Bodies (image tarballs) and engine streams are relayed as they
+//! come and never held whole.
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
+use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
-use axum::response::Response;
-use http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures_util::future::join_all;
+use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use http_body_util::BodyExt;
 use regex::Regex;
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
+use tokio::sync::mpsc;
 
-use super::containers::{query_bool, split_name_action};
+use super::containers::{query_bool, query_value, resolve, split_name_action};
 use super::error::{ApiError, ApiResult};
 use super::filters::{label_matches, Filters};
 use super::proxy::forward;
-use super::server::AppState;
+use super::server::{AppState, RequestedVersion};
 use super::system::json_response;
+use super::version::ApiVersion;
 use crate::cluster::cache::Image;
+use crate::cluster::fanout::{
+    encode_message, error_object, message_error, names_image, receiver_stream, tee_body,
+    JsonMessages, NodeFailures, StreamItem,
+};
 use crate::cluster::names::{image_matches, split_reference};
+use crate::cluster::transport::{empty, TransportBody};
+use crate::cluster::Engine;
 
 /// One image of the merged list while it is being built: the first engine's entry, the tags and
 /// digests seen on every engine, and the creation time.
@@ -174,39 +193,595 @@ pub async fn viz() -> ApiError {
     )
 }
 
-/// `GET /images/{name}/json` and `/images/{name}/history`: forwarded to an engine holding it.
-pub async fn get_route(
-    State(state): State<AppState>,
-    Path(rest): Path<String>,
-    req: Request,
-) -> ApiResult<Response> {
-    let (name, action) = split_name_action(&rest, &["json", "history"]);
-    let Some(action) = action else {
-        return Err(ApiError::no_route());
-    };
-    let maps = state.cluster.engines();
-    let engine = maps
-        .validated
-        .values()
-        .filter(|e| e.is_healthy())
+/// The API version the client asked for (its `/vX.Y` prefix), if any.
+pub fn requested_version(req: &Request) -> Option<ApiVersion> {
+    req.extensions()
+        .get::<RequestedVersion>()
+        .copied()
+        .and_then(|v| v.0)
+}
+
+/// The request's path and query as the engine gets them (the version prefix is already gone):
+/// image names need no rewriting, engines know them as the client wrote them.
+fn same_path(req: &Request) -> String {
+    req.uri()
+        .path_and_query()
+        .map(|pq| pq.as_str().to_string())
+        .unwrap_or_else(|| req.uri().path().to_string())
+}
+
+/// A healthy engine holding an image that `name` matches (tag semantics), or the classic 404.
+fn engine_holding(state: &AppState, name: &str) -> ApiResult<Arc<Engine>> {
+    state
+        .cluster
+        .healthy_engines()
+        .into_iter()
         .find(|e| {
             e.cache()
                 .images
                 .iter()
                 .any(|i| image_matches(i, name, true))
         })
-        .cloned()
-        .ok_or_else(|| ApiError::not_found(format!("No such image: {name}")))?;
-    forward(&engine, req, &format!("/images/{name}/{action}")).await
+        .ok_or_else(|| ApiError::not_found(format!("No such image: {name}")))
 }
 
-/// The image routes.
+/// `GET /images/{name}/json`, `/history` and `/get`: forwarded to an engine holding it.
+pub async fn get_route(
+    State(state): State<AppState>,
+    Path(rest): Path<String>,
+    req: Request,
+) -> ApiResult<Response> {
+    let (name, action) = split_name_action(&rest, &["json", "history", "get"]);
+    if action.is_none() {
+        return Err(ApiError::no_route());
+    }
+    let engine = engine_holding(&state, name)?;
+    let path = same_path(&req);
+    forward(&engine, req, &path).await
+}
+
+/// `POST /images/{name}/push` and `/tag`.
+pub async fn post_route(
+    State(state): State<AppState>,
+    Path(rest): Path<String>,
+    req: Request,
+) -> ApiResult<Response> {
+    match split_name_action(&rest, &["push", "tag"]) {
+        (name, Some("push")) => push(&state, name, req).await,
+        (name, Some("tag")) => tag(&state, name, req).await,
+        _ => Err(ApiError::no_route()),
+    }
+}
+
+/// `POST /images/{name}/push?tag=`: on an engine holding `name:tag`; its images are refreshed
+/// when the push ends, since the image gains a repository digest.
+async fn push(state: &AppState, name: &str, req: Request) -> ApiResult<Response> {
+    let wanted = match query_value(&req, "tag").filter(|t| !t.is_empty()) {
+        Some(tag) if tag.contains(':') => format!("{name}@{tag}"),
+        Some(tag) => format!("{name}:{tag}"),
+        None => name.to_string(),
+    };
+    let engine = engine_holding(state, &wanted)?;
+    let path = same_path(&req);
+    let resp = forward(&engine, req, &path).await?;
+    Ok(relay_then_refresh(resp, engine))
+}
+
+/// Relays a streamed answer as it comes, then refreshes the engine's images once it has ended
+/// (or the client went away).
+fn relay_then_refresh(resp: Response, engine: Arc<Engine>) -> Response {
+    let (parts, mut body) = resp.into_parts();
+    let (tx, rx) = mpsc::channel::<Result<Bytes, axum::Error>>(16);
+    tokio::spawn(async move {
+        while let Some(frame) = body.frame().await {
+            let chunk = match frame {
+                Ok(f) => match f.into_data() {
+                    Ok(d) => Ok(d),
+                    Err(_) => continue,
+                },
+                Err(e) => Err(e),
+            };
+            let failed = chunk.is_err();
+            if tx.send(chunk).await.is_err() || failed {
+                break;
+            }
+        }
+        drop(tx);
+        let _ = engine.refresh_images().await;
+    });
+    Response::from_parts(parts, Body::from_stream(receiver_stream(rx)))
+}
+
+/// `POST /images/{name}/tag?repo=&tag=`: on every engine holding the image; 201.
+async fn tag(state: &AppState, name: &str, req: Request) -> ApiResult<Response> {
+    let engines = state.cluster.engines_with_image(|i| names_image(i, name));
+    if engines.is_empty() {
+        return Err(ApiError::not_found(format!("No such image: {name}")));
+    }
+    let version = requested_version(&req);
+    let path = same_path(&req);
+    let (ok, failures) = on_each(&engines, Method::POST, version, &path).await;
+    refresh_images(&engines).await;
+    if !failures.is_empty() {
+        return Err(ApiError::new(
+            failures.status(!ok.is_empty()),
+            failures.message(),
+        ));
+    }
+    Ok(StatusCode::CREATED.into_response())
+}
+
+/// Calls `method path` on every engine at once with an empty body; the answers of those that
+/// succeeded, in node order, and the failures of the others.
+pub async fn on_each(
+    engines: &[Arc<Engine>],
+    method: Method,
+    version: Option<ApiVersion>,
+    path: &str,
+) -> (Vec<(Arc<Engine>, Bytes)>, NodeFailures) {
+    let calls = engines.iter().map(|e| {
+        let method = method.clone();
+        async move {
+            let r = e
+                .call_at(method, version, path, &HeaderMap::new(), empty())
+                .await;
+            (e.clone(), r)
+        }
+    });
+    let mut ok = Vec::new();
+    let mut failures = NodeFailures::new();
+    for (engine, result) in join_all(calls).await {
+        match result {
+            Ok((_, bytes)) => ok.push((engine, bytes)),
+            Err(e) => failures.push(engine.name(), e),
+        }
+    }
+    ok.sort_by_key(|(e, _)| e.name());
+    (ok, failures)
+}
+
+async fn refresh_images(engines: &[Arc<Engine>]) {
+    join_all(engines.iter().map(|e| async move {
+        if let Err(err) = e.refresh_images().await {
+            tracing::debug!(engine = %e.addr, error = %err, "Refreshing images failed");
+        }
+    }))
+    .await;
+}
+
+/// `DELETE /images/{name}?force=&noprune=`: on every engine holding the image, at once; the
+/// engines' answers concatenated.
+pub async fn remove(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    req: Request,
+) -> ApiResult<Response> {
+    let engines = state.cluster.engines_with_image(|i| names_image(i, &name));
+    let version = requested_version(&req);
+    let path = same_path(&req);
+    let (ok, failures) = on_each(&engines, Method::DELETE, version, &path).await;
+    refresh_images(&engines).await;
+    if !failures.is_empty() {
+        return Err(ApiError::new(
+            failures.status(!ok.is_empty()),
+            failures.message(),
+        ));
+    }
+    let mut items: Vec<Value> = Vec::new();
+    for (_, bytes) in ok {
+        if let Ok(Value::Array(list)) = serde_json::from_slice::<Value>(&bytes) {
+            items.extend(list);
+        }
+    }
+    if items.is_empty() {
+        return Err(ApiError::not_found(format!("No such image {name}")));
+    }
+    Ok(json_response(StatusCode::OK, &Value::Array(items)))
+}
+
+/// `GET /images/get?names=a&names=b` (`docker save`): on the first healthy engine holding every
+/// named image.
+pub async fn save_many(State(state): State<AppState>, req: Request) -> ApiResult<Response> {
+    let names: Vec<String> =
+        url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+            .filter(|(k, _)| k == "names")
+            .map(|(_, v)| v.into_owned())
+            .collect();
+    let holds_all = |e: &Engine| {
+        let cache = e.cache();
+        !names.is_empty()
+            && names.iter().all(|n| {
+                cache
+                    .images
+                    .iter()
+                    .any(|i| image_matches(i, n, n.contains(':')))
+            })
+    };
+    let engine = state
+        .cluster
+        .healthy_engines()
+        .into_iter()
+        .find(|e| holds_all(e))
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "Unable to find a healthy engine containing all images: [{}]",
+                names.join(" ")
+            ))
+        })?;
+    let path = same_path(&req);
+    forward(&engine, req, &path).await
+}
+
+/// `GET /images/search` and `POST /auth`: answered by the engine the scheduler ranks first.
+pub async fn on_any_engine(State(state): State<AppState>, req: Request) -> ApiResult<Response> {
+    let engine = state
+        .cluster
+        .any_engine()
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let path = same_path(&req);
+    forward(&engine, req, &path).await
+}
+
+/// `POST /commit?container=`: on the container's engine, with the container named by its ID
+/// there; a new image appears, so that engine's images are refreshed.
+pub async fn commit(State(state): State<AppState>, req: Request) -> ApiResult<Response> {
+    let name = query_value(&req, "container").unwrap_or_default();
+    let c = resolve(&state, &name, |n| format!("No such container: {n}"))?;
+    let query: String = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(
+            url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes()).map(
+                |(k, v)| {
+                    if k == "container" {
+                        (k, std::borrow::Cow::Owned(c.container.id.clone()))
+                    } else {
+                        (k, v)
+                    }
+                },
+            ),
+        )
+        .finish();
+    let resp = forward(&c.engine, req, &format!("/commit?{query}")).await?;
+    if resp.status() == StatusCode::CREATED {
+        let _ = c.engine.refresh_images().await;
+    }
+    Ok(resp)
+}
+
+/// A 200 `application/json` response streaming whatever is sent on the returned sender.
+pub fn json_stream() -> (mpsc::Sender<Result<Bytes, std::io::Error>>, Response) {
+    let (tx, rx) = mpsc::channel(32);
+    let mut resp = Response::new(Body::from_stream(receiver_stream(rx)));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    (tx, resp)
+}
+
+/// The sender side of a streamed JSON answer.
+type MessageSender = mpsc::Sender<Result<Bytes, std::io::Error>>;
+
+/// How one engine's part of a fanned-out stream ended.
+#[derive(Debug)]
+enum EngineOutcome {
+    /// The engine finished without error.
+    Done,
+    /// The engine (or the way to it) failed with this text.
+    Failed(String),
+    /// The client went away; nothing more is sent.
+    ClientGone,
+}
+
+async fn send(tx: &MessageSender, message: Value) -> bool {
+    tx.send(Ok(encode_message(&message))).await.is_ok()
+}
+
+/// Relays one engine's JSON message stream, each message rewritten by `rewrite`; stops at the
+/// first error message, which becomes the outcome.
+async fn relay_messages(
+    engine: &Engine,
+    resp: http::Response<hyper::body::Incoming>,
+    tx: &MessageSender,
+    rewrite: impl Fn(Value) -> Value,
+) -> EngineOutcome {
+    let status = resp.status();
+    let mut body = resp.into_body();
+    if !status.is_success() {
+        let bytes = match body.collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e) => return EngineOutcome::Failed(e.to_string()),
+        };
+        return EngineOutcome::Failed(crate::cluster::engine::error_message(&bytes));
+    }
+    let mut splitter = JsonMessages::new();
+    loop {
+        let frame = match body.frame().await {
+            None => return EngineOutcome::Done,
+            Some(Ok(f)) => f,
+            Some(Err(e)) => return EngineOutcome::Failed(e.to_string()),
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        for item in splitter.push(&data) {
+            match item {
+                StreamItem::Message(m) => {
+                    if let Some(err) = message_error(&m) {
+                        return EngineOutcome::Failed(err);
+                    }
+                    if !send(tx, rewrite(m)).await {
+                        return EngineOutcome::ClientGone;
+                    }
+                }
+                StreamItem::Text(t) => {
+                    tracing::debug!(engine = %engine.addr, text = %String::from_utf8_lossy(&t),
+                        "Engine stream held something that is not JSON; dropped");
+                }
+            }
+        }
+    }
+}
+
+/// Sets `id` to the node name and prefixes `status` with `prefix` (when there is a status).
+fn tagged(mut message: Value, node: &str, prefix: Option<&str>) -> Value {
+    if let Some(obj) = message.as_object_mut() {
+        if let Some(prefix) = prefix {
+            if let Some(status) = obj
+                .get("status")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+            {
+                let status = format!("{prefix} : {status}");
+                obj.insert("status".into(), Value::String(status));
+            }
+        }
+        obj.insert("id".into(), Value::String(node.to_string()));
+    }
+    message
+}
+
+/// The reference a pull asks for: `fromImage` with `tag` (`@` for a digest), `latest` when
+/// neither names one, so one reference is pulled and never every tag of a repository.
+fn pull_reference(from_image: &str, tag: &str) -> String {
+    if !tag.is_empty() {
+        let sep = if tag.contains(':') { '@' } else { ':' };
+        return format!("{from_image}{sep}{tag}");
+    }
+    match split_reference(from_image).1 {
+        Some(_) => from_image.to_string(),
+        None => format!("{from_image}:latest"),
+    }
+}
+
+/// `cannot load <os> image on <os>` in an engine error: the image is for another platform.
+fn os_mismatch(error: &str) -> Option<(String, String)> {
+    let at = error.find("cannot load ")?;
+    let rest = &error[at + "cannot load ".len()..];
+    let (image_os, rest) = rest.split_once(" image on ")?;
+    let engine_os = rest.split_whitespace().next()?;
+    Some((image_os.to_string(), engine_os.to_string()))
+}
+
+/// `POST /images/create`: a pull with `fromImage`, an import with `fromSrc`.
+pub async fn create(
+    State(state): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+    req: Request,
+) -> ApiResult<Response> {
+    let engines = state.cluster.validated();
+    if engines.is_empty() {
+        return Err(ApiError::internal("No nodes available in the cluster"));
+    }
+    let from_image = q.get("fromImage").map(String::as_str).unwrap_or("");
+    let from_src = q.get("fromSrc").map(String::as_str).unwrap_or("");
+    if !from_image.is_empty() {
+        let reference = pull_reference(from_image, q.get("tag").map(String::as_str).unwrap_or(""));
+        let mut query = url::form_urlencoded::Serializer::new(String::new());
+        query.append_pair("fromImage", &reference);
+        if let Some(p) = q.get("platform").filter(|p| !p.is_empty()) {
+            query.append_pair("platform", p);
+        }
+        let path = format!("/images/create?{}", query.finish());
+        return Ok(pull(engines, req, reference, path));
+    }
+    if !from_src.is_empty() {
+        return Ok(import(engines, req, from_src == "-"));
+    }
+    Err(ApiError::bad_request(
+        "either fromImage or fromSrc must be given",
+    ))
+}
+
+/// Headers of the client's request that the engines need for a pull, import or load.
+fn passed_headers(req: &Request) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    for name in ["x-registry-auth", "content-type"] {
+        if let Some(v) = req.headers().get(name) {
+            headers.insert(name, v.clone());
+        }
+    }
+    headers
+}
+
+/// The request body duplicated for each engine when `with_body`, else empty bodies.
+fn bodies(req: Request, count: usize, with_body: bool) -> Vec<TransportBody> {
+    if with_body {
+        tee_body(req.into_body(), count)
+    } else {
+        (0..count).map(|_| empty()).collect()
+    }
+}
+
+/// A pull on every validated engine at once, with per-node progress (SPEC §5.9).
+fn pull(engines: Vec<Arc<Engine>>, req: Request, reference: String, path: String) -> Response {
+    let version = requested_version(&req);
+    let headers = passed_headers(&req);
+    let (tx, resp) = json_stream();
+    tokio::spawn(async move {
+        let prefix = format!("Pulling {reference}...");
+        let jobs = engines.iter().map(|engine| {
+            let (tx, prefix, headers, path) = (&tx, &prefix, &headers, &path);
+            async move {
+                let node = engine.name();
+                if !send(tx, json!({"status": prefix, "id": node})).await {
+                    return EngineOutcome::ClientGone;
+                }
+                let outcome = match engine
+                    .send_at(Method::POST, version, path, headers, empty())
+                    .await
+                {
+                    Ok(r) => {
+                        relay_messages(engine, r, tx, |m| tagged(m, &node, Some(prefix))).await
+                    }
+                    Err(e) => EngineOutcome::Failed(e.to_string()),
+                };
+                let _ = engine.refresh_images().await;
+                match &outcome {
+                    EngineOutcome::Done => {
+                        send(tx, json!({"status": prefix, "id": node})).await;
+                    }
+                    EngineOutcome::Failed(err) => {
+                        let status = format!("{prefix} : {err}");
+                        send(tx, json!({"status": status, "id": node})).await;
+                    }
+                    EngineOutcome::ClientGone => {}
+                }
+                outcome
+            }
+        });
+        let outcomes = join_all(jobs).await;
+        let errors: Vec<&String> = outcomes
+            .iter()
+            .filter_map(|o| match o {
+                EngineOutcome::Failed(e) => Some(e),
+                _ => None,
+            })
+            .collect();
+        let any_done = outcomes.iter().any(|o| matches!(o, EngineOutcome::Done));
+        let only_os = errors.iter().all(|e| e.contains("image operating system"));
+        if let Some(last) = errors.last() {
+            if !any_done || !only_os {
+                send(&tx, error_object(last)).await;
+            }
+        }
+    });
+    resp
+}
+
+/// An import (`fromSrc`) on every validated engine at once, the body duplicated to each.
+fn import(engines: Vec<Arc<Engine>>, req: Request, with_body: bool) -> Response {
+    let version = requested_version(&req);
+    let headers = passed_headers(&req);
+    let path = same_path(&req);
+    let copies = bodies(req, engines.len(), with_body);
+    fanned_stream(engines, copies, version, headers, path, "Import", None)
+}
+
+/// `POST /images/load`: on every validated engine at once, the body duplicated to each.
+pub async fn load(State(state): State<AppState>, req: Request) -> ApiResult<Response> {
+    let engines = state.cluster.validated();
+    if engines.is_empty() {
+        return Err(ApiError::internal("No nodes available in the cluster"));
+    }
+    let version = requested_version(&req);
+    let headers = passed_headers(&req);
+    let path = same_path(&req);
+    let copies = bodies(req, engines.len(), true);
+    Ok(fanned_stream(
+        engines,
+        copies,
+        version,
+        headers,
+        path,
+        "Load",
+        Some("Loading Image..."),
+    ))
+}
+
+/// Runs one body-carrying call (import or load) on every engine and merges their message
+/// streams: each message gets the node as `id` (and `prefix` before its status); an engine's
+/// failure is reported on its line; a platform mismatch is a skip, not an error; any other
+/// failure ends the stream with an error object.
+fn fanned_stream(
+    engines: Vec<Arc<Engine>>,
+    copies: Vec<TransportBody>,
+    version: Option<ApiVersion>,
+    headers: HeaderMap,
+    path: String,
+    what: &'static str,
+    prefix: Option<&'static str>,
+) -> Response {
+    let (tx, resp) = json_stream();
+    tokio::spawn(async move {
+        let jobs = engines.iter().zip(copies).map(|(engine, body)| {
+            let (tx, headers, path) = (&tx, &headers, &path);
+            async move {
+                let node = engine.name();
+                if let Some(p) = prefix {
+                    if !send(tx, json!({"status": p, "id": node})).await {
+                        return EngineOutcome::ClientGone;
+                    }
+                }
+                let outcome = match engine.send_at(Method::POST, version, path, headers, body).await {
+                    Ok(r) => relay_messages(engine, r, tx, |m| tagged(m, &node, prefix)).await,
+                    Err(e) => EngineOutcome::Failed(e.to_string()),
+                };
+                let _ = engine.refresh_images().await;
+                match outcome {
+                    EngineOutcome::Failed(err) => {
+                        if let Some((image_os, engine_os)) = os_mismatch(&err) {
+                            let status = format!(
+                                "{what} skipped because image is for {image_os} and engine is running {engine_os}"
+                            );
+                            send(tx, json!({"status": status, "id": node})).await;
+                            return EngineOutcome::Done;
+                        }
+                        let status = match prefix {
+                            Some(p) => format!("{p} : {err}"),
+                            None => err.clone(),
+                        };
+                        send(tx, json!({"status": status, "id": node})).await;
+                        EngineOutcome::Failed(err)
+                    }
+                    other => other,
+                }
+            }
+        });
+        let outcomes = join_all(jobs).await;
+        let last_error = outcomes.iter().rev().find_map(|o| match o {
+            EngineOutcome::Failed(e) => Some(e.clone()),
+            _ => None,
+        });
+        if let Some(err) = last_error {
+            send(&tx, error_object(&err)).await;
+        }
+    });
+    resp
+}
+
+/// A route handler answering 404 like an unknown route: wrong methods on known paths are
+/// unknown routes for the classic too (SPEC §5.2).
+pub async fn no_such_route() -> ApiError {
+    ApiError::no_route()
+}
+
+/// The image routes, `/commit` and `/auth`.
 pub fn routes() -> axum::Router<AppState> {
-    use axum::routing::get;
+    use axum::routing::{get, post};
     axum::Router::new()
         .route("/images/json", get(list))
         .route("/images/viz", get(viz))
-        .route("/images/{*rest}", get(get_route))
+        .route("/images/search", get(on_any_engine))
+        .route("/images/get", get(save_many))
+        .route("/images/create", post(create))
+        .route("/images/load", post(load))
+        .route(
+            "/images/{*rest}",
+            get(get_route).post(post_route).delete(remove),
+        )
+        .route("/commit", post(commit))
+        .route("/auth", post(on_any_engine))
+        .method_not_allowed_fallback(no_such_route)
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! The Docker Remote API served by the manager: routing, version handling, errors, and one
 //! module per resource. Handlers answer from cluster snapshots or forward to the owning engine.
+pub mod build;
 pub mod containers;
 pub mod error;
 pub mod exec;
@@ -7,6 +8,7 @@ pub mod filters;
 pub mod images;
 pub mod networks;
 pub mod proxy;
+pub mod prune;
 pub mod server;
 pub mod system;
 pub mod version;

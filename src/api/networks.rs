@@ -1,19 +1,33 @@
-//! Network routes: the merged list (local-scope networks shown as `node/name`, SPEC §5.10) and
-//! inspect, answered by the engine that owns the network.
+//! Network routes (SPEC §5.10): the merged list (local-scope networks shown as `node/name`),
+//! inspect on the engine that owns the network, create on a named node or on the node the
+//! scheduler picks, connect and disconnect on the container's engine, and removal.
+//!
+//! Networks here are local to one engine unless a driver says otherwise: a network created
+//! without a driver gets the engines' default, `bridge`, since the classic default `overlay`
+//! needs a multi-host setup (swarm mode or a key/value store) that plain engines lack.
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
+use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
-use axum::response::Response;
-use http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use http_body_util::BodyExt;
 use regex::Regex;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
+use super::containers::split_name_action;
 use super::error::{ApiError, ApiResult};
 use super::filters::{label_matches, Filters};
+use super::images::{no_such_route, requested_version};
 use super::proxy::fetch_json;
 use super::server::{AppState, RequestedVersion};
 use super::system::json_response;
-use crate::cluster::names::find_network;
+use crate::cluster::names::{find_container, find_network, NetworkRef};
+use crate::cluster::transport::boxed;
+use crate::cluster::{Engine, EngineError};
+use crate::scheduler::SchedulingRequest;
 
 const BUILTIN: [&str; 3] = ["bridge", "host", "none"];
 
@@ -107,10 +121,288 @@ pub async fn inspect(
     Ok(json_response(StatusCode::OK, &body))
 }
 
+/// The largest create, connect or disconnect body accepted.
+const BODY_LIMIT: usize = 1 << 20;
+
+/// The driver a network gets when the request names none (see the module docs).
+pub const DEFAULT_DRIVER: &str = "bridge";
+
+/// Reads a small JSON object body; anything else is the client's error (400).
+pub async fn read_json_object(req: Request, what: &str) -> ApiResult<Map<String, Value>> {
+    let bytes = http_body_util::Limited::new(req.into_body(), BODY_LIMIT)
+        .collect()
+        .await
+        .map_err(|e| ApiError::bad_request(format!("reading request body: {e}")))?
+        .to_bytes();
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Map::new());
+    }
+    match serde_json::from_slice::<Value>(&bytes) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(ApiError::bad_request(format!(
+            "invalid JSON: the {what} body must be an object"
+        ))),
+        Err(e) => Err(ApiError::bad_request(format!("invalid JSON: {e}"))),
+    }
+}
+
+/// A JSON request body for an engine.
+pub fn json_body(
+    value: &Map<String, Value>,
+) -> (HeaderMap, crate::cluster::transport::TransportBody) {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    let bytes = Bytes::from(serde_json::to_vec(value).unwrap_or_default());
+    (headers, boxed(http_body_util::Full::new(bytes)))
+}
+
+/// Takes the node out of a create body's `Name` (`node/name`): the body keeps the bare name,
+/// and the node and the bare name are returned.
+pub fn take_node(body: &mut Map<String, Value>) -> (Option<String>, String) {
+    let name = body.get("Name").and_then(Value::as_str).unwrap_or("");
+    let (node, bare) = match name.split_once('/') {
+        Some((node, bare)) if !node.is_empty() => (Some(node.to_string()), bare.to_string()),
+        _ => (None, name.to_string()),
+    };
+    body.insert("Name".into(), Value::String(bare.clone()));
+    (node, bare)
+}
+
+fn is_local(network: &Value) -> bool {
+    matches!(text(network, "Scope"), "local" | "")
+}
+
+/// `POST /networks/create`: on the node a `node/name` names, else on the node the scheduler
+/// picks (every filter applies, containerslots included). 201 with the engine's answer.
+pub async fn create(State(state): State<AppState>, req: Request) -> ApiResult<Response> {
+    let version = requested_version(&req);
+    let mut body = read_json_object(req, "network create").await?;
+    let (node, bare) = take_node(&mut body);
+    if body
+        .get("Driver")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
+        body.insert("Driver".into(), Value::String(DEFAULT_DRIVER.into()));
+    }
+    let mut request = SchedulingRequest::default();
+    match &node {
+        Some(node) => request.add_constraint(format!("node=={node}")),
+        None => {
+            // One daemon refuses a second network of the same name, and the cluster answers as
+            // one daemon would; `node/name` still makes a same-named network on another node.
+            let maps = state.cluster.engines();
+            let taken = maps.validated.values().any(|e| {
+                e.cache()
+                    .networks
+                    .values()
+                    .any(|n| !bare.is_empty() && text(n, "Name") == bare)
+            });
+            if taken {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    format!("network with name {bare} already exists"),
+                ));
+            }
+        }
+    }
+    let engine = state
+        .cluster
+        .rank_engines(&request)
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .into_iter()
+        .next()
+        .ok_or_else(|| ApiError::internal("No nodes available in the cluster"))?;
+    let (headers, payload) = json_body(&body);
+    let (status, bytes) = engine
+        .call_at(Method::POST, version, "/networks/create", &headers, payload)
+        .await
+        .map_err(ApiError::from)?;
+    let created: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    if let Some(id) = created.get("Id").and_then(Value::as_str) {
+        refresh_network_everywhere(&state, &engine, id).await;
+    }
+    let status = if status == StatusCode::OK {
+        StatusCode::CREATED
+    } else {
+        status
+    };
+    Ok(json_response(status, &created))
+}
+
+/// Refreshes one network on its engine and, when it is not local, on every other engine too
+/// (a multi-host network appears, or disappears, everywhere).
+async fn refresh_network_everywhere(state: &AppState, engine: &Arc<Engine>, id: &str) {
+    let _ = engine.refresh_network(id).await;
+    let global = engine
+        .cache()
+        .networks
+        .get(id)
+        .is_some_and(|n| !is_local(n));
+    if global {
+        let others: Vec<Arc<Engine>> = state
+            .cluster
+            .validated()
+            .into_iter()
+            .filter(|e| !Arc::ptr_eq(e, engine))
+            .collect();
+        futures_util::future::join_all(others.iter().map(|e| e.refresh_network(id))).await;
+    }
+}
+
+/// One call about a network, made on its engine first.
+struct EngineCall<'a> {
+    method: Method,
+    version: Option<crate::api::version::ApiVersion>,
+    path: &'a str,
+    body: Option<&'a Map<String, Value>>,
+}
+
+impl EngineCall<'_> {
+    /// Makes the call on `engine`; with `fallback`, when that engine cannot be reached, on the
+    /// healthy ones in turn until one succeeds (a multi-host network is known to all of them).
+    async fn on(
+        &self,
+        state: &AppState,
+        engine: &Engine,
+        fallback: bool,
+    ) -> Result<(StatusCode, Bytes), EngineError> {
+        let mut result = self.once(engine).await;
+        if fallback && matches!(result, Err(EngineError::Unreachable { .. })) {
+            for other in state.cluster.healthy_engines() {
+                result = self.once(&other).await;
+                if result.is_ok() {
+                    break;
+                }
+            }
+        }
+        result
+    }
+
+    async fn once(&self, engine: &Engine) -> Result<(StatusCode, Bytes), EngineError> {
+        let (headers, payload) = match self.body {
+            Some(b) => json_body(b),
+            None => (HeaderMap::new(), crate::cluster::transport::empty()),
+        };
+        engine
+            .call_at(
+                self.method.clone(),
+                self.version,
+                self.path,
+                &headers,
+                payload,
+            )
+            .await
+    }
+}
+
+/// `POST /networks/{id}/connect` and `/disconnect`.
+pub async fn post_route(
+    State(state): State<AppState>,
+    Path(rest): Path<String>,
+    req: Request,
+) -> ApiResult<Response> {
+    match split_name_action(&rest, &["connect", "disconnect"]) {
+        (id, Some(action)) => attach(&state, id, action, req).await,
+        _ => Err(ApiError::no_route()),
+    }
+}
+
+/// Connects or disconnects a container: both looked up cluster-wide, the call made on the
+/// container's engine with both named by ID, then the network and the container refreshed.
+async fn attach(state: &AppState, id: &str, action: &str, req: Request) -> ApiResult<Response> {
+    let maps = state.cluster.engines();
+    let network = find_network(&maps, id)
+        .ok_or_else(|| ApiError::not_found(format!("No such network: {id}")))?;
+    let version = requested_version(&req);
+    let mut body = read_json_object(req, "network connect")
+        .await
+        .map_err(|_| ApiError::not_found("Container is not specified"))?;
+    let container = body
+        .get("Container")
+        .and_then(Value::as_str)
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| ApiError::not_found("Container is not specified"))?
+        .to_string();
+    let c = find_container(&maps, &container)
+        .ok_or_else(|| ApiError::not_found(format!("No such container: {container}")))?;
+    body.insert("Container".into(), Value::String(c.container.id.clone()));
+    let path = format!("/networks/{}/{action}", network.id());
+    let force = body.get("Force").and_then(Value::as_bool).unwrap_or(false);
+    // A forced disconnect from a multi-host network may go through another node when the
+    // container's node is gone.
+    let fallback = action == "disconnect" && force && !is_local(&network.network);
+    let call = EngineCall {
+        method: Method::POST,
+        version,
+        path: &path,
+        body: Some(&body),
+    };
+    let result = call.on(state, &c.engine, fallback).await;
+    let (status, bytes) = result.map_err(|e| match e {
+        EngineError::Status { .. } => ApiError::from(e),
+        other => ApiError::not_found(other.to_string()),
+    })?;
+    let _ = c.engine.refresh_network(network.id()).await;
+    let _ = c.engine.refresh_container(&c.container.id).await;
+    let status = if action == "disconnect" {
+        StatusCode::NO_CONTENT
+    } else {
+        status
+    };
+    let mut resp = Response::new(if status == StatusCode::NO_CONTENT {
+        Body::empty()
+    } else {
+        Body::from(bytes)
+    });
+    *resp.status_mut() = status;
+    Ok(resp)
+}
+
+/// `DELETE /networks/{id}`: on the engine that owns it (for a multi-host network, another
+/// engine when that one cannot be reached); 204.
+pub async fn remove(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    req: Request,
+) -> ApiResult<Response> {
+    let found: NetworkRef = find_network(&state.cluster.engines(), &id)
+        .ok_or_else(|| ApiError::not_found(format!("No such network {id}")))?;
+    let version = requested_version(&req);
+    let nid = found.id().to_string();
+    let path = format!("/networks/{nid}");
+    let global = !is_local(&found.network);
+    let call = EngineCall {
+        method: Method::DELETE,
+        version,
+        path: &path,
+        body: None,
+    };
+    call.on(&state, &found.engine, global)
+        .await
+        .map_err(ApiError::from)?;
+    if global {
+        // A multi-host network leaves every engine's cache.
+        let all = state.cluster.validated();
+        futures_util::future::join_all(all.iter().map(|e| e.refresh_network(&nid))).await;
+    } else {
+        let _ = found.engine.refresh_network(&nid).await;
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
 /// The network routes.
 pub fn routes() -> axum::Router<AppState> {
-    use axum::routing::get;
+    use axum::routing::{get, post};
     axum::Router::new()
         .route("/networks", get(list))
-        .route("/networks/{*id}", get(inspect))
+        .route("/networks/create", post(create))
+        .route(
+            "/networks/{*id}",
+            get(inspect).post(post_route).delete(remove),
+        )
+        .method_not_allowed_fallback(no_such_route)
 }

@@ -34,6 +34,8 @@ pub struct AppState {
     pub opts: Arc<ApiOptions>,
     /// Cancelled when the manager shuts down; ends long streams such as `/events`.
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// With `--replication`: the election, which sends a replica's requests to the primary.
+    pub replication: Option<Arc<crate::leadership::Leadership>>,
 }
 
 /// The API version a request asked for (its `/vX.Y` prefix), or `None` without a prefix.
@@ -69,7 +71,10 @@ pub fn app(state: AppState) -> Router {
         .merge(images::routes())
         .merge(networks::routes())
         .merge(volumes::routes())
+        .merge(super::build::routes())
+        .merge(super::prune::routes())
         .fallback(not_found)
+        .method_not_allowed_fallback(not_found)
         .with_state(state.clone());
     // The prefix must be stripped before routing, so this layer wraps the router from outside.
     Router::new()
@@ -89,6 +94,18 @@ async fn not_found(method: Method) -> Response {
 /// Docker daemon sends.
 async fn outer_layer(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let path = req.uri().path().to_string();
+    // A replica relays the request untouched (prefix, headers, upgrades): the primary answers.
+    if let Some(replication) = &state.replication {
+        match replication.route(&path).await {
+            crate::leadership::Route::Local => {}
+            crate::leadership::Route::Primary(primary) => {
+                return replication.relay(&primary, req).await;
+            }
+            crate::leadership::Route::Unavailable(message) => {
+                return finish(&state, ApiError::internal(message).into_response());
+            }
+        }
+    }
     if let Some(clean) = cleaned_path(&path) {
         let location = match req.uri().query() {
             Some(q) => format!("{clean}?{q}"),

@@ -261,12 +261,16 @@ pub async fn info(State(state): State<AppState>) -> Response {
     let mut engines: Vec<(String, &Arc<Engine>)> = maps.all().map(|e| (e.name(), e)).collect();
     engines.sort_by(|a, b| natural_cmp(&a.0, &b.0));
 
-    let rows: Vec<[String; 2]> = vec![
-        ["Role".into(), "primary".into()],
+    // Role (and Primary on a replica) come from the election when replication is on.
+    let mut rows: Vec<[String; 2]> = match &state.replication {
+        Some(replication) => replication.status_rows(),
+        None => vec![["Role".into(), "primary".into()]],
+    };
+    rows.extend([
         ["Strategy".into(), cluster.opts.strategy.clone()],
         ["Filters".into(), cluster.opts.filters.join(", ")],
         ["Nodes".into(), engines.len().to_string()],
-    ];
+    ]);
     let node_rows: Vec<Arc<str>> = engines
         .iter()
         .map(|(_, e)| node_rows(e, overcommit))

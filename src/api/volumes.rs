@@ -1,18 +1,28 @@
-//! Volume routes: the merged list (local volumes shown as `node/name`, SPEC §5.11) and inspect,
-//! answered by the engine that holds the volume.
-use std::collections::{HashMap, HashSet};
+//! Volume routes (SPEC §5.11): the merged list (local volumes shown as `node/name`), inspect on
+//! the engine that holds the volume, create on every node, on one node (`node/name`) or on the
+//! nodes a whitelist label allows, and removal everywhere the name is found.
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use axum::extract::{Path, Query, Request, State};
-use axum::response::Response;
-use http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use futures_util::future::join_all;
+use http::{HeaderMap, Method, StatusCode};
 use serde_json::{json, Value};
 
 use super::error::{ApiError, ApiResult};
 use super::filters::{label_matches, Filters};
+use super::images::{no_such_route, requested_version};
+use super::networks::{json_body, read_json_object, take_node};
 use super::proxy::fetch_json;
 use super::server::{AppState, RequestedVersion};
 use super::system::json_response;
-use crate::cluster::names::find_volume;
+use crate::cluster::fanout::NodeFailures;
+use crate::cluster::names::{find_volume, find_volumes};
+use crate::cluster::transport::empty;
+use crate::cluster::Engine;
+use crate::scheduler::config::MetadataKind;
+use crate::scheduler::SchedulingRequest;
 
 /// `GET /volumes?filters=`.
 pub async fn list(
@@ -103,10 +113,146 @@ pub async fn inspect(
     Ok(json_response(StatusCode::OK, &body))
 }
 
+/// A random 64-hex volume name, as an engine would give an anonymous volume.
+fn random_name() -> String {
+    format!(
+        "{:032x}{:032x}",
+        rand::random::<u128>(),
+        rand::random::<u128>()
+    )
+}
+
+/// `POST /volumes/create`: on the node a `node/name` names; on the nodes that pass the
+/// scheduler with the `com.docker.swarm.whitelists` label when it is set; else on every
+/// validated engine. 201 with the last node's answer.
+pub async fn create(State(state): State<AppState>, req: Request) -> ApiResult<Response> {
+    let version = requested_version(&req);
+    let mut body = read_json_object(req, "volume create").await?;
+    let (node, mut bare) = take_node(&mut body);
+    if bare.is_empty() {
+        bare = random_name();
+        body.insert("Name".into(), Value::String(bare.clone()));
+    }
+    let labels: BTreeMap<String, String> = body
+        .get("Labels")
+        .and_then(Value::as_object)
+        .map(|l| {
+            l.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                .collect()
+        })
+        .unwrap_or_default();
+    let engines: Vec<Arc<Engine>> = if let Some(node) = node {
+        let mut request = SchedulingRequest::default();
+        request.add_constraint(format!("node=={node}"));
+        let ranked = state
+            .cluster
+            .rank_engines(&request)
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        ranked.into_iter().take(1).collect()
+    } else if labels.contains_key(MetadataKind::Whitelist.label()) {
+        state
+            .cluster
+            .rank_engines(&SchedulingRequest::from_labels(&labels))
+            .map_err(|e| ApiError::internal(e.to_string()))?
+    } else {
+        state.cluster.validated()
+    };
+    if engines.is_empty() {
+        return Err(ApiError::internal("No nodes available in the cluster"));
+    }
+    let bare = bare.as_str();
+    let calls = engines.iter().map(|e| {
+        let (headers, payload) = json_body(&body);
+        async move {
+            let r = e
+                .call_at(Method::POST, version, "/volumes/create", &headers, payload)
+                .await;
+            if r.is_ok() {
+                let _ = e.refresh_volume(bare).await;
+            }
+            (e.clone(), r)
+        }
+    });
+    let mut created: Vec<(String, serde_json::Value)> = Vec::new();
+    let mut failures = NodeFailures::new();
+    for (engine, result) in join_all(calls).await {
+        match result {
+            Ok((_, bytes)) => created.push((
+                engine.name(),
+                serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            )),
+            Err(e) => failures.push(engine.name(), e),
+        }
+    }
+    if !failures.is_empty() {
+        return Err(ApiError::new(
+            failures.status(!created.is_empty()),
+            failures.message(),
+        ));
+    }
+    created.sort_by(|a, b| a.0.cmp(&b.0));
+    let last = created.pop().map(|(_, v)| v).unwrap_or(Value::Null);
+    Ok(json_response(StatusCode::CREATED, &last))
+}
+
+/// `DELETE /volumes/{name}?force=`: on every engine where the name is found (`node/name` finds
+/// one), at once; 204.
+pub async fn remove(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    req: Request,
+) -> ApiResult<Response> {
+    let found = find_volumes(&state.cluster.engines(), &name);
+    if found.is_empty() {
+        return Err(ApiError::not_found(format!("No such volume {name}")));
+    }
+    let version = requested_version(&req);
+    let query = req
+        .uri()
+        .query()
+        .map(|q| format!("?{q}"))
+        .unwrap_or_default();
+    let calls = found.iter().map(|v| {
+        let vname = v
+            .volume
+            .get("Name")
+            .and_then(Value::as_str)
+            .unwrap_or(&name)
+            .to_string();
+        let path = format!("/volumes/{vname}{query}");
+        async move {
+            let r = v
+                .engine
+                .call_at(Method::DELETE, version, &path, &HeaderMap::new(), empty())
+                .await;
+            let _ = v.engine.refresh_volume(&vname).await;
+            (v.engine.name(), r)
+        }
+    });
+    let mut failures = NodeFailures::new();
+    let mut removed = 0;
+    for (node, result) in join_all(calls).await {
+        match result {
+            Ok(_) => removed += 1,
+            Err(e) => failures.push(node, e),
+        }
+    }
+    if !failures.is_empty() {
+        return Err(ApiError::new(
+            failures.status(removed > 0),
+            failures.message(),
+        ));
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
 /// The volume routes.
 pub fn routes() -> axum::Router<AppState> {
-    use axum::routing::get;
+    use axum::routing::{get, post};
     axum::Router::new()
         .route("/volumes", get(list))
-        .route("/volumes/{*name}", get(inspect))
+        .route("/volumes/create", post(create))
+        .route("/volumes/{*name}", get(inspect).delete(remove))
+        .method_not_allowed_fallback(no_such_route)
 }

@@ -70,7 +70,10 @@ pub struct EngineSpecs {
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum EngineError {
     /// The engine could not be reached; counts against its health.
-    #[error("Cannot connect to the Docker daemon at {url}. Is the docker daemon running?")]
+    #[error(
+        "Cannot connect to the Docker daemon at {url}. Is the docker daemon running?{}",
+        tls_hint(detail)
+    )]
     Unreachable { url: String, detail: String },
     /// The engine answered with an error status.
     #[error("{message}")]
@@ -81,6 +84,16 @@ pub enum EngineError {
     /// The engine is not usable as a cluster member.
     #[error("{0}")]
     Rejected(String),
+}
+
+/// Certificate problems are not "is the daemon running?" problems: say what went wrong.
+fn tls_hint(detail: &str) -> String {
+    let lower = detail.to_ascii_lowercase();
+    if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake") {
+        format!(" ({detail})")
+    } else {
+        String::new()
+    }
 }
 
 impl EngineError {

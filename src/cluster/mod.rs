@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod create;
 pub mod engine;
 pub mod events;
+pub mod fanout;
 pub mod health;
 pub mod monitor;
 pub mod names;

@@ -1,7 +1,25 @@
-//! The URL syntax shared by the key-value backends (`consul://`, `etcd://`, `zk://`):
-//! `<addr1>[,<addr2>…][/<prefix>]`. The store clients themselves are not built yet; this module
-//! only validates URLs and derives the paths the backends and leader election will use.
-use super::{DiscoveryError, Scheme};
+//! What the key-value backends (`consul://`, `etcd://`, `zk://`) share: the URL syntax
+//! `<addr1>[,<addr2>…][/<prefix>]`, the key layout, the watch loop that turns a node directory
+//! into [`WatchEvent`]s, the [`LeaderStore`] contract leader election relies on, and a small HTTP
+//! client with endpoint failover for the stores that speak HTTP (etcd and Consul).
+//!
+//! The store protocols themselves live in `etcd.rs`, `consul.rs` and `zk.rs`. This module knows
+//! nothing about engines or about what an elected manager does; it only moves keys and values.
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::{DiscoveryError, DiscoveryOptions, Entry, Scheme, WatchEvent};
+use crate::cluster::transport::{boxed, empty, Endpoint, Transport};
 
 /// Where leader election keeps its lock, below the URL prefix (never below `kv.path`).
 pub const LEADER_PATH: &str = "docker/swarm/leader";
@@ -45,13 +63,537 @@ impl KvUrl {
 
 /// Joins key segments with single slashes, dropping empty segments (like Go's `path.Join` for the
 /// inputs that occur here).
-fn join_key(prefix: &str, path: &str) -> String {
+pub fn join_key(prefix: &str, path: &str) -> String {
     prefix
         .split('/')
         .chain(path.split('/'))
         .filter(|segment| !segment.is_empty())
         .collect::<Vec<_>>()
         .join("/")
+}
+
+/// The TLS settings for reaching the store, from `kv.cacertfile`, `kv.certfile` and
+/// `kv.keyfile`. As in the classic, TLS is used only when all three are given.
+pub fn store_tls(
+    opts: &DiscoveryOptions,
+) -> Result<Option<Arc<rustls::ClientConfig>>, DiscoveryError> {
+    let file = |key: &str| {
+        opts.get(key)
+            .filter(|v| !v.is_empty())
+            .map(std::path::PathBuf::from)
+    };
+    let (Some(ca), Some(cert), Some(key)) = (
+        file("kv.cacertfile"),
+        file("kv.certfile"),
+        file("kv.keyfile"),
+    ) else {
+        tracing::info!("Initializing discovery without TLS");
+        return Ok(None);
+    };
+    tracing::info!("Initializing discovery with TLS");
+    let tls = crate::cli::TlsOptions {
+        tls: true,
+        verify: true,
+        ca: Some(ca),
+        cert: Some(cert),
+        key: Some(key),
+    };
+    crate::tls::client_config(&tls)
+        .map(Some)
+        .map_err(|e| DiscoveryError::Store(format!("discovery TLS: {e}")))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Leader election contract
+
+/// A boxed future returned by the store operations leader election uses.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, String>> + Send + 'a>>;
+
+/// How a term as leader ended without a store error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tenure {
+    /// Shutdown was asked for and the lock was released.
+    Resigned,
+    /// The lock expired or was taken away; campaign again.
+    Lost(String),
+}
+
+/// What a key-value store offers leader election (SPEC §6). Implementations block in these calls
+/// and report through [`ElectionEvents`]; the retry policy belongs to the caller.
+pub trait LeaderStore: Send + Sync + 'static {
+    /// Campaigns for the lock at `key` with `value` (the manager's advertise address) and a
+    /// lifetime of `ttl`. Once held, calls [`ElectionEvents::acquired`] and keeps the lock alive
+    /// until it is lost or `shutdown` is cancelled, in which case it releases the lock before
+    /// returning [`Tenure::Resigned`]. A store that cannot be reached is an `Err`.
+    fn hold<'a>(
+        &'a self,
+        key: &'a str,
+        value: &'a str,
+        ttl: Duration,
+        events: &'a ElectionEvents,
+        shutdown: &'a CancellationToken,
+    ) -> StoreFuture<'a, Tenure>;
+
+    /// Watches the value at `key` and reports each value with [`ElectionEvents::leader_is`] until
+    /// `shutdown` (`Ok`) or a store error (`Err`).
+    fn follow<'a>(
+        &'a self,
+        key: &'a str,
+        events: &'a ElectionEvents,
+        shutdown: &'a CancellationToken,
+    ) -> StoreFuture<'a, ()>;
+}
+
+/// The state leader election shares between the campaigning side, the following side and the
+/// API: whether this manager holds the lock, who the leader is, and whether the store answers.
+#[derive(Debug)]
+pub struct ElectionEvents {
+    /// True while this manager holds the lock.
+    held: watch::Sender<bool>,
+    /// The last non-empty value seen at the leader key.
+    leader: watch::Sender<Option<String>>,
+    /// The last store error, cleared when the store answers again.
+    store_problem: watch::Sender<Option<String>>,
+}
+
+impl Default for ElectionEvents {
+    fn default() -> Self {
+        ElectionEvents {
+            held: watch::channel(false).0,
+            leader: watch::channel(None).0,
+            store_problem: watch::channel(None).0,
+        }
+    }
+}
+
+impl ElectionEvents {
+    /// Fresh state: not leader, no leader known, no store problem.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The lock is now held by this manager.
+    pub fn acquired(&self) {
+        self.store_reached();
+        if !self.held.send_replace(true) {
+            tracing::info!("Leader Election: Cluster leadership acquired");
+        }
+    }
+
+    /// The lock is no longer held by this manager.
+    pub fn released(&self, why: &str) {
+        if self.held.send_replace(false) {
+            tracing::info!(reason = %why, "Leader Election: Cluster leadership lost");
+        }
+    }
+
+    /// The leader key holds `value`; empty values are ignored, as in the classic.
+    pub fn leader_is(&self, value: &str) {
+        self.store_reached();
+        let value = value.trim();
+        if value.is_empty() {
+            return;
+        }
+        let changed = self.leader.send_if_modified(|current| {
+            if current.as_deref() == Some(value) {
+                false
+            } else {
+                *current = Some(value.to_string());
+                true
+            }
+        });
+        if changed {
+            tracing::info!(leader = %value, "New leader elected: {value}");
+        }
+    }
+
+    /// The store answered.
+    pub fn store_reached(&self) {
+        self.store_problem
+            .send_if_modified(|problem| problem.take().is_some());
+    }
+
+    /// The store could not be used.
+    pub fn store_failed(&self, error: &str) {
+        self.store_problem.send_replace(Some(error.to_string()));
+    }
+
+    /// Whether this manager holds the lock now.
+    pub fn is_leader(&self) -> bool {
+        *self.held.borrow()
+    }
+
+    /// The leader's address, once known.
+    pub fn leader(&self) -> Option<String> {
+        self.leader.borrow().clone()
+    }
+
+    /// The last store error, while the store does not answer.
+    pub fn store_problem(&self) -> Option<String> {
+        self.store_problem.borrow().clone()
+    }
+
+    /// Changes of the lock state, for waiting.
+    pub fn subscribe_held(&self) -> watch::Receiver<bool> {
+        self.held.subscribe()
+    }
+
+    /// Changes of the leader address, for waiting.
+    pub fn subscribe_leader(&self) -> watch::Receiver<Option<String>> {
+        self.leader.subscribe()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Watching the node directory
+
+/// A store directory of node entries, as the watch loop sees it.
+pub(crate) trait NodeDirectory: Send + Sync + 'static {
+    /// What [`NodeDirectory::changed`] needs to wait for the next change after a listing.
+    type Cursor: Send + 'static;
+
+    /// The values of every entry in the directory (creating the directory when the store has
+    /// such a thing and it is missing).
+    fn list(&self) -> impl Future<Output = Result<(Vec<String>, Self::Cursor), String>> + Send;
+
+    /// Resolves when the directory may have changed since the listing that gave `cursor` (or
+    /// when it is simply time to list again).
+    fn changed(&self, cursor: Self::Cursor) -> impl Future<Output = Result<(), String>> + Send;
+}
+
+/// Entries from a directory's values: sorted, empty values skipped, duplicates dropped. Values
+/// that are not `host:port` come back separately so the caller can report them.
+pub(crate) fn entries_from_values(values: Vec<String>) -> (Vec<Entry>, Vec<String>) {
+    let mut entries = Vec::new();
+    let mut bad = Vec::new();
+    for value in values {
+        let value = value.trim();
+        if value.is_empty() {
+            continue;
+        }
+        match Entry::parse(value) {
+            Ok(entry) => entries.push(entry),
+            Err(error) => bad.push(format!("ignoring a malformed discovery entry: {error}")),
+        }
+    }
+    entries.sort();
+    entries.dedup();
+    (entries, bad)
+}
+
+/// Runs the watch of a node directory until `shutdown` or until the receiver is dropped: list,
+/// report the entries when they differ from the last report, wait for a change, again. A store
+/// error is reported and the loop retries after `retry` (the manager's `--heartbeat`).
+pub(crate) fn watch_directory<D: NodeDirectory>(
+    directory: Arc<D>,
+    retry: Duration,
+    shutdown: CancellationToken,
+) -> mpsc::Receiver<WatchEvent> {
+    let (sender, receiver) = mpsc::channel(8);
+    let retry = retry.max(Duration::from_millis(100));
+    tokio::spawn(async move {
+        let send = |event: WatchEvent| {
+            let sender = sender.clone();
+            let shutdown = shutdown.clone();
+            async move {
+                tokio::select! {
+                    () = shutdown.cancelled() => false,
+                    sent = sender.send(event) => sent.is_ok(),
+                }
+            }
+        };
+        let pause = || {
+            let sender = sender.clone();
+            let shutdown = shutdown.clone();
+            async move {
+                tokio::select! {
+                    () = shutdown.cancelled() => false,
+                    () = sender.closed() => false,
+                    () = tokio::time::sleep(retry) => true,
+                }
+            }
+        };
+        let mut last: Option<Vec<Entry>> = None;
+        loop {
+            let listed = tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = sender.closed() => return,
+                listed = directory.list() => listed,
+            };
+            let cursor = match listed {
+                Ok((values, cursor)) => {
+                    let (entries, bad) = entries_from_values(values);
+                    if last.as_ref() != Some(&entries) {
+                        last = Some(entries.clone());
+                        if !send(WatchEvent::Entries(entries)).await {
+                            return;
+                        }
+                    }
+                    // After the entries, so that `swarm list` prints the good ones.
+                    for problem in bad {
+                        if !send(WatchEvent::Error(problem)).await {
+                            return;
+                        }
+                    }
+                    cursor
+                }
+                Err(error) => {
+                    if !send(WatchEvent::Error(error)).await || !pause().await {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            let waited = tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = sender.closed() => return,
+                waited = directory.changed(cursor) => waited,
+            };
+            if let Err(error) = waited {
+                let message = format!("Unexpected watch error: {error}");
+                if !send(WatchEvent::Error(message)).await || !pause().await {
+                    return;
+                }
+            }
+        }
+    });
+    receiver
+}
+
+/// Waits for `duration` unless `shutdown` comes first; returns false on shutdown.
+pub(crate) async fn sleep_or_shutdown(duration: Duration, shutdown: &CancellationToken) -> bool {
+    tokio::select! {
+        () = shutdown.cancelled() => false,
+        () = tokio::time::sleep(duration) => true,
+    }
+}
+
+/// Whole seconds for a store TTL: rounded up, at least one.
+pub(crate) fn ttl_seconds(ttl: Duration) -> u64 {
+    let whole = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
+    whole.max(1)
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP to the stores
+
+/// The largest response body read whole from a store; a directory listing beyond this is
+/// refused rather than buffered.
+const MAX_STORE_BODY: usize = 16 << 20;
+
+/// A complete answer from a store.
+#[derive(Debug, Clone)]
+pub(crate) struct StoreResponse {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// The response headers (etcd and Consul put their indexes there).
+    pub headers: HeaderMap,
+    /// The whole body.
+    pub body: Bytes,
+}
+
+impl StoreResponse {
+    /// The body as JSON, or an error naming what was expected.
+    pub fn json(&self) -> Result<serde_json::Value, String> {
+        serde_json::from_slice(&self.body).map_err(|e| {
+            format!(
+                "unreadable answer from the store ({e}): {}",
+                String::from_utf8_lossy(&self.body[..self.body.len().min(200)])
+            )
+        })
+    }
+
+    /// A header as an unsigned number (`X-Etcd-Index`, `X-Consul-Index`).
+    pub fn index_header(&self, name: &str) -> Option<u64> {
+        self.headers.get(name)?.to_str().ok()?.trim().parse().ok()
+    }
+}
+
+/// HTTP to a store with several endpoints: requests go to the endpoint that last answered and
+/// move on to the next one when it cannot be reached.
+pub(crate) struct StoreHttp {
+    /// `host:port` of every endpoint, in URL order.
+    endpoints: Vec<String>,
+    /// Index of the endpoint to try first.
+    current: AtomicUsize,
+    /// The pooled client (TLS when the `kv.*` files are given).
+    transport: Transport,
+}
+
+impl StoreHttp {
+    /// A client for `endpoints`, over TLS with `tls`.
+    pub fn new(endpoints: Vec<String>, tls: Option<Arc<rustls::ClientConfig>>) -> Self {
+        StoreHttp {
+            endpoints,
+            current: AtomicUsize::new(0),
+            transport: Transport::new(tls),
+        }
+    }
+
+    /// One request whose whole exchange, body included, must finish within `timeout`.
+    pub async fn call(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: Option<(&str, Vec<u8>)>,
+        timeout: Duration,
+    ) -> Result<StoreResponse, String> {
+        let exchange = async {
+            let response = self.open(method, path_and_query, body).await?;
+            let (parts, body) = response.into_parts();
+            let body = http_body_util::Limited::new(body, MAX_STORE_BODY)
+                .collect()
+                .await
+                .map_err(|e| format!("reading the store's answer: {e}"))?
+                .to_bytes();
+            Ok(StoreResponse {
+                status: parts.status,
+                headers: parts.headers,
+                body,
+            })
+        };
+        match tokio::time::timeout(timeout, exchange).await {
+            Ok(result) => result,
+            Err(_) => Err(format!(
+                "the store did not answer {path_and_query} within {timeout:?}"
+            )),
+        }
+    }
+
+    /// Sends a request and returns as soon as the headers arrive, for streamed answers
+    /// (watches). The caller bounds the time it waits.
+    pub async fn open(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: Option<(&str, Vec<u8>)>,
+    ) -> Result<http::Response<Incoming>, String> {
+        let count = self.endpoints.len().max(1);
+        let first = self.current.load(Ordering::Relaxed) % count;
+        let mut last_error = String::from("no store endpoint");
+        for attempt in 0..count {
+            let index = (first + attempt) % count;
+            let Some(endpoint) = self.endpoints.get(index) else {
+                break;
+            };
+            let base = self.transport.base_uri(&Endpoint::Tcp(endpoint.clone()));
+            let mut builder = http::Request::builder()
+                .method(method.clone())
+                .uri(format!("{base}{path_and_query}"));
+            let request_body = match &body {
+                Some((content_type, bytes)) => {
+                    builder = builder.header(http::header::CONTENT_TYPE, *content_type);
+                    boxed(http_body_util::Full::new(Bytes::from(bytes.clone())))
+                }
+                None => empty(),
+            };
+            let request = builder
+                .body(request_body)
+                .map_err(|e| format!("bad store request {path_and_query}: {e}"))?;
+            match self.transport.request(request).await {
+                Ok(response) => {
+                    self.current.store(index, Ordering::Relaxed);
+                    return Ok(response);
+                }
+                Err(error) => {
+                    last_error = format!("store {endpoint} unreachable: {}", error_chain(&error));
+                }
+            }
+        }
+        Err(last_error)
+    }
+}
+
+/// An error and its sources, joined with `: `.
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(inner) = source {
+        let next = inner.to_string();
+        if !text.contains(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        source = inner.source();
+    }
+    text
+}
+
+/// Reads a streamed body of newline-separated JSON documents (the etcd v3 watch stream).
+pub(crate) struct JsonLines {
+    /// The body still being received.
+    body: Incoming,
+    /// Bytes received after the last complete line.
+    pending: Vec<u8>,
+}
+
+/// The longest line [`JsonLines`] accepts; a longer one is a broken stream.
+const MAX_JSON_LINE: usize = 4 << 20;
+
+impl JsonLines {
+    /// Reads documents from `body`.
+    pub fn new(body: Incoming) -> Self {
+        JsonLines {
+            body,
+            pending: Vec::new(),
+        }
+    }
+
+    /// The next document; `Ok(None)` when the stream ends.
+    pub async fn next(&mut self) -> Result<Option<serde_json::Value>, String> {
+        loop {
+            if let Some(end) = self.pending.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.pending.drain(..=end).collect();
+                let line = line.trim_ascii();
+                if line.is_empty() {
+                    continue;
+                }
+                return serde_json::from_slice(line)
+                    .map(Some)
+                    .map_err(|e| format!("unreadable watch message from the store: {e}"));
+            }
+            match self.body.frame().await {
+                None => {
+                    let rest = std::mem::take(&mut self.pending);
+                    let rest = rest.trim_ascii();
+                    if rest.is_empty() {
+                        return Ok(None);
+                    }
+                    return serde_json::from_slice(rest)
+                        .map(Some)
+                        .map_err(|e| format!("unreadable watch message from the store: {e}"));
+                }
+                Some(Err(error)) => return Err(format!("watch stream broke: {error}")),
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.pending.extend_from_slice(&data);
+                        if self.pending.len() > MAX_JSON_LINE {
+                            return Err("watch message from the store is too large".into());
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Percent-encodes each segment of a key for use in a URL path (IPv6 entries hold brackets).
+pub(crate) fn encode_key_path(key: &str) -> String {
+    const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~')
+        .remove(b':');
+    key.split('/')
+        .map(|segment| percent_encoding::utf8_percent_encode(segment, SEGMENT).to_string())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// Percent-encodes a query parameter value.
+pub(crate) fn encode_query(value: &str) -> String {
+    percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
 #[cfg(test)]
@@ -84,5 +626,68 @@ mod tests {
             Err(DiscoveryError::ConsulMultipleEndpoints)
         );
         assert!(KvUrl::parse(Scheme::Consul, "a:8500/p").is_ok());
+    }
+
+    #[test]
+    fn directory_values_become_sorted_unique_entries() {
+        let (entries, bad) = entries_from_values(vec![
+            "b:2".into(),
+            "".into(),
+            "a:1".into(),
+            "b:2".into(),
+            "no-port".into(),
+            " [::1]:3 ".into(),
+        ]);
+        assert_eq!(
+            entries,
+            [
+                Entry::new("::1", "3"),
+                Entry::new("a", "1"),
+                Entry::new("b", "2")
+            ]
+        );
+        assert_eq!(
+            bad,
+            ["ignoring a malformed discovery entry: address no-port: missing port in address"]
+        );
+    }
+
+    #[test]
+    fn ttls_round_up_to_whole_seconds() {
+        assert_eq!(ttl_seconds(Duration::from_millis(1)), 1);
+        assert_eq!(ttl_seconds(Duration::ZERO), 1);
+        assert_eq!(ttl_seconds(Duration::from_millis(6500)), 7);
+        assert_eq!(ttl_seconds(Duration::from_secs(20)), 20);
+    }
+
+    #[test]
+    fn key_paths_keep_slashes_and_colons_and_escape_brackets() {
+        assert_eq!(encode_key_path("a/b/1.2.3.4:5"), "a/b/1.2.3.4:5");
+        assert_eq!(encode_key_path("d/[::1]:2375"), "d/%5B::1%5D:2375");
+        assert_eq!(encode_query("a b&c"), "a%20b%26c");
+    }
+
+    #[test]
+    fn election_events_announce_only_new_non_empty_leaders() {
+        let events = ElectionEvents::new();
+        assert_eq!(events.leader(), None);
+        events.leader_is("");
+        assert_eq!(events.leader(), None);
+        events.leader_is("a:1");
+        let changes = events.subscribe_leader();
+        events.leader_is("a:1");
+        assert!(!changes.has_changed().unwrap());
+        events.leader_is("b:2");
+        assert!(changes.has_changed().unwrap());
+        assert_eq!(events.leader().as_deref(), Some("b:2"));
+        events.store_failed("down");
+        assert_eq!(events.store_problem().as_deref(), Some("down"));
+        events.leader_is("b:2");
+        assert_eq!(events.store_problem(), None);
+        assert!(!events.is_leader());
+        events.acquired();
+        assert!(events.is_leader());
+        events.released("test");
+        assert!(!events.is_leader());
     }
 }

@@ -5,10 +5,11 @@
 //! rules) and the backends behind the [`Backend`] trait. It reports addresses only: it knows
 //! nothing about engines, their health or the cluster that consumes the stream.
 //!
-//! Backends: [`nodes`] (a fixed list), [`file`](mod@file) (a polled file). `token://`,
-//! `consul://`, `etcd://` and `zk://` URLs are recognised and validated ([`token`], [`kv`]) but
-//! their backends are not built yet; [`new_backend`] says so with
-//! [`DiscoveryError::NotYetSupported`].
+//! Backends: [`nodes`] (a fixed list), [`file`](mod@file) (a polled file), and the key-value
+//! stores [`etcd`], [`consul`] and [`zk`], which also take `swarm join` registrations and carry
+//! leader election ([`kv::LeaderStore`], through [`new_store`]). `token://` URLs are understood
+//! ([`token`]) but the hosted service behind them is gone, so building one is an error that says
+//! what to use instead.
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -19,10 +20,13 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+pub mod consul;
+pub mod etcd;
 pub mod file;
 pub mod kv;
 pub mod nodes;
 pub mod token;
+pub mod zk;
 
 /// The directory (below the URL prefix) where key-value backends keep node entries unless the
 /// `kv.path` discovery option says otherwise. The classic `swarm` binary always passed this value.
@@ -150,7 +154,7 @@ pub enum Scheme {
     Token,
     /// `consul://<addr>/<prefix>`.
     Consul,
-    /// `etcd://<addr>[,<addr>…]/<prefix>` (v2 keys API).
+    /// `etcd://<addr>[,<addr>…]/<prefix>` (v3 API, or the classic v2 keys API on request).
     Etcd,
     /// `zk://<addr>[,<addr>…]/<prefix>`.
     Zk,
@@ -237,12 +241,20 @@ pub enum DiscoveryError {
     /// Registration (`swarm join`) on a backend that has no store to register in.
     #[error("not implemented in this discovery service")]
     NotImplemented,
-    /// A recognised backend whose implementation is not part of this build.
-    #[error("{scheme} discovery is not supported by this build yet")]
-    NotYetSupported {
-        /// The URL scheme.
-        scheme: Scheme,
-    },
+    /// `token://`: Docker Hub's hosted discovery service no longer exists.
+    #[error(
+        "token:// discovery is no longer available: Docker Hub's hosted discovery service was \
+         shut down in June 2019. Register engines in etcd://, consul:// or zk:// with `swarm join`, \
+         or list them with file:// or nodes:// instead"
+    )]
+    TokenServiceGone,
+    /// `--replication` with a backend that has no store to hold a lock in.
+    #[error("Leader election is only supported with consul, etcd and zookeeper discovery.")]
+    NoLeaderElection,
+    /// A key-value store could not be set up or used (bad option, unreadable certificate, store
+    /// error while registering).
+    #[error("{0}")]
+    Store(String),
 }
 
 /// Checks a discovery URL without doing any I/O: the scheme is known, a `nodes` list parses
@@ -352,10 +364,17 @@ pub trait Backend: Send + Sync + 'static {
     /// Registers an address (swarm join). nodes/file: error
     /// `not implemented in this discovery service`.
     fn register<'a>(&'a self, addr: &'a str) -> RegisterFuture<'a>;
+
+    /// Called when `swarm join` stops. Registrations with a TTL are left to expire, as in the
+    /// classic; a backend whose registrations live as long as a session (ZooKeeper) ends it here
+    /// so they go at once, since the process would exit before the session could close itself.
+    fn leave<'a>(&'a self, _addr: &'a str) -> RegisterFuture<'a> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
-/// Builds the backend a discovery URL names. Does no I/O; the first read happens in
-/// [`Backend::watch`].
+/// Builds the backend a discovery URL names. Does no I/O beyond reading the `kv.*` certificate
+/// files; the first store access happens in [`Backend::watch`] or [`Backend::register`].
 pub fn new_backend(url: &str, opts: &DiscoveryOptions) -> Result<Arc<dyn Backend>, DiscoveryError> {
     let parsed = DiscoveryUrl::parse(url)?;
     match parsed.scheme {
@@ -366,14 +385,58 @@ pub fn new_backend(url: &str, opts: &DiscoveryOptions) -> Result<Arc<dyn Backend
         ))),
         Scheme::Token => {
             token::TokenUrl::parse(&parsed.body)?;
-            Err(DiscoveryError::NotYetSupported {
-                scheme: Scheme::Token,
+            Err(DiscoveryError::TokenServiceGone)
+        }
+        Scheme::Consul | Scheme::Etcd | Scheme::Zk => Ok(new_store(url, opts)?.discovery),
+    }
+}
+
+/// A key-value store seen both ways: as a discovery backend and as the home of the leader lock.
+/// Both handles point at the same object, so they share its connections.
+#[derive(Clone)]
+pub struct KvStore {
+    /// Node discovery and registration.
+    pub discovery: Arc<dyn Backend>,
+    /// Leader election.
+    pub election: Arc<dyn kv::LeaderStore>,
+    /// The leader key of this URL (`<prefix>/docker/swarm/leader`).
+    pub leader_key: String,
+}
+
+/// Builds the key-value store a `consul://`, `etcd://` or `zk://` URL names; any other URL is
+/// [`DiscoveryError::NoLeaderElection`] (after the URL's own errors).
+pub fn new_store(url: &str, opts: &DiscoveryOptions) -> Result<KvStore, DiscoveryError> {
+    let parsed = DiscoveryUrl::parse(url)?;
+    if !parsed.scheme.is_key_value() {
+        validate(url)?;
+        return Err(DiscoveryError::NoLeaderElection);
+    }
+    let kv_url = kv::KvUrl::parse(parsed.scheme, &parsed.body)?;
+    let leader_key = kv_url.leader_key();
+    match parsed.scheme {
+        Scheme::Etcd => {
+            let backend = etcd::backend(&kv_url, opts, kv::store_tls(opts)?)?;
+            Ok(KvStore {
+                discovery: backend.clone(),
+                election: backend,
+                leader_key,
             })
         }
-        Scheme::Consul | Scheme::Etcd | Scheme::Zk => {
-            kv::KvUrl::parse(parsed.scheme, &parsed.body)?;
-            Err(DiscoveryError::NotYetSupported {
-                scheme: parsed.scheme,
+        Scheme::Consul => {
+            let backend = consul::backend(&kv_url, opts, kv::store_tls(opts)?);
+            Ok(KvStore {
+                discovery: backend.clone(),
+                election: backend,
+                leader_key,
+            })
+        }
+        _ => {
+            tracing::info!("Initializing discovery without TLS");
+            let backend = zk::backend(&kv_url, opts);
+            Ok(KvStore {
+                discovery: backend.clone(),
+                election: backend,
+                leader_key,
             })
         }
     }
@@ -540,21 +603,24 @@ mod tests {
         assert_eq!(validate("10.0.0.[1:3]:2375").unwrap().scheme, Scheme::Nodes);
     }
 
-    #[test]
-    fn store_backends_are_recognised_but_not_built() {
+    #[tokio::test]
+    async fn store_backends_are_built_and_token_explains_itself() {
         let opts = DiscoveryOptions::default();
-        for (url, scheme) in [
-            ("token://abc", "token"),
-            ("consul://a:8500/p", "consul"),
-            ("etcd://a:2379,b:2379/p", "etcd"),
-            ("zk://a:2181/p", "zk"),
+        for url in [
+            "consul://a:8500/p",
+            "etcd://a:2379,b:2379/p",
+            "zk://a:2181/p",
         ] {
-            let error = new_backend(url, &opts).err().expect(url);
-            assert_eq!(
-                error.to_string(),
-                format!("{scheme} discovery is not supported by this build yet")
-            );
+            assert!(new_backend(url, &opts).is_ok(), "{url}");
+            assert!(new_store(url, &opts).is_ok(), "{url}");
         }
+        assert_eq!(
+            new_store("etcd://a:2379/p", &opts).unwrap().leader_key,
+            "p/docker/swarm/leader"
+        );
+        let token = new_backend("token://abc", &opts).err().unwrap().to_string();
+        assert!(token.contains("shut down in June 2019"), "{token}");
+        assert!(token.contains("etcd://"), "{token}");
         assert_eq!(
             new_backend("consul://a,b", &opts).err(),
             Some(DiscoveryError::ConsulMultipleEndpoints)
@@ -567,8 +633,29 @@ mod tests {
             new_backend("ftp://x", &opts).err(),
             Some(DiscoveryError::NotSupported)
         );
+        assert_eq!(
+            new_store("a:1,b:2", &opts).err(),
+            Some(DiscoveryError::NoLeaderElection)
+        );
         assert!(new_backend("a:1,b:2", &opts).is_ok());
         assert!(new_backend("file:///x", &opts).is_ok());
+    }
+
+    #[test]
+    fn unreadable_store_certificates_are_reported() {
+        let opts = DiscoveryOptions {
+            opts: vec![
+                ("kv.cacertfile".into(), "/nonexistent/ca.pem".into()),
+                ("kv.certfile".into(), "/nonexistent/cert.pem".into()),
+                ("kv.keyfile".into(), "/nonexistent/key.pem".into()),
+            ],
+            ..DiscoveryOptions::default()
+        };
+        let error = new_backend("etcd://a:2379", &opts)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(error.starts_with("discovery TLS: "), "{error}");
     }
 
     #[test]

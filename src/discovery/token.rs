@@ -1,5 +1,7 @@
-//! `token://` URLs of Docker Hub's hosted discovery service. The service was shut down in 2019, so
-//! only the URL syntax is understood here; no backend talks to it yet.
+//! `token://` URLs of Docker Hub's hosted discovery service. The service was shut down in June
+//! 2019, so only the URL syntax is understood here: a well-formed `token://` URL builds no
+//! backend but [`DiscoveryError::TokenServiceGone`](super::DiscoveryError::TokenServiceGone),
+//! which tells users to register engines in a key-value store or to list them instead.
 use super::DiscoveryError;
 
 /// Where `token://<token>` pointed by default.

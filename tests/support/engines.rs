@@ -54,6 +54,9 @@ const INNER_SCRIPT: &str = r#"set -e
 mount -t tmpfs -o mode=0755,size=64m shoal-run /run
 ip link set lo up
 echo "$SHOAL_ENGINE_HOSTNAME" > /proc/sys/kernel/hostname
+if [ -n "$SHOAL_REGISTRY_SOCKET" ]; then
+  socat TCP-LISTEN:5000,bind=127.0.0.1,fork,reuseaddr "UNIX-CONNECT:$SHOAL_REGISTRY_SOCKET" </dev/null >/dev/null 2>&1 &
+fi
 exec 3<&0 0</dev/null
 exec "$@"
 "#;
@@ -69,9 +72,32 @@ pub struct EngineSetBuilder {
     dockerd_args: Vec<(Option<usize>, String)>,
     load_image: bool,
     start_timeout: Duration,
+    /// A registry's unix socket that `127.0.0.1:5000` inside every engine forwards to.
+    registry_socket: Option<PathBuf>,
+    /// `(ca, cert, key)`: dockerd serves its TCP port with `--tlsverify` and these files.
+    tls: Option<(PathBuf, PathBuf, PathBuf)>,
 }
 
 impl EngineSetBuilder {
+    /// Makes `127.0.0.1:5000` inside every engine's network namespace reach the registry
+    /// serving on the unix socket `socket` (see the `registry` module), through a `socat` started
+    /// next to dockerd; it dies with the engine. Panics if socat is missing.
+    pub fn registry(mut self, socket: &Path) -> Self {
+        if host::find_program("socat").is_none() {
+            panic!("`socat` not found (Debian package socat): run `bash tests/run.sh` as root");
+        }
+        self.registry_socket = Some(socket.to_path_buf());
+        self
+    }
+
+    /// Serves every engine's TCP port over TLS, requiring client certificates signed by `ca`
+    /// (`dockerd --tlsverify`). The support code then reaches the engines through their unix
+    /// sockets; [`Engine::addr`] stays the TLS address.
+    pub fn tls_verify(mut self, ca: &Path, cert: &Path, key: &Path) -> Self {
+        self.tls = Some((ca.to_path_buf(), cert.to_path_buf(), key.to_path_buf()));
+        self
+    }
+
     /// Adds daemon label `key=value` to every engine (`dockerd --label`).
     pub fn label(mut self, key: &str, value: &str) -> Self {
         self.labels.push((None, format!("{key}={value}")));
@@ -211,6 +237,8 @@ impl EngineSet {
             dockerd_args: Vec::new(),
             load_image: true,
             start_timeout: DEFAULT_START_TIMEOUT,
+            registry_socket: None,
+            tls: None,
         }
     }
 
@@ -307,6 +335,10 @@ pub struct Engine {
     /// dockerd and every argument after it.
     command_line: Vec<String>,
     start_timeout: Duration,
+    /// See [`EngineSetBuilder::registry`].
+    registry_socket: Option<PathBuf>,
+    /// Whether the TCP port speaks TLS (then the support code uses the unix socket).
+    tls: bool,
     state: Mutex<EngineState>,
 }
 
@@ -369,6 +401,14 @@ impl Engine {
         for (_, arg) in options.dockerd_args.iter().filter(|(t, _)| applies(t)) {
             command_line.push(arg.clone());
         }
+        if let Some((ca, cert, key)) = &options.tls {
+            command_line.extend([
+                "--tlsverify".into(),
+                format!("--tlscacert={}", path(ca)),
+                format!("--tlscert={}", path(cert)),
+                format!("--tlskey={}", path(key)),
+            ]);
+        }
         Ok(Engine {
             name,
             port,
@@ -377,6 +417,8 @@ impl Engine {
             set_id: set_id.to_string(),
             command_line,
             start_timeout: options.start_timeout,
+            registry_socket: options.registry_socket.clone(),
+            tls: options.tls.is_some(),
             state: Mutex::new(EngineState {
                 listener: Some(listener),
                 running: None,
@@ -431,7 +473,17 @@ impl Engine {
 
     /// Whether the API answers `GET /_ping` with 200 right now.
     pub fn ping(&self) -> bool {
-        http::ping(&self.addr())
+        http::ping(&self.admin_addr())
+    }
+
+    /// Where the support code talks to the engine: its TCP address, or its unix socket when the
+    /// TCP port speaks TLS.
+    fn admin_addr(&self) -> String {
+        if self.tls {
+            format!("unix://{}", self.unix_socket().display())
+        } else {
+            self.addr()
+        }
     }
 
     /// Everything dockerd logged, across restarts.
@@ -441,16 +493,22 @@ impl Engine {
 
     /// `GET /info`, parsed.
     pub fn info(&self) -> Result<serde_json::Value, SupportError> {
-        let response = http::get(&self.addr(), "/info")
+        let response = http::get(&self.admin_addr(), "/info")
             .map_err(|e| SupportError::new(format!("{}: GET /info: {e}", self.name)))?;
         response
             .json()
             .map_err(|e| SupportError::new(format!("{}: GET /info: {e}", self.name)))
     }
 
-    /// Runs the default docker CLI (legacy when present) against this engine directly.
+    /// Runs the default docker CLI (legacy when present) against this engine directly (over
+    /// its unix socket when the TCP port speaks TLS).
     pub fn docker(&self, args: &[&str]) -> CliOutput {
-        DockerCli::default_cli().run(&self.host(), args)
+        let host = if self.tls {
+            format!("unix://{}", self.unix_socket().display())
+        } else {
+            self.host()
+        };
+        DockerCli::default_cli().run(&host, args)
     }
 
     /// Runs `cli` against this engine directly.
@@ -460,7 +518,7 @@ impl Engine {
 
     /// Loads `image` into the engine.
     pub fn load_image(&self, image: &TestImage) -> Result<(), SupportError> {
-        image.load_into(&self.addr())
+        image.load_into(&self.admin_addr())
     }
 
     /// Kills the engine like pulling the plug: SIGKILL to dockerd (taking its containers with
@@ -571,6 +629,10 @@ impl Engine {
             .args(&self.command_line)
             .env(SET_VAR, &self.set_id)
             .env("SHOAL_ENGINE_HOSTNAME", &self.name)
+            .env(
+                "SHOAL_REGISTRY_SOCKET",
+                self.registry_socket.as_deref().unwrap_or(Path::new("")),
+            )
             .env("PATH", host::system_path())
             // dockerd is PID 1 of its namespace, and socket activation checks LISTEN_PID.
             .env("LISTEN_FDS", "1")
@@ -625,7 +687,7 @@ impl Engine {
         if let Some(running) = state.running.as_mut() {
             running.dockerd = pid;
         }
-        let addr = self.addr();
+        let addr = self.admin_addr();
         let deadline = started + self.start_timeout;
         while Instant::now() < deadline {
             if http::ping(&addr) {
@@ -694,7 +756,7 @@ impl Engine {
     }
 
     fn kill_containers(&self) {
-        let addr = self.addr();
+        let addr = self.admin_addr();
         let Ok(list) = http::request(
             &addr,
             "GET",

@@ -40,7 +40,12 @@ impl HttpResponse {
     }
 }
 
-/// Sends one request to `addr` ("127.0.0.1:PORT") and reads the whole response.
+/// A connected stream of either kind.
+trait ReadWrite: Read + Write {}
+impl<T: Read + Write> ReadWrite for T {}
+
+/// Sends one request to `addr` ("127.0.0.1:PORT", or "unix:///path" for a unix socket) and reads
+/// the whole response.
 ///
 /// `body` is a content type and the bytes to send. `timeout` bounds connecting and each read or
 /// write, not the whole exchange.
@@ -51,17 +56,31 @@ pub fn request(
     body: Option<(&str, &[u8])>,
     timeout: Duration,
 ) -> io::Result<HttpResponse> {
-    let socket: SocketAddr = addr.parse().map_err(|_| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("not an ip:port: {addr}"),
-        )
-    })?;
-    let mut stream = TcpStream::connect_timeout(&socket, timeout)?;
-    stream.set_read_timeout(Some(timeout))?;
-    stream.set_write_timeout(Some(timeout))?;
+    let mut stream: Box<dyn ReadWrite> = if let Some(path) = addr.strip_prefix("unix://") {
+        // Engines that serve TCP only over TLS are reached through their unix socket.
+        let stream = std::os::unix::net::UnixStream::connect(path)?;
+        stream.set_read_timeout(Some(timeout))?;
+        stream.set_write_timeout(Some(timeout))?;
+        Box::new(stream)
+    } else {
+        let socket: SocketAddr = addr.parse().map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("not an ip:port: {addr}"),
+            )
+        })?;
+        let stream = TcpStream::connect_timeout(&socket, timeout)?;
+        stream.set_read_timeout(Some(timeout))?;
+        stream.set_write_timeout(Some(timeout))?;
+        Box::new(stream)
+    };
+    let host = if addr.starts_with("unix://") {
+        "docker"
+    } else {
+        addr
+    };
     let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nUser-Agent: shoal-test-support\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nUser-Agent: shoal-test-support\r\n"
     );
     match body {
         Some((content_type, bytes)) => head.push_str(&format!(

@@ -82,9 +82,18 @@ pub struct ManagerBuilder {
     envs: Vec<(String, String)>,
     port: Option<u16>,
     start_timeout: Duration,
+    /// The manager serves TLS: it is ready when its port accepts connections.
+    tls: bool,
 }
 
 impl ManagerBuilder {
+    /// The manager serves TLS (`--tls`/`--tlsverify` among the arguments), so readiness is its
+    /// port accepting TCP connections rather than a plain-HTTP `GET /_ping`.
+    pub fn tls(mut self) -> Self {
+        self.tls = true;
+        self
+    }
+
     /// Adds an argument after `manage -H tcp://…` and before the discovery URL.
     pub fn arg(mut self, arg: &str) -> Self {
         self.args.push(arg.to_string());
@@ -156,6 +165,7 @@ impl ManagerBuilder {
             log_path: dir.path().join("manager.log"),
             id,
             start_timeout: self.start_timeout,
+            tls: self.tls,
             child: Mutex::new(None),
             _dir: dir,
         };
@@ -184,6 +194,8 @@ pub struct Manager {
     /// Name of the directory, carried by the process as `SHOAL_TEST_SET`.
     id: String,
     start_timeout: Duration,
+    /// See [`ManagerBuilder::tls`].
+    tls: bool,
     child: Mutex<Option<Child>>,
     /// Holds the log; declared last so it is removed after the process is stopped.
     _dir: TempDir,
@@ -205,6 +217,7 @@ impl Manager {
             envs: Vec::new(),
             port: None,
             start_timeout: DEFAULT_MANAGER_START_TIMEOUT,
+            tls: false,
         }
     }
 
@@ -317,7 +330,12 @@ impl Manager {
             if let Ok(Some(status)) = child.try_wait() {
                 break format!("exited ({status}) before answering GET /_ping on {addr}");
             }
-            if http::ping(&addr) {
+            let ready = if self.tls {
+                std::net::TcpStream::connect(&addr).is_ok()
+            } else {
+                http::ping(&addr)
+            };
+            if ready {
                 return Ok(());
             }
             if started.elapsed() >= self.start_timeout {

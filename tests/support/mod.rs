@@ -11,6 +11,10 @@
 //! - [`manager`] runs the `swarm` binary under test ([`Manager`], [`swarm`]).
 //! - [`cli`] runs the docker CLIs, legacy (20.10) and modern, with a timeout ([`DockerCli`]).
 //! - [`http`] is a tiny blocking HTTP/1.1 client for pings and raw API checks.
+//! - [`registry`] runs a local image registry that engines reach as `127.0.0.1:5000`
+//!   ([`Registry`], with [`EngineSetBuilder::registry`]).
+//! - [`stores`] starts etcd and ZooKeeper, fakes Consul, runs `swarm join` agents and makes TLS
+//!   certificates.
 //!
 //! Private helpers own the host preconditions (`host`) and the life of every process started
 //! here (`processes`): children carry a run tag so leftovers of a crashed run are swept by pid at
@@ -43,6 +47,8 @@ pub mod http;
 pub mod image;
 pub mod manager;
 mod processes;
+pub mod registry;
+pub mod stores;
 
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -52,6 +58,7 @@ pub use engines::{Engine, EngineSet, EngineSetBuilder};
 pub use image::{busybox_image, TestImage};
 pub use manager::{swarm, Manager, ManagerBuilder};
 pub use processes::{processes_with, sweep_leftovers_now, SET_VAR, TAG_VAR};
+pub use registry::{Registry, REGISTRY_ADDRESS};
 
 /// Why a support operation failed, as one readable message (often with the tail of a log).
 ///

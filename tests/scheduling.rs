@@ -409,3 +409,47 @@ fn invalid_scheduling_expressions_are_answered_with_their_reason() {
     );
     assert!(support::http::ping(&m.addr()));
 }
+
+#[test]
+fn a_node_without_the_image_pulls_it_when_a_container_is_created_there() {
+    let registry = support::Registry::start();
+    let engines = EngineSet::builder(2).registry(registry.socket()).start();
+    let reference = registry.reference("shoal/pulled:1");
+    let image = support::image::build_busybox_image(
+        std::path::Path::new("/bin/busybox"),
+        &reference,
+        &["sleep", "300"],
+    )
+    .unwrap();
+    // Only node-0 has it; push it from there, then remove it there too.
+    image.load_into(&engines[0].addr()).unwrap();
+    engines[0].docker(&["push", &reference]).assert_success();
+    engines[0].docker(&["rmi", &reference]).assert_success();
+
+    let m = manager(&engines, &[]);
+    let cli = DockerCli::modern();
+    let target = engines[1].name();
+    cli.run(
+        &m.host(),
+        &[
+            "run",
+            "-d",
+            "--name",
+            "fresh",
+            "-e",
+            &format!("constraint:node=={target}"),
+            &reference,
+        ],
+    )
+    .assert_success();
+    assert_eq!(node_of(&cli, &m.host(), "fresh"), target);
+    // Pulled on the chosen node only.
+    let here = engines[1]
+        .docker(&["images", "--format", "{{.Repository}}:{{.Tag}}"])
+        .assert_success();
+    assert!(here.stdout.contains(&reference), "{}", here.stdout);
+    let there = engines[0]
+        .docker(&["images", "--format", "{{.Repository}}:{{.Tag}}"])
+        .assert_success();
+    assert!(!there.stdout.contains(&reference), "{}", there.stdout);
+}

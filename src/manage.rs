@@ -148,6 +148,16 @@ pub async fn run(global: GlobalOptions, opts: ManageOptions) -> Result<(), Manag
 
     cluster.start();
     cluster.watch_discovery(backend);
+    let leader = replication.clone();
+    crate::cluster::watchdog::start(
+        cluster.clone(),
+        Arc::new(move || {
+            leader
+                .as_ref()
+                .is_none_or(|l| l.role() == crate::leadership::Role::Primary)
+        }),
+        shutdown.clone(),
+    );
 
     let (failed_tx, mut failed_rx) = tokio::sync::mpsc::channel::<String>(listeners.len().max(1));
     let mut servers = tokio::task::JoinSet::new();

@@ -177,6 +177,9 @@ pub struct ContainerDetails {
     #[serde(rename = "ExecIDs")]
     pub exec_ids: Option<Vec<String>>,
     pub network_settings: NetworkSettings,
+    /// The whole inspect body, kept only for containers with a reschedule policy.
+    #[serde(skip)]
+    pub full: Option<Arc<Value>>,
 }
 
 /// `State` of an inspected container.

@@ -706,7 +706,19 @@ impl Engine {
     }
 
     async fn inspect(&self, id: &str) -> Result<ContainerDetails, EngineError> {
-        self.get_json(&format!("/containers/{id}/json")).await
+        let raw: Value = self.get_json(&format!("/containers/{id}/json")).await?;
+        let mut details: ContainerDetails =
+            serde_json::from_value(raw.clone()).map_err(|e| self.invalid(e))?;
+        // Containers that ask to be rescheduled keep their whole configuration: when their
+        // engine dies, it can no longer be asked for it.
+        let wants_rescheduling = raw
+            .pointer("/Config/Labels/com.docker.swarm.reschedule-policies")
+            .and_then(Value::as_str)
+            .is_some_and(|p| p.contains("on-node-failure"));
+        if wants_rescheduling {
+            details.full = Some(Arc::new(raw));
+        }
+        Ok(details)
     }
 
     /// Refreshes one container from a filtered list plus an inspect; drops it when gone.
@@ -744,6 +756,24 @@ impl Engine {
             cache.containers = Arc::new(map);
         });
         Ok(())
+    }
+
+    /// Drops a container from the cache (rescheduling frees its name before re-creating it).
+    pub fn forget_container(&self, id: &str) {
+        self.update_cache(|cache| {
+            let mut map = (*cache.containers).clone();
+            map.remove(id);
+            cache.containers = Arc::new(map);
+        });
+    }
+
+    /// Puts a container record back into the cache.
+    pub fn restore_container(&self, c: Arc<Container>) {
+        self.update_cache(|cache| {
+            let mut map = (*cache.containers).clone();
+            map.insert(c.id.clone(), c);
+            cache.containers = Arc::new(map);
+        });
     }
 
     /// Records an exec created through the manager, so `/exec/{id}/…` can be routed at once.

@@ -11,6 +11,7 @@ pub mod health;
 pub mod monitor;
 pub mod names;
 pub mod transport;
+pub mod watchdog;
 
 pub use cluster::{Cluster, ClusterOptions, EngineMaps};
 pub use engine::{Engine, EngineError, EngineOptions, EngineSpecs};

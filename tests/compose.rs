@@ -12,24 +12,7 @@ use support::cli::run_command;
 use support::{wait_until, CliOutput, DockerCli, EngineSet, Manager};
 
 fn manager(engines: &EngineSet) -> Manager {
-    let m = Manager::builder()
-        .args(&[
-            "--engine-refresh-min-interval",
-            "1s",
-            "--engine-refresh-max-interval",
-            "2s",
-        ])
-        .start(&engines.nodes_url());
-    let cli = DockerCli::modern();
-    let want = engines.len();
-    wait_until(Duration::from_secs(30), "every node healthy", || {
-        cli.run(&m.host(), &["info"])
-            .stdout
-            .matches("Status: Healthy")
-            .count()
-            == want
-    });
-    m
+    Manager::start_healthy(engines, &[])
 }
 
 /// The compose file `name` of `examples/compose/`.

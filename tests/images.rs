@@ -9,24 +9,7 @@ use support::image::build_busybox_image;
 use support::{http, wait_until, DockerCli, EngineSet, Manager, Registry};
 
 fn manager(engines: &EngineSet) -> Manager {
-    let m = Manager::builder()
-        .args(&[
-            "--engine-refresh-min-interval",
-            "1s",
-            "--engine-refresh-max-interval",
-            "2s",
-        ])
-        .start(&engines.nodes_url());
-    let cli = DockerCli::modern();
-    let want = engines.len();
-    wait_until(Duration::from_secs(30), "every node healthy", || {
-        cli.run(&m.host(), &["info"])
-            .stdout
-            .matches("Status: Healthy")
-            .count()
-            == want
-    });
-    m
+    Manager::start_healthy(engines, &[])
 }
 
 /// Whether the engine itself (not the manager) has `image`.

@@ -6,27 +6,10 @@ mod support;
 
 use std::time::Duration;
 
-use support::{http, wait_until, DockerCli, EngineSet, Manager};
+use support::{http, DockerCli, EngineSet, Manager};
 
 fn manager(engines: &EngineSet) -> Manager {
-    let m = Manager::builder()
-        .args(&[
-            "--engine-refresh-min-interval",
-            "1s",
-            "--engine-refresh-max-interval",
-            "2s",
-        ])
-        .start(&engines.nodes_url());
-    let cli = DockerCli::modern();
-    let want = engines.len();
-    wait_until(Duration::from_secs(30), "every node healthy", || {
-        cli.run(&m.host(), &["info"])
-            .stdout
-            .matches("Status: Healthy")
-            .count()
-            == want
-    });
-    m
+    Manager::start_healthy(engines, &[])
 }
 
 /// Names of the engines (asked directly) that have network `name`.

@@ -5,28 +5,10 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use support::{wait_until, DockerCli, EngineSet, Manager};
+use support::{DockerCli, EngineSet, Manager};
 
 fn manager(engines: &EngineSet, extra: &[&str]) -> Manager {
-    let m = Manager::builder()
-        .args(&[
-            "--engine-refresh-min-interval",
-            "1s",
-            "--engine-refresh-max-interval",
-            "2s",
-        ])
-        .args(extra)
-        .start(&engines.nodes_url());
-    let cli = DockerCli::modern();
-    let want = engines.len();
-    wait_until(Duration::from_secs(30), "every node healthy", || {
-        cli.run(&m.host(), &["info"])
-            .stdout
-            .matches("Status: Healthy")
-            .count()
-            == want
-    });
-    m
+    Manager::start_healthy(engines, extra)
 }
 
 /// Containers per node, from `docker ps -a` names (`node-N/name`).

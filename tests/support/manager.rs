@@ -365,3 +365,36 @@ impl Drop for Manager {
         super::keep_log(&self.log_path, &format!("{}.log", self.id));
     }
 }
+
+/// Refresh flags that make health changes and new containers visible within a second or two.
+pub const FAST_REFRESH: [&str; 4] = [
+    "--engine-refresh-min-interval",
+    "1s",
+    "--engine-refresh-max-interval",
+    "2s",
+];
+
+impl Manager {
+    /// Starts a manager over `engines` with [`FAST_REFRESH`] plus `extra` flags, and waits until
+    /// it reports every engine Healthy.
+    #[track_caller]
+    pub fn start_healthy(engines: &super::EngineSet, extra: &[&str]) -> Manager {
+        let m = Manager::builder()
+            .args(&FAST_REFRESH)
+            .args(extra)
+            .start(&engines.nodes_url());
+        let want = engines.len();
+        super::wait_until(Duration::from_secs(30), "every node healthy", || {
+            super::http::get(&m.addr(), "/info")
+                .ok()
+                .and_then(|r| r.json().ok())
+                .and_then(|v| {
+                    v["SystemStatus"]
+                        .as_array()
+                        .map(|rows| rows.iter().filter(|r| r[1] == "Healthy").count())
+                })
+                == Some(want)
+        });
+        m
+    }
+}

@@ -175,6 +175,18 @@ async fn measure_create(
     (all, errors, started.elapsed())
 }
 
+/// Resident set now (VmRSS) of a process.
+fn current_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0)
+        * 1024
+}
+
 /// Resident set peak (VmHWM) and CPU seconds of a process.
 fn proc_stats(pid: u32) -> (u64, f64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -256,6 +268,10 @@ async fn main() {
     ));
     // Let the first refreshes settle.
     tokio::time::sleep(Duration::from_secs(2)).await;
+    rows.push((
+        "manager RSS once settled".into(),
+        format!("{:.0} MB", current_rss(pid) as f64 / 1e6),
+    ));
 
     for (path, label, per1, per8) in [
         ("/info", "/info", 200, 50),

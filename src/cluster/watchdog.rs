@@ -1,7 +1,7 @@
 //! Rescheduling (SPEC §4.7): when an engine fails (turns Unhealthy or leaves discovery), every
 //! container on it that asked for `reschedule:on-node-failure` is created again, with the same
 //! configuration, name and Swarm ID, on a node the scheduler picks, and started if it was
-//! running. When the failed engine comes back, its stale copies (same Swarm ID as a container on
+//! running. When the failed engine comes back (`engine_reconnect`), its stale copies (same Swarm ID as a container on
 //! another engine) are removed. Runs only while this manager is the primary.
 use std::sync::Arc;
 
@@ -43,7 +43,9 @@ pub fn start(cluster: Arc<Cluster>, is_primary: IsPrimary, shutdown: Cancellatio
                 "engine_disconnect" => {
                     tokio::spawn(async move { reschedule_from(&cluster, &node_id).await });
                 }
-                "engine_connect" | "engine_reconnect" => {
+                // A returning engine may still hold containers rescheduled elsewhere meanwhile.
+                // (A newly validated engine was never failed over, so nothing was copied off it.)
+                "engine_reconnect" => {
                     tokio::spawn(async move { remove_duplicates(&cluster, &node_id).await });
                 }
                 _ => {}
@@ -144,6 +146,15 @@ async fn remove_duplicates(cluster: &Cluster, node_id: &str) {
         return;
     };
     let _ = engine.refresh_containers().await;
+    let here: std::collections::HashSet<String> = engine
+        .cache()
+        .containers
+        .values()
+        .filter_map(|c| c.swarm_id().map(str::to_string))
+        .collect();
+    if here.is_empty() {
+        return;
+    }
     let elsewhere: std::collections::HashSet<String> = maps
         .validated
         .values()
@@ -152,7 +163,11 @@ async fn remove_duplicates(cluster: &Cluster, node_id: &str) {
             e.cache()
                 .containers
                 .values()
-                .filter_map(|c| c.swarm_id().map(str::to_string))
+                .filter_map(|c| {
+                    c.swarm_id()
+                        .filter(|s| here.contains(*s))
+                        .map(str::to_string)
+                })
                 .collect::<Vec<_>>()
         })
         .collect();

@@ -118,15 +118,8 @@ fn ping_answers_get_and_head_with_the_headers_clients_read() {
 #[test]
 fn a_container_started_on_an_engine_shows_in_ps_and_events() {
     let engines = EngineSet::start(3);
-    let manager = fast_manager(&engines.nodes_url());
+    let manager = Manager::start_healthy(&engines, &FAST[4..]);
     let cli = DockerCli::modern();
-    wait_until(Duration::from_secs(20), "three nodes validated", || {
-        cli.run(&manager.host(), &["info"])
-            .stdout
-            .matches("Status: Healthy")
-            .count()
-            == 3
-    });
 
     // Follow the merged event stream with the real CLI.
     let mut events = cli.command(&manager.host());
@@ -418,15 +411,8 @@ fn the_swarm_command_rejects_bad_flags_and_discovery_with_clear_errors() {
 #[test]
 fn events_honour_since_until_and_filters() {
     let engines = EngineSet::start(2);
-    let manager = fast_manager(&engines.nodes_url());
+    let manager = Manager::start_healthy(&engines, &FAST[4..]);
     let cli = DockerCli::modern();
-    wait_until(Duration::from_secs(20), "two healthy nodes", || {
-        cli.run(&manager.host(), &["info"])
-            .stdout
-            .matches("Status: Healthy")
-            .count()
-            == 2
-    });
     let since = chrono_now_secs() - 1;
     engines.engines()[0]
         .docker(&["run", "--name", "ea", "busybox", "true"])
@@ -468,15 +454,8 @@ fn events_honour_since_until_and_filters() {
 #[test]
 fn merged_lists_show_node_prefixed_names() {
     let engines = EngineSet::start(2);
-    let manager = fast_manager(&engines.nodes_url());
+    let manager = Manager::start_healthy(&engines, &FAST[4..]);
     let cli = DockerCli::modern();
-    wait_until(Duration::from_secs(20), "two healthy nodes", || {
-        cli.run(&manager.host(), &["info"])
-            .stdout
-            .matches("Status: Healthy")
-            .count()
-            == 2
-    });
     engines.engines()[0]
         .docker(&["volume", "create", "data"])
         .assert_success();
@@ -544,15 +523,8 @@ fn chrono_now_secs() -> i64 {
 #[test]
 fn container_lifecycle_calls_are_routed_to_the_owning_engine() {
     let engines = EngineSet::start(2);
-    let manager = fast_manager(&engines.nodes_url());
+    let manager = Manager::start_healthy(&engines, &FAST[4..]);
     let cli = DockerCli::modern();
-    wait_until(Duration::from_secs(20), "two healthy nodes", || {
-        cli.run(&manager.host(), &["info"])
-            .stdout
-            .matches("Status: Healthy")
-            .count()
-            == 2
-    });
     engines.engines()[1]
         .docker(&[
             "run",

@@ -49,6 +49,7 @@ pub mod manager;
 mod processes;
 pub mod registry;
 pub mod stores;
+pub mod terminal;
 
 use std::fmt;
 use std::time::{Duration, Instant};

@@ -69,17 +69,27 @@ fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
         .ok_or_else(|| format!("no private key found in {}", path.display()))
 }
 
+/// The classic message for a certificate and key that cannot be used together.
+fn key_pair_error(opts: &TlsOptions, detail: impl ToString) -> TlsError {
+    let show = |p: &Option<std::path::PathBuf>| {
+        p.as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default()
+    };
+    TlsError::KeyPair {
+        cert: show(&opts.cert),
+        key: show(&opts.key),
+        detail: detail.to_string(),
+    }
+}
+
 fn key_pair(
     opts: &TlsOptions,
 ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
     let (Some(cert), Some(key)) = (&opts.cert, &opts.key) else {
         return Err(TlsError::MissingPair);
     };
-    let err = |detail: String| TlsError::KeyPair {
-        cert: cert.display().to_string(),
-        key: key.display().to_string(),
-        detail,
-    };
+    let err = |detail: String| key_pair_error(opts, detail);
     Ok((read_certs(cert).map_err(err)?, read_key(key).map_err(err)?))
 }
 
@@ -109,19 +119,7 @@ pub fn server_config(opts: &TlsOptions) -> Result<Arc<ServerConfig>, TlsError> {
     };
     let mut config = builder
         .with_single_cert(certs, key)
-        .map_err(|e| TlsError::KeyPair {
-            cert: opts
-                .cert
-                .as_ref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default(),
-            key: opts
-                .key
-                .as_ref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default(),
-            detail: e.to_string(),
-        })?;
+        .map_err(|e| key_pair_error(opts, e))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
@@ -150,19 +148,7 @@ pub fn client_config(opts: &TlsOptions) -> Result<Arc<ClientConfig>, TlsError> {
             let (certs, key) = key_pair(opts)?;
             builder
                 .with_client_auth_cert(certs, key)
-                .map_err(|e| TlsError::KeyPair {
-                    cert: opts
-                        .cert
-                        .as_ref()
-                        .map(|p| p.display().to_string())
-                        .unwrap_or_default(),
-                    key: opts
-                        .key
-                        .as_ref()
-                        .map(|p| p.display().to_string())
-                        .unwrap_or_default(),
-                    detail: e.to_string(),
-                })?
+                .map_err(|e| key_pair_error(opts, e))?
         }
         _ => builder.with_no_client_auth(),
     };

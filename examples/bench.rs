@@ -304,6 +304,7 @@ async fn main() {
         format!("{:.1} MB", list_size as f64 / 1e6),
     ));
 
+    let peak_after_reads = proc_stats(pid).0;
     for clients in [1usize, 8] {
         let (lat, errors, took) =
             measure_create(&client, &base, clients, creates, &format!("c{clients}")).await;
@@ -318,6 +319,7 @@ async fn main() {
         ));
     }
 
+    let peak_after_creates = proc_stats(pid).0;
     // Events fan-in: subscribe, then have every engine emit events.
     let events_url = format!("{base}/events");
     let counter = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -369,7 +371,13 @@ async fn main() {
     let (rss, cpu_after) = proc_stats(pid);
     rows.push((
         "manager peak RSS".into(),
-        format!("{:.0} MB", rss as f64 / 1e6),
+        format!(
+            "{:.0} MB (after reads {:.0}, creates {:.0}, events {:.0})",
+            rss as f64 / 1e6,
+            peak_after_reads as f64 / 1e6,
+            peak_after_creates as f64 / 1e6,
+            rss as f64 / 1e6
+        ),
     ));
     rows.push((
         "manager CPU for the whole run".into(),

@@ -143,6 +143,7 @@ pub async fn run(global: GlobalOptions, opts: ManageOptions) -> Result<(), Manag
         }),
         shutdown: shutdown.clone(),
         replication: replication.clone(),
+        info: Default::default(),
     };
     let app = api::app(state);
 

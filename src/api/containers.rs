@@ -10,7 +10,7 @@ use regex::Regex;
 use serde_json::{Map, Value};
 
 use super::error::{ApiError, ApiResult};
-use super::filters::{label_matches, Filters};
+use super::filters::{label_filter_matches, Filters};
 use super::proxy::{fetch_json, forward, hijack};
 use super::server::{AppState, RequestedVersion};
 use super::system::json_response;
@@ -94,84 +94,135 @@ pub fn status_text(c: &Container, engine_healthy: bool, now: i64) -> String {
             Some(d) => format!("Exited ({}) {d} ago", st.exit_code),
             None => format!("Exited ({})", st.exit_code),
         },
-        _ => c
-            .summary
-            .get("Status")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string(),
+        _ => c.list_status().to_string(),
     }
 }
 
-/// One `docker ps` entry: the engine's entry with node-prefixed names, a fresh status and the
-/// node IP in place of unspecified port addresses.
-/// One `docker ps` entry as it is written out: the engine's entry with node-prefixed names, a
-/// fresh status and the node IP in place of unspecified port addresses. Serialised straight
-/// from the cache, without copying the entry first (lists of tens of thousands stay cheap).
-struct Rendered<'a> {
-    c: &'a Container,
-    node: &'a str,
-    ip: &'a str,
-    status: String,
-}
-
-struct RenderedNames<'a>(&'a Container, &'a str);
-
-impl serde::Serialize for RenderedNames<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.names().map(|n| format!("/{}{n}", self.1)))
+/// Appends `text` as a JSON string (quoted and escaped).
+fn write_json_str(out: &mut Vec<u8>, text: &str) {
+    let plain = text.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\');
+    if plain {
+        out.push(b'"');
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'"');
+    } else {
+        // Writing a string into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, text);
     }
 }
 
-struct RenderedPorts<'a>(&'a [Value], &'a str);
-
-impl serde::Serialize for RenderedPorts<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.iter().map(|p| PortEntry(p, self.1)))
-    }
+/// What a list entry needs from its engine: the node name (already a JSON string body) and the
+/// address that replaces unspecified port addresses.
+struct NodeText {
+    /// The node name, escaped for use inside a JSON string.
+    name: String,
+    ip: String,
+    healthy: bool,
 }
 
-struct PortEntry<'a>(&'a Value, &'a str);
-
-impl serde::Serialize for PortEntry<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let Some(obj) = self.0.as_object() else {
-            return self.0.serialize(s);
-        };
-        let mut m = s.serialize_map(Some(obj.len()))?;
-        for (k, v) in obj {
-            let unspecified = k == "IP" && matches!(v.as_str(), Some("0.0.0.0" | "::"));
-            if unspecified && !self.1.is_empty() {
-                m.serialize_entry(k, self.1)?;
-            } else {
-                m.serialize_entry(k, v)?;
-            }
+impl NodeText {
+    fn new(engine: &Engine) -> NodeText {
+        let mut quoted = Vec::new();
+        write_json_str(&mut quoted, &engine.name());
+        let name = String::from_utf8_lossy(&quoted[1..quoted.len() - 1]).into_owned();
+        NodeText {
+            name,
+            ip: engine.ip(),
+            healthy: engine.state() == EngineState::Healthy,
         }
-        m.end()
     }
 }
 
-impl Rendered<'_> {
-    /// Appends this entry's JSON: the rewritten members, then the pre-serialised rest.
-    fn write_to(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
-        out.extend_from_slice(b"{\"Names\":");
-        serde_json::to_writer(&mut *out, &RenderedNames(self.c, self.node))?;
-        out.extend_from_slice(b",\"Status\":");
-        serde_json::to_writer(&mut *out, &self.status)?;
-        out.extend_from_slice(b",\"State\":");
-        serde_json::to_writer(&mut *out, self.c.state())?;
-        out.extend_from_slice(b",\"Ports\":");
-        match self.c.summary.get("Ports").and_then(Value::as_array) {
-            Some(ports) => serde_json::to_writer(&mut *out, &RenderedPorts(ports, self.ip))?,
-            None => out.extend_from_slice(b"[]"),
-        }
-        if !self.c.static_json.is_empty() {
+/// Appends one `docker ps` entry: the engine's entry with node-prefixed names, a fresh status
+/// and the node IP in place of unspecified port addresses, then the pre-serialised rest of the
+/// engine's entry. Lists of tens of thousands are then mostly copies.
+fn write_entry(out: &mut Vec<u8>, c: &Container, node: &NodeText, now: i64) {
+    out.extend_from_slice(b"{\"Names\":[");
+    for (i, name) in c.names().enumerate() {
+        if i > 0 {
             out.push(b',');
-            out.extend_from_slice(self.c.static_json.as_bytes());
         }
+        // `/node` + `/name`, one JSON string.
+        let mut quoted = Vec::with_capacity(name.len() + 2);
+        write_json_str(&mut quoted, name);
+        out.extend_from_slice(b"\"/");
+        out.extend_from_slice(node.name.as_bytes());
+        out.extend_from_slice(&quoted[1..]);
+    }
+    out.extend_from_slice(b"],\"Status\":");
+    write_json_str(out, &status_text(c, node.healthy, now));
+    out.extend_from_slice(b",\"State\":");
+    write_json_str(out, c.state());
+    out.extend_from_slice(b",\"Ports\":[");
+    for (i, p) in c.ports.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.push(b'{');
+        if let Some(ip) = p.ip.as_deref().filter(|ip| !ip.is_empty()) {
+            let ip = match ip {
+                "0.0.0.0" | "::" if !node.ip.is_empty() => node.ip.as_str(),
+                ip => ip,
+            };
+            out.extend_from_slice(b"\"IP\":");
+            write_json_str(out, ip);
+            out.push(b',');
+        }
+        out.extend_from_slice(b"\"PrivatePort\":");
+        out.extend_from_slice(itoa::Buffer::new().format(p.private_port).as_bytes());
+        if let Some(public) = p.public_port.filter(|p| *p != 0) {
+            out.extend_from_slice(b",\"PublicPort\":");
+            out.extend_from_slice(itoa::Buffer::new().format(public).as_bytes());
+        }
+        out.extend_from_slice(b",\"Type\":");
+        write_json_str(out, &p.kind);
         out.push(b'}');
-        Ok(())
+    }
+    out.push(b']');
+    if !c.static_json.is_empty() {
+        out.push(b',');
+        out.extend_from_slice(c.static_json.as_bytes());
+    }
+    out.push(b'}');
+}
+
+/// A merged list written out in chunks as the client reads it: eight concurrent lists of tens
+/// of thousands of containers never hold their whole bodies at once.
+struct ListBody {
+    entries: std::vec::IntoIter<(Arc<Container>, usize)>,
+    nodes: Vec<NodeText>,
+    now: i64,
+    started: bool,
+    done: bool,
+}
+
+/// How much of a list is written per chunk.
+const LIST_CHUNK: usize = 256 * 1024;
+
+impl Iterator for ListBody {
+    type Item = Result<bytes::Bytes, std::convert::Infallible>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let mut out = Vec::with_capacity(LIST_CHUNK + 4096);
+        if !self.started {
+            out.push(b'[');
+        }
+        while out.len() < LIST_CHUNK {
+            let Some((c, node)) = self.entries.next() else {
+                out.extend_from_slice(b"]\n");
+                self.done = true;
+                break;
+            };
+            if self.started {
+                out.push(b',');
+            }
+            self.started = true;
+            write_entry(&mut out, &c, &self.nodes[node], self.now);
+        }
+        Some(Ok(bytes::Bytes::from(out)))
     }
 }
 
@@ -255,7 +306,7 @@ impl ListFilter {
         if !Self::any(&self.status, c.state()) || !Self::any(&self.node, &engine.name()) {
             return false;
         }
-        if !f.match_all("label", |v| label_matches(c.labels(), v)) {
+        if !f.match_all("label", |v| label_filter_matches(|k| c.label(k), v)) {
             return false;
         }
         let health = c
@@ -280,30 +331,20 @@ impl ListFilter {
             return false;
         }
         if f.has("volume") {
-            let mounts = c.summary.get("Mounts").and_then(Value::as_array);
             let ok = f.match_any("volume", |v| {
-                mounts.into_iter().flatten().any(|m| {
-                    m.get("Name").and_then(Value::as_str) == Some(v)
-                        || m.get("Destination").and_then(Value::as_str) == Some(v)
-                })
+                c.mounts
+                    .iter()
+                    .any(|m| m.name.as_deref() == Some(v) || &*m.destination == v)
             });
             if !ok {
                 return false;
             }
         }
         if f.has("network") {
-            let nets = c
-                .summary
-                .get("NetworkSettings")
-                .and_then(|n| n.get("Networks"))
-                .and_then(Value::as_object);
             let ok = f.match_any("network", |v| {
-                nets.into_iter().flatten().any(|(name, n)| {
-                    name == v
-                        || n.get("NetworkID")
-                            .and_then(Value::as_str)
-                            .is_some_and(|id| !v.is_empty() && id.starts_with(v))
-                })
+                c.networks
+                    .iter()
+                    .any(|n| &*n.name == v || !v.is_empty() && n.network_id.starts_with(v))
             });
             if !ok {
                 return false;
@@ -311,11 +352,7 @@ impl ListFilter {
         }
         if f.has("ancestor") {
             let image = c.image();
-            let image_id = c
-                .summary
-                .get("ImageID")
-                .and_then(Value::as_str)
-                .unwrap_or("");
+            let image_id = c.image_id();
             let ok = f.match_any("ancestor", |v| {
                 image == v
                     || image_id == v
@@ -381,10 +418,12 @@ pub async fn list(
     let since = bound("since")?;
     let show_stopped = all || before.is_some() || since.is_some() || limit > 0;
 
-    let mut selected: Vec<(Arc<Container>, Arc<Engine>, bool)> = Vec::new();
+    let mut nodes: Vec<NodeText> = Vec::new();
+    let mut selected: Vec<(Arc<Container>, usize)> = Vec::new();
     for engine in maps.validated.values() {
         let healthy = engine.state() == EngineState::Healthy;
         let cache = engine.cache();
+        let mut node = None;
         for c in cache.containers.values() {
             if !show_stopped && (!healthy || c.state() != "running" && c.state() != "paused") {
                 continue;
@@ -395,48 +434,35 @@ pub async fn list(
             if !filter.accepts(c, engine) {
                 continue;
             }
-            selected.push((c.clone(), engine.clone(), healthy));
+            let index = *node.get_or_insert_with(|| {
+                nodes.push(NodeText::new(engine));
+                nodes.len() - 1
+            });
+            selected.push((c.clone(), index));
         }
     }
-    selected.sort_by_key(|(c, _, _)| std::cmp::Reverse(c.created_nanos()));
+    selected.sort_by_key(|(c, _)| std::cmp::Reverse(c.created_nanos()));
     if let Some(b) = before {
-        selected.retain(|(c, _, _)| c.created_nanos() < b);
+        selected.retain(|(c, _)| c.created_nanos() < b);
     }
     if let Some(s) = since {
-        selected.retain(|(c, _, _)| c.created_nanos() > s);
+        selected.retain(|(c, _)| c.created_nanos() > s);
     }
     if limit > 0 {
         selected.truncate(limit as usize);
     }
-    let now = chrono::Utc::now().timestamp();
-    let names: HashMap<*const Engine, (String, String)> = selected
-        .iter()
-        .map(|(_, e, _)| (Arc::as_ptr(e), (e.name(), e.ip())))
-        .collect();
-    let out: Vec<Rendered> = selected
-        .iter()
-        .map(|(c, e, healthy)| {
-            let (node, ip) = &names[&Arc::as_ptr(e)];
-            Rendered {
-                c,
-                node,
-                ip,
-                status: status_text(c, *healthy, now),
-            }
-        })
-        .collect();
-    let mut body = Vec::with_capacity(out.len() * 512 + 2);
-    body.push(b'[');
-    for (i, entry) in out.iter().enumerate() {
-        if i > 0 {
-            body.push(b',');
-        }
-        entry
-            .write_to(&mut body)
-            .map_err(|e| ApiError::internal(e.to_string()))?;
-    }
-    body.extend_from_slice(b"]\n");
-    let mut resp = (StatusCode::OK, body).into_response();
+    let body = ListBody {
+        entries: selected.into_iter(),
+        nodes,
+        now: chrono::Utc::now().timestamp(),
+        started: false,
+        done: false,
+    };
+    let mut resp = (
+        StatusCode::OK,
+        axum::body::Body::from_stream(futures_util::stream::iter(body)),
+    )
+        .into_response();
     resp.headers_mut().insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/json"),
@@ -634,14 +660,7 @@ pub fn query_value(req: &Request, key: &str) -> Option<String> {
 
 /// Whether `name` is used by a container other than `except` anywhere in the cluster.
 pub fn name_taken(state: &AppState, name: &str, except: Option<&str>) -> bool {
-    let wanted = name.trim_start_matches('/');
-    let maps = state.cluster.engines();
-    maps.validated.values().any(|e| {
-        e.cache()
-            .containers
-            .values()
-            .any(|c| Some(c.id.as_str()) != except && c.name() == wanted)
-    })
+    crate::cluster::names::name_taken(&state.cluster.engines(), name, except)
 }
 
 /// The classic 409 for a name clash.

@@ -95,7 +95,14 @@ impl Filters {
 
 /// Whether `labels` satisfy one `label` filter value (`key` or `key=value`).
 pub fn label_matches(labels: Option<&serde_json::Map<String, Value>>, filter: &str) -> bool {
-    let get = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
+    label_filter_matches(
+        |k| labels.and_then(|l| l.get(k)).and_then(Value::as_str),
+        filter,
+    )
+}
+
+/// Whether the labels `get` looks up satisfy one `label` filter value (`key` or `key=value`).
+pub fn label_filter_matches<'a>(get: impl Fn(&str) -> Option<&'a str>, filter: &str) -> bool {
     match filter.split_once('=') {
         Some((k, v)) => get(k) == Some(v),
         None => get(filter).is_some(),

@@ -36,6 +36,8 @@ pub struct AppState {
     pub shutdown: tokio_util::sync::CancellationToken,
     /// With `--replication`: the election, which sends a replica's requests to the primary.
     pub replication: Option<Arc<crate::leadership::Leadership>>,
+    /// The last `/info` node tree, reused while no engine changed.
+    pub info: Arc<system::InfoTree>,
 }
 
 /// The API version a request asked for (its `/vX.Y` prefix), or `None` without a prefix.

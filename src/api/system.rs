@@ -15,8 +15,10 @@ use super::error::{ApiError, ApiResult};
 use super::filters::Filters;
 use super::server::AppState;
 use super::version::{MAX_API, MIN_API};
+use crate::cluster::cache::EngineCache;
+use crate::cluster::engine::InfoPart;
 use crate::cluster::events::ClusterEvent;
-use crate::cluster::{Engine, EngineState};
+use crate::cluster::{Engine, EngineSpecs, EngineState};
 
 /// `GET|HEAD /_ping`.
 pub async fn ping(method: Method) -> Response {
@@ -170,9 +172,16 @@ pub struct Reservations {
 
 /// Reservations of an engine, with overcommit applied to the totals (SPEC §3.6).
 pub fn reservations(engine: &Engine, overcommit: f64) -> Reservations {
-    let specs = engine.specs();
-    let (cpus, memory) = specs.as_ref().map(|s| (s.cpus, s.memory)).unwrap_or((0, 0));
-    let cache = engine.cache();
+    reservations_of(&engine.cache(), engine.specs().as_deref(), overcommit)
+}
+
+/// Reservations of the containers in `cache` on an engine with `specs`.
+fn reservations_of(
+    cache: &EngineCache,
+    specs: Option<&EngineSpecs>,
+    overcommit: f64,
+) -> Reservations {
+    let (cpus, memory) = specs.map(|s| (s.cpus, s.memory)).unwrap_or((0, 0));
     let mut used_cpus = 0;
     let mut used_memory = 0;
     for c in cache.containers.values() {
@@ -188,11 +197,25 @@ pub fn reservations(engine: &Engine, overcommit: f64) -> Reservations {
     }
 }
 
-/// The `SystemStatus` rows of one engine, as JSON array elements joined by commas.
-fn node_rows(engine: &Engine, overcommit: f64) -> Arc<str> {
+/// One engine's `SystemStatus` rows and totals, rendered again only when it changed.
+fn node_rows(engine: &Engine, overcommit: f64) -> Arc<InfoPart> {
     engine.info_rows(|health, cache, specs| {
+        let mut part = InfoPart::default();
+        for c in cache.containers.values() {
+            part.containers += 1;
+            if c.details.state.paused {
+                part.paused += 1;
+            } else if c.details.state.running {
+                part.running += 1;
+            } else {
+                part.stopped += 1;
+            }
+        }
+        part.images = cache.images.iter().filter(|i| i.is_tagged()).count() as i64;
         let mut rows: Vec<[String; 2]> = Vec::with_capacity(11);
-        let r = reservations(engine, overcommit);
+        let r = reservations_of(cache, specs, overcommit);
+        part.cpus = r.total_cpus;
+        part.memory = r.total_memory;
         let name = specs
             .map(|s| s.name.clone())
             .unwrap_or_else(|| "(unknown)".into());
@@ -204,16 +227,7 @@ fn node_rows(engine: &Engine, overcommit: f64) -> Arc<str> {
         rows.push(["  └ Status".into(), health.state.as_str().into()]);
         let total = cache.containers.len();
         let containers = if health.state == EngineState::Healthy {
-            let (mut running, mut paused, mut stopped) = (0, 0, 0);
-            for c in cache.containers.values() {
-                if c.details.state.paused {
-                    paused += 1;
-                } else if c.details.state.running {
-                    running += 1;
-                } else {
-                    stopped += 1;
-                }
-            }
+            let (running, paused, stopped) = (part.running, part.paused, part.stopped);
             format!("{total} ({running} Running, {paused} Paused, {stopped} Stopped)")
         } else {
             total.to_string()
@@ -249,8 +263,67 @@ fn node_rows(engine: &Engine, overcommit: f64) -> Arc<str> {
             specs.map(|s| s.version.clone()).unwrap_or_default(),
         ]);
         let json = serde_json::to_string(&rows).unwrap_or_else(|_| "[]".into());
-        json[1..json.len() - 1].to_string()
+        part.rows = json[1..json.len() - 1].to_string();
+        part.name = specs
+            .map(|s| s.name.clone())
+            .unwrap_or_else(|| "(unknown)".into());
+        part
     })
+}
+
+/// The node tree of `/info` (every engine's rows, in natural order of names) and the totals of
+/// the validated engines, kept until some engine's part changes: most requests copy it.
+#[derive(Default)]
+pub struct InfoTree(std::sync::Mutex<Option<InfoTreeMemo>>);
+
+struct InfoTreeMemo {
+    parts: Vec<Arc<InfoPart>>,
+    validated: usize,
+    tree: Arc<Vec<u8>>,
+    totals: InfoPart,
+}
+
+impl InfoTree {
+    /// The tree and totals for `parts` (validated engines first).
+    fn get(&self, parts: Vec<Arc<InfoPart>>, validated: usize) -> (Arc<Vec<u8>>, InfoPart) {
+        let mut memo = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(m) = memo.as_ref() {
+            let same = m.validated == validated
+                && m.parts.len() == parts.len()
+                && m.parts.iter().zip(&parts).all(|(a, b)| Arc::ptr_eq(a, b));
+            if same {
+                return (m.tree.clone(), m.totals.totals());
+            }
+        }
+        let mut totals = InfoPart::default();
+        for p in &parts[..validated] {
+            totals.containers += p.containers;
+            totals.running += p.running;
+            totals.paused += p.paused;
+            totals.stopped += p.stopped;
+            totals.images += p.images;
+            totals.cpus += p.cpus;
+            totals.memory += p.memory;
+        }
+        let mut sorted: Vec<&Arc<InfoPart>> = parts.iter().collect();
+        sorted.sort_by(|a, b| natural_cmp(&a.name, &b.name));
+        let mut tree = Vec::with_capacity(sorted.iter().map(|p| p.rows.len() + 1).sum());
+        for p in sorted {
+            if !p.rows.is_empty() {
+                tree.push(b',');
+                tree.extend_from_slice(p.rows.as_bytes());
+            }
+        }
+        let tree = Arc::new(tree);
+        let out = (tree.clone(), totals.totals());
+        *memo = Some(InfoTreeMemo {
+            parts,
+            validated,
+            tree,
+            totals,
+        });
+        out
+    }
 }
 
 /// `GET /info`.
@@ -258,8 +331,8 @@ pub async fn info(State(state): State<AppState>) -> Response {
     let cluster = &state.cluster;
     let maps = cluster.engines();
     let overcommit = cluster.opts.overcommit;
-    let mut engines: Vec<(String, &Arc<Engine>)> = maps.all().map(|e| (e.name(), e)).collect();
-    engines.sort_by(|a, b| natural_cmp(&a.0, &b.0));
+    let parts: Vec<Arc<InfoPart>> = maps.all().map(|e| node_rows(e, overcommit)).collect();
+    let (tree, totals) = state.info.get(parts, maps.validated.len());
 
     // Role (and Primary on a replica) come from the election when replication is on.
     let mut rows: Vec<[String; 2]> = match &state.replication {
@@ -269,32 +342,16 @@ pub async fn info(State(state): State<AppState>) -> Response {
     rows.extend([
         ["Strategy".into(), cluster.opts.strategy.clone()],
         ["Filters".into(), cluster.opts.filters.join(", ")],
-        ["Nodes".into(), engines.len().to_string()],
+        ["Nodes".into(), maps.all().count().to_string()],
     ]);
-    let node_rows: Vec<Arc<str>> = engines
-        .iter()
-        .map(|(_, e)| node_rows(e, overcommit))
-        .collect();
-
-    let (mut containers, mut running, mut paused, mut stopped, mut images) = (0, 0, 0, 0, 0);
-    let (mut ncpu, mut memtotal) = (0i64, 0i64);
-    for engine in maps.validated.values() {
-        let cache = engine.cache();
-        for c in cache.containers.values() {
-            containers += 1;
-            if c.details.state.paused {
-                paused += 1;
-            } else if c.details.state.running {
-                running += 1;
-            } else {
-                stopped += 1;
-            }
-        }
-        images += cache.images.iter().filter(|i| i.is_tagged()).count();
-        let r = reservations(engine, overcommit);
-        ncpu += r.total_cpus;
-        memtotal += r.total_memory;
-    }
+    let (containers, running, paused, stopped, images) = (
+        totals.containers,
+        totals.running,
+        totals.paused,
+        totals.stopped,
+        totals.images,
+    );
+    let (ncpu, memtotal) = (totals.cpus, totals.memory);
     let name = hostname::get()
         .map(|h| h.to_string_lossy().into_owned())
         .unwrap_or_default();
@@ -369,12 +426,7 @@ pub async fn info(State(state): State<AppState>) -> Response {
     let mut status = b"{\"SystemStatus\":".to_vec();
     let head = serde_json::to_vec(&rows).unwrap_or_else(|_| b"[]".to_vec());
     status.extend_from_slice(&head[..head.len() - 1]);
-    for part in &node_rows {
-        if !part.is_empty() {
-            status.push(b',');
-            status.extend_from_slice(part.as_bytes());
-        }
-    }
+    status.extend_from_slice(&tree);
     status.push(b']');
     if out.len() > 2 {
         status.push(b',');
@@ -414,7 +466,23 @@ pub fn parse_timestamp(text: &str) -> Option<i64> {
 
 fn event_matches(ev: &ClusterEvent, filters: &Filters) -> bool {
     let kind = ev.kind();
-    let attr = |k: &str| ev.attribute(k).unwrap_or("");
+    let needs_attributes = [
+        "node",
+        "container",
+        "image",
+        "volume",
+        "network",
+        "daemon",
+        "label",
+    ]
+    .iter()
+    .any(|k| filters.has(k));
+    let attributes = if needs_attributes {
+        ev.attributes()
+    } else {
+        Default::default()
+    };
+    let attr = |k: &str| attributes.get(k).map(String::as_str).unwrap_or("");
     if !filters.match_any("type", |v| v == kind) {
         return false;
     }
@@ -423,9 +491,7 @@ fn event_matches(ev: &ClusterEvent, filters: &Filters) -> bool {
     }) {
         return false;
     }
-    if !filters.match_any("scope", |v| {
-        ev.value.get("scope").and_then(Value::as_str) == Some(v)
-    }) {
+    if !filters.match_any("scope", |v| ev.scope() == v) {
         return false;
     }
     if !filters.match_any("node", |v| attr("node.name") == v || attr("node.id") == v) {
@@ -446,7 +512,7 @@ fn event_matches(ev: &ClusterEvent, filters: &Filters) -> bool {
         } else {
             attr("image")
         };
-        let from = ev.value.get("from").and_then(Value::as_str).unwrap_or("");
+        let from = ev.from();
         let ok = (kind == "image" || kind == "container")
             && filters.match_any("image", |v| {
                 image == v
@@ -471,8 +537,8 @@ fn event_matches(ev: &ClusterEvent, filters: &Filters) -> bool {
     }
     if filters.has("label") {
         let ok = filters.match_all("label", |v| match v.split_once('=') {
-            Some((k, val)) => ev.attribute(k) == Some(val),
-            None => ev.attribute(v).is_some(),
+            Some((k, val)) => attributes.get(k).map(String::as_str) == Some(val),
+            None => attributes.contains_key(v),
         });
         if !ok {
             return false;

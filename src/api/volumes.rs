@@ -48,14 +48,8 @@ pub async fn list(
         let used: HashSet<&str> = cache
             .containers
             .values()
-            .flat_map(|c| {
-                c.summary
-                    .get("Mounts")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-            })
-            .filter_map(|m| m.get("Name").and_then(Value::as_str))
+            .flat_map(|c| c.mounts.iter())
+            .filter_map(|m| m.name.as_deref())
             .collect();
         for (name, vol) in cache.volumes.iter() {
             let driver = vol.get("Driver").and_then(Value::as_str).unwrap_or("");

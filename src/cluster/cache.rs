@@ -3,7 +3,7 @@
 //! for what the manager decides on. Readers load an immutable snapshot (`Arc<EngineCache>`); one
 //! writer at a time publishes a new one, so reads never wait on the events monitor.
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -19,12 +19,307 @@ pub struct EngineCache {
     pub networks: Arc<BTreeMap<String, Arc<Value>>>,
     /// `GET /volumes` entries, by volume name.
     pub volumes: Arc<BTreeMap<String, Arc<Value>>>,
+    /// Lookup tables over `containers`, built on first use; every new snapshot starts without.
+    index: OnceLock<Arc<ContainerIndex>>,
+}
+
+impl EngineCache {
+    /// The lookup tables over this snapshot's containers.
+    pub fn index(&self) -> &ContainerIndex {
+        self.index
+            .get_or_init(|| Arc::new(ContainerIndex::new(&self.containers)))
+    }
+
+    /// Forgets the lookup tables (the containers are about to change).
+    pub fn reset_index(&mut self) {
+        self.index = OnceLock::new();
+    }
+}
+
+/// One snapshot's containers sorted and keyed the ways clients name them, so that resolving a
+/// name or checking a name for conflicts never scans every container of the cluster.
+#[derive(Debug, Default)]
+pub struct ContainerIndex {
+    /// Sorted by ID.
+    by_id: Vec<Arc<Container>>,
+    /// Containers with a Swarm ID, sorted by it.
+    by_swarm_id: Vec<Arc<Container>>,
+    /// Listed names (`/web`, `/other/alias`) to containers.
+    by_listed_name: HashMap<Box<str>, Vec<Arc<Container>>>,
+    /// Own names (`web`) to containers.
+    by_own_name: HashMap<Box<str>, Vec<Arc<Container>>>,
+}
+
+impl ContainerIndex {
+    fn new(containers: &HashMap<String, Arc<Container>>) -> ContainerIndex {
+        let mut by_id: Vec<Arc<Container>> = containers.values().cloned().collect();
+        by_id.sort_by(|a, b| a.id.cmp(&b.id));
+        let mut by_swarm_id: Vec<Arc<Container>> = by_id
+            .iter()
+            .filter(|c| c.swarm_id().is_some())
+            .cloned()
+            .collect();
+        by_swarm_id.sort_by(|a, b| a.swarm_id().cmp(&b.swarm_id()));
+        let mut by_listed_name: HashMap<Box<str>, Vec<Arc<Container>>> = HashMap::new();
+        let mut by_own_name: HashMap<Box<str>, Vec<Arc<Container>>> = HashMap::new();
+        for c in &by_id {
+            for n in c.names() {
+                by_listed_name.entry(n.into()).or_default().push(c.clone());
+            }
+            by_own_name
+                .entry(c.name().into())
+                .or_default()
+                .push(c.clone());
+        }
+        ContainerIndex {
+            by_id,
+            by_swarm_id,
+            by_listed_name,
+            by_own_name,
+        }
+    }
+
+    /// Containers whose ID starts with `prefix`.
+    pub fn id_prefix(&self, prefix: &str) -> &[Arc<Container>] {
+        let start = self.by_id.partition_point(|c| c.id.as_str() < prefix);
+        let len = self.by_id[start..]
+            .iter()
+            .take_while(|c| c.id.starts_with(prefix))
+            .count();
+        &self.by_id[start..start + len]
+    }
+
+    /// Containers whose Swarm ID starts with `prefix`.
+    pub fn swarm_id_prefix(&self, prefix: &str) -> &[Arc<Container>] {
+        let start = self
+            .by_swarm_id
+            .partition_point(|c| c.swarm_id().unwrap_or("") < prefix);
+        let len = self.by_swarm_id[start..]
+            .iter()
+            .take_while(|c| c.swarm_id().unwrap_or("").starts_with(prefix))
+            .count();
+        &self.by_swarm_id[start..start + len]
+    }
+
+    /// Containers listing `name` (`/web`) among their names.
+    pub fn listed_name(&self, name: &str) -> &[Arc<Container>] {
+        self.by_listed_name.get(name).map_or(&[], Vec::as_slice)
+    }
+
+    /// Containers whose own name is `name` (no leading `/`).
+    pub fn own_name(&self, name: &str) -> &[Arc<Container>] {
+        self.by_own_name.get(name).map_or(&[], Vec::as_slice)
+    }
 }
 
 /// List-entry members that `docker ps` rewrites on every request.
 pub const DYNAMIC_MEMBERS: [&str; 4] = ["Names", "Status", "State", "Ports"];
 
-/// One container: the engine's list entry (raw) plus the inspect fields the manager uses.
+/// One published port of a list entry (`Ports[]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+pub struct Port {
+    #[serde(rename = "IP")]
+    pub ip: Option<Box<str>>,
+    pub private_port: u16,
+    pub public_port: Option<u16>,
+    #[serde(rename = "Type")]
+    pub kind: Box<str>,
+}
+
+/// One mount of a list entry, as far as the `volume` filter reads it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+pub struct Mount {
+    pub name: Option<Box<str>>,
+    pub destination: Box<str>,
+}
+
+/// One network of a list entry, as far as the `network` filter reads it.
+#[derive(Debug, Clone, Default)]
+pub struct NetworkRef {
+    pub name: Box<str>,
+    pub network_id: Box<str>,
+}
+
+/// A container's labels, sorted by key.
+#[derive(Debug, Clone, Default)]
+pub struct Labels(Box<[(Box<str>, Box<str>)]>);
+
+impl Labels {
+    /// One label's value.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .binary_search_by(|(k, _)| (**k).cmp(key))
+            .ok()
+            .map(|i| &*self.0[i].1)
+    }
+
+    /// Every label, by key.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (&**k, &**v))
+    }
+}
+
+impl<'de> Deserialize<'de> for Labels {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Labels, D::Error> {
+        // Engines write `null` for no labels; values are strings (anything else is dropped).
+        let map: Option<BTreeMap<String, Value>> = Option::deserialize(d)?;
+        Ok(Labels(
+            map.into_iter()
+                .flatten()
+                .filter_map(|(k, v)| match v {
+                    Value::String(v) => Some((k.into_boxed_str(), v.into_boxed_str())),
+                    _ => None,
+                })
+                .collect(),
+        ))
+    }
+}
+
+/// The engine's `GET /containers/json` entry, read in one pass: the members the manager
+/// decides on or rewrites are typed; every other member is kept as the engine wrote it.
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    pub id: String,
+    pub names: Vec<Box<str>>,
+    pub image: Box<str>,
+    pub image_id: Box<str>,
+    pub state: Box<str>,
+    pub status: Box<str>,
+    pub created: i64,
+    pub ports: Vec<Port>,
+    pub labels: Labels,
+    pub mounts: Vec<Mount>,
+    pub networks: Vec<NetworkRef>,
+    /// The members other than [`DYNAMIC_MEMBERS`], serialised (`"Id":…,"Image":…`, no braces).
+    pub static_json: String,
+}
+
+/// A JSON object key, borrowed from the input when it has no escapes.
+struct Key<'de>(std::borrow::Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Key<'de>, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a member name")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(v.into()))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(v.to_string().into()))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for Summary {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Summary, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Summary;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a container list entry")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Summary, A::Error> {
+                use serde::de::Error;
+                let mut s = Summary::default();
+                while let Some(Key(key)) = map.next_key::<Key>()? {
+                    let text = |o: Option<String>| o.unwrap_or_default().into_boxed_str();
+                    match &*key {
+                        "Names" => {
+                            let names: Option<Vec<String>> = map.next_value()?;
+                            s.names = names
+                                .into_iter()
+                                .flatten()
+                                .map(String::into_boxed_str)
+                                .collect();
+                        }
+                        "State" => s.state = text(map.next_value()?),
+                        "Status" => s.status = text(map.next_value()?),
+                        "Ports" => s.ports = map.next_value::<Option<_>>()?.unwrap_or_default(),
+                        _ => {
+                            let raw: &serde_json::value::RawValue = map.next_value()?;
+                            let json = raw.get();
+                            let parse = |what: &str| A::Error::custom(format!("invalid {what}"));
+                            match &*key {
+                                "Id" => {
+                                    s.id = serde_json::from_str::<Option<String>>(json)
+                                        .map_err(|_| parse("Id"))?
+                                        .unwrap_or_default()
+                                }
+                                "Image" => {
+                                    s.image = text(serde_json::from_str(json).unwrap_or_default())
+                                }
+                                "ImageID" => {
+                                    s.image_id =
+                                        text(serde_json::from_str(json).unwrap_or_default())
+                                }
+                                "Created" => s.created = serde_json::from_str(json).unwrap_or(0),
+                                "Labels" => {
+                                    s.labels =
+                                        serde_json::from_str(json).map_err(|_| parse("Labels"))?
+                                }
+                                "Mounts" => {
+                                    s.mounts = serde_json::from_str::<Option<_>>(json)
+                                        .unwrap_or_default()
+                                        .unwrap_or_default()
+                                }
+                                "NetworkSettings" => s.networks = networks_of(json),
+                                _ => {}
+                            }
+                            if !s.static_json.is_empty() {
+                                s.static_json.push(',');
+                            }
+                            s.static_json
+                                .push_str(&serde_json::to_string(&*key).map_err(A::Error::custom)?);
+                            s.static_json.push(':');
+                            s.static_json.push_str(json);
+                        }
+                    }
+                }
+                Ok(s)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// `NetworkSettings.Networks` of a list entry: names and network IDs.
+fn networks_of(json: &str) -> Vec<NetworkRef> {
+    #[derive(Deserialize, Default)]
+    #[serde(default, rename_all = "PascalCase")]
+    struct Settings {
+        networks: Option<BTreeMap<String, Endpoint>>,
+    }
+    #[derive(Deserialize, Default)]
+    #[serde(default)]
+    struct Endpoint {
+        #[serde(rename = "NetworkID")]
+        network_id: Option<String>,
+    }
+    let settings: Settings = serde_json::from_str(json).unwrap_or_default();
+    settings
+        .networks
+        .into_iter()
+        .flatten()
+        .map(|(name, e)| NetworkRef {
+            name: name.into_boxed_str(),
+            network_id: e.network_id.unwrap_or_default().into_boxed_str(),
+        })
+        .collect()
+}
+
+/// One container: the engine's list entry (typed where the manager reads it, pre-serialised
+/// elsewhere) plus the inspect fields the manager uses.
 #[derive(Debug, Clone)]
 pub struct Container {
     pub id: String,
@@ -33,70 +328,80 @@ pub struct Container {
     /// `State.StartedAt` and `State.FinishedAt` in seconds, parsed once (`None` when unset).
     pub started_secs: Option<i64>,
     pub finished_secs: Option<i64>,
+    /// Names as the engine lists them (`/web`, `/other/alias`).
+    names: Box<[Box<str>]>,
+    image: Box<str>,
+    image_id: Box<str>,
+    /// `State` and `Status` of the list entry.
+    list_state: Box<str>,
+    list_status: Box<str>,
+    pub ports: Box<[Port]>,
+    labels: Labels,
+    pub mounts: Box<[Mount]>,
+    pub networks: Box<[NetworkRef]>,
     /// The list entry's members that `docker ps` passes through unchanged, serialised once
     /// (`"Id":…,"Image":…`, no braces): lists of tens of thousands are then mostly copies.
     pub static_json: Box<str>,
-    /// The engine's `GET /containers/json` entry, untouched.
-    pub summary: Map<String, Value>,
+    /// A hash of the engine's list entry as it was read: a refresh that reads the same bytes
+    /// keeps this record as it is.
+    pub entry_hash: u64,
     /// Typed subset of `GET /containers/{id}/json`.
     pub details: ContainerDetails,
 }
 
+/// The hash [`Container::entry_hash`] is compared with.
+pub fn entry_hash(raw: &[u8]) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h =
+        std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
+            .build_hasher();
+    h.write(raw);
+    h.finish()
+}
+
 impl Container {
     /// Builds a record from a list entry and an inspect body.
-    pub fn new(summary: Map<String, Value>, details: ContainerDetails) -> Container {
-        let id = summary
-            .get("Id")
-            .and_then(Value::as_str)
-            .unwrap_or(&details.id)
-            .to_string();
-        let mut c = Container {
-            id,
-            created_ns: 0,
-            started_secs: None,
-            finished_secs: None,
-            static_json: Box::from(""),
-            summary,
-            details,
+    pub fn new(summary: Summary, details: ContainerDetails, entry_hash: u64) -> Container {
+        let id = if summary.id.is_empty() {
+            details.id.clone()
+        } else {
+            summary.id
         };
-        c.static_json = c.render_static();
-        c.created_ns = c.parse_created();
         let secs = |t: &str| {
             chrono::DateTime::parse_from_rfc3339(t)
                 .ok()
                 .map(|t| t.timestamp())
                 .filter(|s| *s > 0)
         };
-        c.started_secs = secs(&c.details.state.started_at);
-        c.finished_secs = secs(&c.details.state.finished_at);
-        c
-    }
-
-    /// Members of the list entry other than the ones rewritten per request.
-    fn render_static(&self) -> Box<str> {
-        let mut out = String::new();
-        for (k, v) in &self.summary {
-            if DYNAMIC_MEMBERS.contains(&k.as_str()) {
-                continue;
+        let created_ns = match chrono::DateTime::parse_from_rfc3339(&details.created) {
+            Ok(t) => {
+                i128::from(t.timestamp()) * 1_000_000_000 + i128::from(t.timestamp_subsec_nanos())
             }
-            if !out.is_empty() {
-                out.push(',');
-            }
-            out.push_str(&serde_json::to_string(k).unwrap_or_default());
-            out.push(':');
-            out.push_str(&serde_json::to_string(v).unwrap_or_default());
+            Err(_) => i128::from(summary.created) * 1_000_000_000,
+        };
+        Container {
+            id,
+            created_ns,
+            started_secs: secs(&details.state.started_at),
+            finished_secs: secs(&details.state.finished_at),
+            names: summary.names.into_boxed_slice(),
+            image: summary.image,
+            image_id: summary.image_id,
+            list_state: summary.state,
+            list_status: summary.status,
+            ports: summary.ports.into_boxed_slice(),
+            labels: summary.labels,
+            mounts: summary.mounts.into_boxed_slice(),
+            networks: summary.networks.into_boxed_slice(),
+            static_json: summary.static_json.into_boxed_str(),
+            entry_hash,
+            details,
         }
-        out.into_boxed_str()
     }
 
     /// Names as the engine lists them (`/web`, `/other/alias`).
     pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.summary
-            .get("Names")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
+        self.names.iter().map(|n| &**n)
     }
 
     /// The container's own name without the leading `/`.
@@ -112,13 +417,13 @@ impl Container {
     }
 
     /// Labels from the list entry (same as `Config.Labels`).
-    pub fn labels(&self) -> Option<&Map<String, Value>> {
-        self.summary.get("Labels").and_then(Value::as_object)
+    pub fn labels(&self) -> &Labels {
+        &self.labels
     }
 
     /// One label's value.
     pub fn label(&self, key: &str) -> Option<&str> {
-        self.labels()?.get(key)?.as_str()
+        self.labels.get(key)
     }
 
     /// The `com.docker.swarm.id` label, when set.
@@ -131,36 +436,32 @@ impl Container {
         if !self.details.state.status.is_empty() {
             return &self.details.state.status;
         }
-        self.summary
-            .get("State")
-            .and_then(Value::as_str)
-            .unwrap_or("")
+        &self.list_state
+    }
+
+    /// `State` of the engine's list entry.
+    pub fn list_state(&self) -> &str {
+        &self.list_state
+    }
+
+    /// `Status` of the engine's list entry (`Up 5 minutes`).
+    pub fn list_status(&self) -> &str {
+        &self.list_status
     }
 
     /// The image as the container was created with it.
     pub fn image(&self) -> &str {
-        self.summary
-            .get("Image")
-            .and_then(Value::as_str)
-            .unwrap_or("")
+        &self.image
+    }
+
+    /// The image ID of the list entry (`sha256:…`).
+    pub fn image_id(&self) -> &str {
+        &self.image_id
     }
 
     /// Creation time in nanoseconds since the epoch (ordering key of `docker ps`).
     pub fn created_nanos(&self) -> i128 {
         self.created_ns
-    }
-
-    fn parse_created(&self) -> i128 {
-        if let Ok(t) = chrono::DateTime::parse_from_rfc3339(&self.details.created) {
-            return i128::from(t.timestamp()) * 1_000_000_000
-                + i128::from(t.timestamp_subsec_nanos());
-        }
-        let secs = self
-            .summary
-            .get("Created")
-            .and_then(Value::as_i64)
-            .unwrap_or(0);
-        i128::from(secs) * 1_000_000_000
     }
 }
 
@@ -301,12 +602,98 @@ mod tests {
             "Created": "2020-01-01T00:00:01.5Z", "State": {"Status": "paused", "Paused": true},
             "HostConfig": {"Memory": 10, "PortBindings": {"80/tcp": [{"HostIp": "", "HostPort": "8080"}]}}}))
         .unwrap();
-        let c = Container::new(summary.as_object().unwrap().clone(), details);
+        let raw = summary.to_string();
+        let c = Container::new(
+            serde_json::from_str(&raw).unwrap(),
+            details,
+            entry_hash(raw.as_bytes()),
+        );
         assert_eq!(c.name(), "web");
         assert_eq!(c.swarm_id(), Some("s1"));
         assert_eq!(c.state(), "paused");
         assert_eq!(c.details.host_config.memory, 10);
         assert_eq!(c.created_nanos(), 1_577_836_801_500_000_000);
+    }
+
+    #[test]
+    fn a_list_entry_splits_into_typed_and_pass_through_members() {
+        let raw = r#"{"Id":"abc","Names":["/web"],"Image":"busybox","ImageID":"sha256:1",
+            "Command":"sh","Created":7,"Ports":[{"IP":"0.0.0.0","PrivatePort":80,"PublicPort":8080,"Type":"tcp"},
+            {"PrivatePort":53,"Type":"udp"}],"Labels":{"a":"1","\u0062":"2","n":5},"State":"running",
+            "Status":"Up 2 minutes","Mounts":[{"Name":"data","Destination":"/data"}],
+            "NetworkSettings":{"Networks":{"bridge":{"NetworkID":"n1"}}}}"#;
+        let s: Summary = serde_json::from_str(raw).unwrap();
+        assert_eq!(s.id, "abc");
+        assert_eq!(&*s.state, "running");
+        assert_eq!(&*s.status, "Up 2 minutes");
+        assert_eq!(s.ports.len(), 2);
+        assert_eq!(s.ports[0].public_port, Some(8080));
+        assert_eq!(s.ports[1].ip, None);
+        assert_eq!(s.labels.get("a"), Some("1"));
+        assert_eq!(s.labels.get("b"), Some("2"));
+        assert_eq!(s.labels.get("n"), None);
+        assert_eq!(s.created, 7);
+        assert_eq!(&*s.mounts[0].destination, "/data");
+        assert_eq!(&*s.networks[0].network_id, "n1");
+        let rest: Value = serde_json::from_str(&format!("{{{}}}", s.static_json)).unwrap();
+        let keys: Vec<&str> = rest
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "Id",
+                "Image",
+                "ImageID",
+                "Command",
+                "Created",
+                "Labels",
+                "Mounts",
+                "NetworkSettings"
+            ]
+        );
+        assert!(serde_json::from_str::<Summary>("[1]").is_err());
+    }
+
+    fn container(id: &str, names: &[&str], swarm_id: Option<&str>) -> Arc<Container> {
+        let labels = swarm_id.map(|s| json!({"com.docker.swarm.id": s}));
+        let raw = json!({"Id": id, "Names": names, "Labels": labels}).to_string();
+        Arc::new(Container::new(
+            serde_json::from_str(&raw).unwrap(),
+            ContainerDetails::default(),
+            entry_hash(raw.as_bytes()),
+        ))
+    }
+
+    #[test]
+    fn the_index_answers_ids_prefixes_swarm_ids_and_names() {
+        let mut cache = EngineCache::default();
+        let mut map = HashMap::new();
+        for c in [
+            container("aa11", &["/web"], Some("s-web")),
+            container("aa22", &["/db", "/web/db"], None),
+            container("bb33", &["/cache"], Some("s-cache")),
+        ] {
+            map.insert(c.id.clone(), c);
+        }
+        cache.containers = Arc::new(map);
+        let index = cache.index();
+        let ids = |cs: &[Arc<Container>]| cs.iter().map(|c| c.id.clone()).collect::<Vec<_>>();
+        assert_eq!(ids(index.id_prefix("aa")), ["aa11", "aa22"]);
+        assert_eq!(ids(index.id_prefix("bb33")), ["bb33"]);
+        assert!(index.id_prefix("c").is_empty());
+        assert_eq!(ids(index.swarm_id_prefix("s-")), ["bb33", "aa11"]);
+        assert_eq!(ids(index.listed_name("/web/db")), ["aa22"]);
+        assert_eq!(ids(index.own_name("db")), ["aa22"]);
+        assert!(index.own_name("/db").is_empty());
+        // A new snapshot starts without the old tables.
+        let mut next = cache.clone();
+        next.reset_index();
+        next.containers = Arc::new(HashMap::new());
+        assert!(next.index().own_name("db").is_empty());
     }
 
     #[test]

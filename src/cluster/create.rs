@@ -157,12 +157,9 @@ pub fn node_snapshot(engine: &Engine, overcommit: f64, retry: u32) -> Option<Nod
 fn container_snapshot(c: &Container, engine_cpus: i64) -> ContainerSnapshot {
     let labels: BTreeMap<String, String> = c
         .labels()
-        .map(|l| {
-            l.iter()
-                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-                .collect()
-        })
-        .unwrap_or_default();
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     let mut port_bindings = Vec::new();
     for map in [
         &c.details.host_config.port_bindings,
@@ -395,10 +392,7 @@ impl Cluster {
             let mut set = placement.pending.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(name) = req.name.as_deref().filter(|n| !n.is_empty()) {
                 let wanted = name.trim_start_matches('/');
-                let taken = maps
-                    .validated
-                    .values()
-                    .any(|e| e.cache().containers.values().any(|c| c.name() == wanted))
+                let taken = super::names::name_taken(&maps, wanted, None)
                     || set
                         .items
                         .iter()

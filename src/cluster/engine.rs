@@ -6,7 +6,7 @@
 //! jitter and back-off) and the events monitor (keeps the cache current between refreshes and
 //! forwards every event to the cluster bus). It must not know about other engines.
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::cache::{Container, ContainerDetails, EngineCache, Image};
+use super::cache::{entry_hash, Container, ContainerDetails, EngineCache, Image, Summary};
 use super::events::{ClusterEvent, EventBus, NodeRef};
 use super::health::{refresh_delay, EngineState, Health, Outcome, Transition};
 use super::transport::{boxed, empty, Endpoint, Transport, TransportBody};
@@ -33,8 +33,14 @@ use crate::api::version::{ApiVersion, MAX_API, MIN_API};
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Specs of a healthy engine are re-read this often.
 const SPECS_REFRESH: Duration = Duration::from_secs(300);
-/// Parallel inspects while refreshing one engine's containers.
-const INSPECT_PARALLELISM: usize = 8;
+/// Parallel inspects while refreshing one engine's containers. Each one in flight is a pooled
+/// connection (about 25 KB of buffers): across a thousand engines, the CPU is saturated long
+/// before per-engine parallelism matters, while connections add up.
+const INSPECT_PARALLELISM: usize = 2;
+/// Slots of [`Engine::list_hashes`].
+const IMAGES: usize = 0;
+const NETWORKS: usize = 1;
+const VOLUMES: usize = 2;
 
 /// Tuning shared by every engine (`--engine-refresh-*`, `--engine-failure-retry`).
 #[derive(Debug, Clone)]
@@ -131,6 +137,9 @@ pub struct Engine {
     last_outcome: Mutex<Instant>,
     /// Set while an image re-list is scheduled: bursts of image events cost one re-list.
     images_refresh_pending: AtomicBool,
+    /// Hashes of the last image, network and volume lists read: a refresh that reads the same
+    /// bytes publishes nothing. Zero when an event changed the collection since.
+    list_hashes: [AtomicU64; 3],
     /// The last rendering of this engine's `/info` rows.
     info_memo: Mutex<Option<InfoMemo>>,
     /// The last scheduler snapshot and the (cache, health) key it was built for.
@@ -139,7 +148,46 @@ pub struct Engine {
 
 /// A rendered piece of `/info` and what it was rendered from: the cache, the health record
 /// and the specs. Holding them keeps pointer comparisons sound.
-type InfoMemo = (Arc<EngineCache>, Health, Option<Arc<EngineSpecs>>, Arc<str>);
+type InfoMemo = (
+    Arc<EngineCache>,
+    Health,
+    Option<Arc<EngineSpecs>>,
+    Arc<InfoPart>,
+);
+
+/// One engine's share of `/info`: its `SystemStatus` rows and what it adds to the totals.
+#[derive(Debug, Default)]
+pub struct InfoPart {
+    /// The node name, the rows' sort key.
+    pub name: String,
+    /// The rows as JSON array elements joined by commas.
+    pub rows: String,
+    pub containers: i64,
+    pub running: i64,
+    pub paused: i64,
+    pub stopped: i64,
+    /// Tagged images.
+    pub images: i64,
+    /// CPUs and memory with overcommit applied.
+    pub cpus: i64,
+    pub memory: i64,
+}
+
+impl InfoPart {
+    /// The counts alone, without name and rows.
+    pub fn totals(&self) -> InfoPart {
+        InfoPart {
+            containers: self.containers,
+            running: self.running,
+            paused: self.paused,
+            stopped: self.stopped,
+            images: self.images,
+            cpus: self.cpus,
+            memory: self.memory,
+            ..InfoPart::default()
+        }
+    }
+}
 
 /// A scheduler snapshot and the cache and health indicator it was built from. Holding the cache
 /// keeps its address from being reused, so pointer equality is a sound check.
@@ -175,6 +223,7 @@ impl Engine {
             validating: AtomicBool::new(false),
             monitoring: AtomicBool::new(false),
             images_refresh_pending: AtomicBool::new(false),
+            list_hashes: Default::default(),
             last_outcome: Mutex::new(Instant::now()),
             snapshot: Mutex::new(None),
             info_memo: Mutex::new(None),
@@ -215,8 +264,8 @@ impl Engine {
     /// specs changed since the last call.
     pub fn info_rows(
         &self,
-        render: impl FnOnce(&Health, &EngineCache, Option<&EngineSpecs>) -> String,
-    ) -> Arc<str> {
+        render: impl FnOnce(&Health, &EngineCache, Option<&EngineSpecs>) -> InfoPart,
+    ) -> Arc<InfoPart> {
         let cache = self.cache();
         let health = self.health();
         let specs = self.specs();
@@ -231,7 +280,7 @@ impl Engine {
                 return text.clone();
             }
         }
-        let text: Arc<str> = Arc::from(render(&health, &cache, specs.as_deref()));
+        let text = Arc::new(render(&health, &cache, specs.as_deref()));
         *memo = Some((cache, health, specs, text.clone()));
         text
     }
@@ -408,6 +457,13 @@ impl Engine {
         &self,
         path_and_query: &str,
     ) -> Result<T, EngineError> {
+        let body = self.get_body(path_and_query).await?;
+        serde_json::from_slice(&body).map_err(|e| self.invalid(e))
+    }
+
+    /// `GET` a document's bytes (30 s limit, body included); error statuses become
+    /// [`EngineError::Status`] with the engine's message.
+    pub async fn get_body(&self, path_and_query: &str) -> Result<bytes::Bytes, EngineError> {
         let uri = self.uri(path_and_query);
         let fut = async {
             let req = Request::builder()
@@ -422,7 +478,7 @@ impl Engine {
                     message: error_message(&body),
                 });
             }
-            serde_json::from_slice(&body).map_err(|e| self.invalid(e))
+            Ok(body)
         };
         match tokio::time::timeout(REQUEST_TIMEOUT, fut).await {
             Ok(r) => r,
@@ -663,28 +719,50 @@ impl Engine {
         }
     }
 
-    /// Re-lists every container; inspects new ones and ones whose state changed.
+    /// Re-lists every container; inspects new ones and ones whose state changed. Entries the
+    /// engine lists exactly as before keep their records, and an unchanged list publishes
+    /// nothing (the memoised snapshots and `/info` rows stay valid).
     pub async fn refresh_containers(&self) -> Result<(), EngineError> {
-        let list: Vec<Map<String, Value>> = self.get_json("/containers/json?all=1").await?;
+        let body = self.get_body("/containers/json?all=1").await?;
+        let entries: Vec<&serde_json::value::RawValue> =
+            serde_json::from_slice(&body).map_err(|e| self.invalid(e))?;
         let known = self.cache().containers.clone();
-        let todo: Vec<_> = list
-            .into_iter()
-            .map(|summary| {
-                let id = summary.get("Id").and_then(Value::as_str).unwrap_or("");
-                let cached = known.get(id).cloned();
-                (summary, cached)
-            })
-            .collect();
+        let mut kept: Vec<Arc<Container>> = Vec::with_capacity(entries.len());
+        let mut todo: Vec<(Summary, u64, Option<Arc<Container>>)> = Vec::new();
+        for raw in entries {
+            let hash = entry_hash(raw.get().as_bytes());
+            let id = serde_json::from_str::<IdOnly>(raw.get())
+                .map(|i| i.id)
+                .unwrap_or_default();
+            let cached = known.get(id.as_str()).cloned();
+            match cached {
+                Some(c) if c.entry_hash == hash => kept.push(c),
+                cached => {
+                    let summary: Summary =
+                        serde_json::from_str(raw.get()).map_err(|e| self.invalid(e))?;
+                    todo.push((summary, hash, cached));
+                }
+            }
+        }
+        if todo.is_empty() && kept.len() == known.len() {
+            return Ok(());
+        }
+        drop(body);
         let records: Vec<Option<Arc<Container>>> = stream::iter(todo)
-            .map(|(summary, cached)| async move {
+            .map(|(summary, hash, cached)| async move {
                 match cached {
-                    Some(c) if !needs_inspect(&c, &summary) => {
-                        Some(Arc::new(Container::new(summary, c.details.clone())))
-                    }
+                    Some(c) if !needs_inspect(&c, &summary) => Some(Arc::new(Container::new(
+                        summary,
+                        c.details.clone(),
+                        hash,
+                    ))),
                     _ => {
-                        let id = summary.get("Id").and_then(Value::as_str)?.to_string();
+                        let id = summary.id.clone();
+                        if id.is_empty() {
+                            return None;
+                        }
                         match self.inspect(&id).await {
-                            Ok(details) => Some(Arc::new(Container::new(summary, details))),
+                            Ok(details) => Some(Arc::new(Container::new(summary, details, hash))),
                             Err(err) => {
                                 tracing::debug!(engine = %self.addr, container = %id, error = %err, "Inspect failed during refresh");
                                 None
@@ -696,9 +774,9 @@ impl Engine {
             .buffer_unordered(INSPECT_PARALLELISM)
             .collect()
             .await;
-        let map: HashMap<String, Arc<Container>> = records
+        let map: HashMap<String, Arc<Container>> = kept
             .into_iter()
-            .flatten()
+            .chain(records.into_iter().flatten())
             .map(|c| (c.id.clone(), c))
             .collect();
         self.update_cache(|cache| cache.containers = Arc::new(map));
@@ -706,17 +784,20 @@ impl Engine {
     }
 
     async fn inspect(&self, id: &str) -> Result<ContainerDetails, EngineError> {
-        let raw: Value = self.get_json(&format!("/containers/{id}/json")).await?;
+        let raw = self.get_body(&format!("/containers/{id}/json")).await?;
         let mut details: ContainerDetails =
-            serde_json::from_value(raw.clone()).map_err(|e| self.invalid(e))?;
+            serde_json::from_slice(&raw).map_err(|e| self.invalid(e))?;
         // Containers that ask to be rescheduled keep their whole configuration: when their
         // engine dies, it can no longer be asked for it.
-        let wants_rescheduling = raw
-            .pointer("/Config/Labels/com.docker.swarm.reschedule-policies")
-            .and_then(Value::as_str)
-            .is_some_and(|p| p.contains("on-node-failure"));
-        if wants_rescheduling {
-            details.full = Some(Arc::new(raw));
+        if memchr::memmem::find(&raw, b"reschedule-policies").is_some() {
+            let full: Value = serde_json::from_slice(&raw).map_err(|e| self.invalid(e))?;
+            let wants_rescheduling = full
+                .pointer("/Config/Labels/com.docker.swarm.reschedule-policies")
+                .and_then(Value::as_str)
+                .is_some_and(|p| p.contains("on-node-failure"));
+            if wants_rescheduling {
+                details.full = Some(Arc::new(full));
+            }
         }
         Ok(details)
     }
@@ -731,13 +812,20 @@ impl Engine {
             "/containers/json?all=1&filters={}",
             percent_encoding::utf8_percent_encode(&filters, percent_encoding::NON_ALPHANUMERIC)
         );
-        let list: Vec<Map<String, Value>> = self.get_json(&path).await?;
-        let summary = list
-            .into_iter()
-            .find(|s| s.get("Id").and_then(Value::as_str) == Some(id));
-        let record = match summary {
-            Some(summary) => match self.inspect(id).await {
-                Ok(details) => Some(Arc::new(Container::new(summary, details))),
+        let body = self.get_body(&path).await?;
+        let entries: Vec<&serde_json::value::RawValue> =
+            serde_json::from_slice(&body).map_err(|e| self.invalid(e))?;
+        let mut found = None;
+        for raw in entries {
+            let summary: Summary = serde_json::from_str(raw.get()).map_err(|e| self.invalid(e))?;
+            if summary.id == id {
+                found = Some((summary, entry_hash(raw.get().as_bytes())));
+                break;
+            }
+        }
+        let record = match found {
+            Some((summary, hash)) => match self.inspect(id).await {
+                Ok(details) => Some(Arc::new(Container::new(summary, details, hash))),
                 Err(e) if e.is_not_found() => None,
                 Err(e) => return Err(e),
             },
@@ -794,11 +882,10 @@ impl Engine {
 
     /// Refreshes images, networks and volumes; errors are logged and ignored.
     pub async fn refresh_others(&self) {
-        let (images, networks, volumes) = tokio::join!(
-            self.refresh_images(),
-            self.refresh_networks(),
-            self.refresh_volumes()
-        );
+        // One after the other: one pooled connection per engine serves the whole refresh.
+        let images = self.refresh_images().await;
+        let networks = self.refresh_networks().await;
+        let volumes = self.refresh_volumes().await;
         for (what, result) in [
             ("images", images),
             ("networks", networks),
@@ -832,7 +919,12 @@ impl Engine {
 
     /// Re-lists images.
     pub async fn refresh_images(&self) -> Result<(), EngineError> {
-        let list: Vec<Map<String, Value>> = self.get_json("/images/json?all=1").await?;
+        let body = self.get_body("/images/json?all=1").await?;
+        if self.list_unchanged(IMAGES, &body) {
+            return Ok(());
+        }
+        let list: Vec<Map<String, Value>> =
+            serde_json::from_slice(&body).map_err(|e| self.invalid(e))?;
         let images: Vec<Arc<Image>> = list
             .into_iter()
             .map(|m| Arc::new(Image::from_raw(m)))
@@ -843,7 +935,12 @@ impl Engine {
 
     /// Re-lists networks.
     pub async fn refresh_networks(&self) -> Result<(), EngineError> {
-        let list: Vec<Map<String, Value>> = self.get_json("/networks").await?;
+        let body = self.get_body("/networks").await?;
+        if self.list_unchanged(NETWORKS, &body) {
+            return Ok(());
+        }
+        let list: Vec<Map<String, Value>> =
+            serde_json::from_slice(&body).map_err(|e| self.invalid(e))?;
         let map = list
             .into_iter()
             .filter_map(|n| {
@@ -857,7 +954,11 @@ impl Engine {
 
     /// Re-lists volumes.
     pub async fn refresh_volumes(&self) -> Result<(), EngineError> {
-        let body: Value = self.get_json("/volumes").await?;
+        let raw = self.get_body("/volumes").await?;
+        if self.list_unchanged(VOLUMES, &raw) {
+            return Ok(());
+        }
+        let body: Value = serde_json::from_slice(&raw).map_err(|e| self.invalid(e))?;
         let map = body
             .get("Volumes")
             .and_then(Value::as_array)
@@ -869,8 +970,15 @@ impl Engine {
         Ok(())
     }
 
+    /// Whether a list body is the one read last time for `which`; remembers it otherwise.
+    fn list_unchanged(&self, which: usize, body: &[u8]) -> bool {
+        let hash = entry_hash(body).max(1);
+        self.list_hashes[which].swap(hash, Ordering::AcqRel) == hash
+    }
+
     /// Re-inspects one network; drops it when the engine no longer has it.
     pub async fn refresh_network(&self, id: &str) -> Result<(), EngineError> {
+        self.list_hashes[NETWORKS].store(0, Ordering::Release);
         let result: Result<Value, EngineError> = self.get_json(&format!("/networks/{id}")).await;
         let fresh = match result {
             Ok(v) => Some(v),
@@ -899,6 +1007,7 @@ impl Engine {
 
     /// Re-inspects one volume; drops it when the engine no longer has it.
     pub async fn refresh_volume(&self, name: &str) -> Result<(), EngineError> {
+        self.list_hashes[VOLUMES].store(0, Ordering::Release);
         let result: Result<Value, EngineError> = self.get_json(&format!("/volumes/{name}")).await;
         let fresh = match result {
             Ok(v) => Some(v),
@@ -923,17 +1032,24 @@ impl Engine {
     fn update_cache(&self, f: impl FnOnce(&mut EngineCache)) {
         let _writer = self.cache_write.lock().unwrap_or_else(|e| e.into_inner());
         let mut next = (**self.cache.load()).clone();
+        next.reset_index();
         f(&mut next);
         self.cache.store(Arc::new(next));
     }
 }
 
-fn needs_inspect(cached: &Container, summary: &Map<String, Value>) -> bool {
-    let state = summary.get("State").and_then(Value::as_str).unwrap_or("");
-    state == "restarting"
-        || cached.summary.get("State") != summary.get("State")
-        || cached.summary.get("Status") != summary.get("Status")
+fn needs_inspect(cached: &Container, summary: &Summary) -> bool {
+    &*summary.state == "restarting"
+        || cached.list_state() != &*summary.state
+        || cached.list_status() != &*summary.status
             && !cached.state().eq_ignore_ascii_case("running")
+}
+
+/// Just the `Id` of a list entry.
+#[derive(serde::Deserialize)]
+struct IdOnly {
+    #[serde(rename = "Id", default)]
+    id: String,
 }
 
 /// The message of an engine error body (`{"message": …}`), or the body text.

@@ -4,7 +4,7 @@
 //! Each event is serialised once when published; `/events` listeners subscribe to a broadcast
 //! channel and replay recent history for `since`. The bus does no I/O and never blocks a
 //! publisher: a listener that falls too far behind is told so and its stream ends.
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -25,15 +25,33 @@ pub struct NodeRef {
     pub ip: String,
 }
 
-/// One event as delivered to listeners.
+/// One event as delivered to listeners: its JSON (node fields added) and the few members that
+/// listeners' filters and the manager read. Tens of thousands are retained for slow listeners
+/// and `since`, so nothing else is kept; attributes are read back from the JSON when asked for.
 #[derive(Debug)]
 pub struct ClusterEvent {
-    /// The event with the node fields added.
-    pub value: Map<String, Value>,
-    /// `value` serialised, without a trailing newline.
+    /// The event serialised, without a trailing newline.
     pub json: String,
     /// `timeNano` (or `time` × 10⁹) for `since` / `until`.
     pub time_nano: i64,
+    kind: Box<str>,
+    action: Box<str>,
+    actor_id: Box<str>,
+    scope: Box<str>,
+    from: Box<str>,
+}
+
+/// `Actor.Attributes` of an event, read back from its JSON.
+#[derive(serde::Deserialize, Default)]
+struct AttributesOnly {
+    #[serde(rename = "Actor", default)]
+    actor: Option<ActorAttributes>,
+}
+
+#[derive(serde::Deserialize, Default)]
+struct ActorAttributes {
+    #[serde(rename = "Attributes", default)]
+    attributes: Option<BTreeMap<String, Value>>,
 }
 
 impl ClusterEvent {
@@ -103,49 +121,67 @@ impl ClusterEvent {
                     .map(|t| t * 1_000_000_000)
             })
             .unwrap_or(0);
-        let json = serde_json::to_string(&value).unwrap_or_default();
+        let text =
+            |v: Option<&Value>| -> Box<str> { v.and_then(Value::as_str).unwrap_or("").into() };
+        let actor = value.get("Actor");
+        let kind = value
+            .get("Type")
+            .and_then(Value::as_str)
+            .unwrap_or("container");
         ClusterEvent {
-            value,
-            json,
+            json: serde_json::to_string(&value).unwrap_or_default(),
             time_nano,
+            kind: kind.into(),
+            action: text(value.get("Action").or_else(|| value.get("status"))),
+            actor_id: text(actor.and_then(|a| a.get("ID")).or_else(|| value.get("id"))),
+            scope: text(value.get("scope")),
+            from: text(value.get("from")),
         }
     }
 
     /// `Type`, defaulting to `container` for old engines that sent only `status`.
     pub fn kind(&self) -> &str {
-        self.value
-            .get("Type")
-            .and_then(Value::as_str)
-            .unwrap_or("container")
+        &self.kind
     }
 
     /// `Action`, or `status` for old engines.
     pub fn action(&self) -> &str {
-        self.value
-            .get("Action")
-            .or_else(|| self.value.get("status"))
-            .and_then(Value::as_str)
-            .unwrap_or("")
+        &self.action
     }
 
     /// `Actor.ID`, or `id` for old engines.
     pub fn actor_id(&self) -> &str {
-        self.value
-            .get("Actor")
-            .and_then(|a| a.get("ID"))
-            .or_else(|| self.value.get("id"))
-            .and_then(Value::as_str)
-            .unwrap_or("")
+        &self.actor_id
+    }
+
+    /// `scope` (`local`, `swarm`), empty when the engine sent none.
+    pub fn scope(&self) -> &str {
+        &self.scope
+    }
+
+    /// `from` (the image, with ` node:<name>` added), empty when the engine sent none.
+    pub fn from(&self) -> &str {
+        &self.from
     }
 
     /// One attribute of the actor.
-    pub fn attribute(&self, key: &str) -> Option<&str> {
-        self.attributes()?.get(key)?.as_str()
+    pub fn attribute(&self, key: &str) -> Option<String> {
+        self.attributes().remove(key)
     }
 
-    /// All attributes of the actor.
-    pub fn attributes(&self) -> Option<&Map<String, Value>> {
-        self.value.get("Actor")?.get("Attributes")?.as_object()
+    /// All string attributes of the actor.
+    pub fn attributes(&self) -> BTreeMap<String, String> {
+        let parsed: AttributesOnly = serde_json::from_str(&self.json).unwrap_or_default();
+        parsed
+            .actor
+            .and_then(|a| a.attributes)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(k, v)| match v {
+                Value::String(v) => Some((k, v)),
+                _ => None,
+            })
+            .collect()
     }
 }
 
@@ -250,10 +286,12 @@ mod tests {
             "Action": "start", "Actor": {"ID": "c1", "Attributes": {"name": "web"}},
             "time": 10, "timeNano": 10_000_000_005i64});
         let ev = ClusterEvent::from_engine(raw.as_object().unwrap().clone(), &node());
-        assert_eq!(ev.value["from"], "busybox node:node-1");
-        assert_eq!(ev.attribute("node.name"), Some("node-1"));
-        assert_eq!(ev.attribute("name"), Some("web"));
-        assert_eq!(ev.value["node"]["Addr"], "127.0.0.1:1");
+        let value: Value = serde_json::from_str(&ev.json).unwrap();
+        assert_eq!(value["from"], "busybox node:node-1");
+        assert_eq!(ev.from(), "busybox node:node-1");
+        assert_eq!(ev.attribute("node.name").as_deref(), Some("node-1"));
+        assert_eq!(ev.attribute("name").as_deref(), Some("web"));
+        assert_eq!(value["node"]["Addr"], "127.0.0.1:1");
         assert_eq!(ev.time_nano, 10_000_000_005);
         assert!(ev.json.ends_with("}}"));
         assert_eq!(ev.kind(), "container");
@@ -264,9 +302,11 @@ mod tests {
     #[test]
     fn swarm_events_name_the_node() {
         let ev = ClusterEvent::swarm("engine_connect", &node(), 3_000_000_000);
-        assert_eq!(ev.value["from"], "swarm node:node-1");
+        let value: Value = serde_json::from_str(&ev.json).unwrap();
+        assert_eq!(value["from"], "swarm node:node-1");
         assert_eq!(ev.kind(), "swarm");
-        assert_eq!(ev.value["time"], 3);
+        assert_eq!(value["time"], 3);
+        assert_eq!(ev.scope(), "local");
     }
 
     #[test]

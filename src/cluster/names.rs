@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::cache::{Container, Image};
+use super::cache::{Container, EngineCache, Image};
 use super::cluster::EngineMaps;
 use super::engine::Engine;
 
@@ -18,91 +18,112 @@ pub struct ContainerRef {
 /// Finds a container by the classic rules: full or 12-char ID, Swarm ID, unique name match
 /// (`name`, `/name`, `<engine ID>/name`, `<engine name>/name`), then unique ID prefix.
 pub fn find_container(maps: &EngineMaps, name: &str) -> Option<ContainerRef> {
-    if name.is_empty() {
-        return None;
-    }
-    let all: Vec<ContainerRef> = maps
+    let caches: Vec<(&Arc<Engine>, Arc<EngineCache>)> = maps
         .validated
         .values()
-        .flat_map(|engine| {
-            let cache = engine.cache();
-            cache
-                .containers
-                .values()
-                .map(|c| ContainerRef {
-                    engine: engine.clone(),
-                    container: c.clone(),
-                })
-                .collect::<Vec<_>>()
-        })
+        .map(|engine| (engine, engine.cache()))
         .collect();
-    find_in(&all, name)
+    find_in(&caches, name)
 }
 
-/// Finds a container among the containers of the given engines only.
+/// Finds a container among the containers of one engine only.
 pub fn find_container_on(engine: &Arc<Engine>, name: &str) -> Option<ContainerRef> {
-    let cache = engine.cache();
-    let all: Vec<ContainerRef> = cache
-        .containers
-        .values()
-        .map(|c| ContainerRef {
-            engine: engine.clone(),
-            container: c.clone(),
-        })
-        .collect();
-    find_in(&all, name)
+    find_in(&[(engine, engine.cache())], name)
+}
+
+/// Whether a container other than `except` has the own name `name` (leading `/` ignored) on
+/// any validated engine.
+pub fn name_taken(maps: &EngineMaps, name: &str, except: Option<&str>) -> bool {
+    let wanted = name.trim_start_matches('/');
+    maps.validated.values().any(|e| {
+        e.cache()
+            .index()
+            .own_name(wanted)
+            .iter()
+            .any(|c| Some(c.id.as_str()) != except)
+    })
 }
 
 fn short(id: &str) -> &str {
     id.get(..12).unwrap_or(id)
 }
 
-fn find_in(all: &[ContainerRef], name: &str) -> Option<ContainerRef> {
+fn find_in(caches: &[(&Arc<Engine>, Arc<EngineCache>)], name: &str) -> Option<ContainerRef> {
     if name.is_empty() {
         return None;
     }
-    if let Some(c) = all
-        .iter()
-        .find(|c| c.container.id == name || short(&c.container.id) == name)
-    {
-        return Some(c.clone());
+    let found = |engine: &Arc<Engine>, c: &Arc<Container>| ContainerRef {
+        engine: engine.clone(),
+        container: c.clone(),
+    };
+    for (engine, cache) in caches {
+        let index = cache.index();
+        if let Some(c) = index
+            .id_prefix(name)
+            .iter()
+            .find(|c| c.id == name || short(&c.id) == name)
+        {
+            return Some(found(engine, c));
+        }
     }
-    if let Some(c) = all.iter().find(|c| {
-        c.container
-            .swarm_id()
-            .is_some_and(|s| s == name || short(s) == name)
-    }) {
-        return Some(c.clone());
+    for (engine, cache) in caches {
+        let index = cache.index();
+        if let Some(c) = index
+            .swarm_id_prefix(name)
+            .iter()
+            .find(|c| c.swarm_id().is_some_and(|s| s == name || short(s) == name))
+        {
+            return Some(found(engine, c));
+        }
     }
-    let by_name: Vec<&ContainerRef> = all
-        .iter()
-        .filter(|c| {
-            let engine_name = c.engine.name();
-            let engine_id = c.engine.id();
-            c.container.names().any(|n| {
-                n == name
-                    || n.strip_prefix('/') == Some(name)
-                    || format!("{engine_id}{n}") == name
-                    || format!("{engine_name}{n}") == name
-            })
-        })
-        .collect();
+    // Names: `/web` or `web`, or prefixed by the engine's ID or name (`node-1/web`).
+    let mut by_name: Vec<ContainerRef> = Vec::new();
+    let bare = format!("/{name}");
+    for (engine, cache) in caches {
+        let index = cache.index();
+        let mut hits: Vec<&Arc<Container>> = Vec::new();
+        hits.extend(index.listed_name(name));
+        hits.extend(index.listed_name(&bare));
+        if name.contains('/') {
+            for prefix in [engine.id(), engine.name()] {
+                if let Some(rest) = name.strip_prefix(prefix.as_str()) {
+                    if rest.starts_with('/') {
+                        hits.extend(index.listed_name(rest));
+                    }
+                }
+            }
+        }
+        for c in hits {
+            if !by_name
+                .iter()
+                .any(|r| Arc::ptr_eq(&r.container, c) && Arc::ptr_eq(&r.engine, engine))
+            {
+                by_name.push(found(engine, c));
+            }
+        }
+    }
     match by_name.len() {
-        1 => return Some(by_name[0].clone()),
+        1 => return by_name.pop(),
         0 => {}
         _ => return None,
     }
-    let by_prefix: Vec<&ContainerRef> = all
-        .iter()
-        .filter(|c| {
-            c.container.id.starts_with(name)
-                || c.container.swarm_id().is_some_and(|s| s.starts_with(name))
-        })
-        .collect();
-    if by_prefix.len() == 1 {
-        return Some(by_prefix[0].clone());
+    let mut by_prefix: Vec<ContainerRef> = Vec::new();
+    for (engine, cache) in caches {
+        let index = cache.index();
+        for c in index
+            .id_prefix(name)
+            .iter()
+            .chain(index.swarm_id_prefix(name))
+        {
+            if !by_prefix.iter().any(|r| Arc::ptr_eq(&r.container, c)) {
+                by_prefix.push(found(engine, c));
+            }
+            if by_prefix.len() > 1 {
+                return None;
+            }
+        }
     }
-    None
+    by_prefix.pop()
 }
 
 /// Finds the container whose cached `ExecIDs` hold `exec_id`.

@@ -68,7 +68,9 @@ impl Transport {
         let connector = Connector { tls: tls.clone() };
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(16)
+            // Two idle connections per engine serve the refresh loop (at most two calls at
+            // once) and most proxied requests; more would cost buffers times a thousand engines.
+            .pool_max_idle_per_host(2)
             .build(connector);
         Transport { client, tls }
     }

@@ -35,7 +35,7 @@ pub fn start(cluster: Arc<Cluster>, is_primary: IsPrimary, shutdown: Cancellatio
             if ev.kind() != "swarm" || !is_primary() {
                 continue;
             }
-            let Some(node_id) = ev.attribute("node.id").map(str::to_string) else {
+            let Some(node_id) = ev.attribute("node.id") else {
                 continue;
             };
             let cluster = cluster.clone();

@@ -100,14 +100,19 @@ pub fn status_text(c: &Container, engine_healthy: bool, now: i64) -> String {
 
 /// Appends `text` as a JSON string (quoted and escaped).
 fn write_json_str(out: &mut Vec<u8>, text: &str) {
+    out.push(b'"');
+    write_json_str_body(out, text);
+    out.push(b'"');
+}
+
+/// Appends `text` escaped for use inside a JSON string, without the quotes.
+fn write_json_str_body(out: &mut Vec<u8>, text: &str) {
     let plain = text.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\');
     if plain {
-        out.push(b'"');
         out.extend_from_slice(text.as_bytes());
-        out.push(b'"');
     } else {
-        // Writing a string into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut *out, text);
+        let quoted = serde_json::Value::from(text).to_string();
+        out.extend_from_slice(&quoted.as_bytes()[1..quoted.len() - 1]);
     }
 }
 
@@ -122,9 +127,9 @@ struct NodeText {
 
 impl NodeText {
     fn new(engine: &Engine) -> NodeText {
-        let mut quoted = Vec::new();
-        write_json_str(&mut quoted, &engine.name());
-        let name = String::from_utf8_lossy(&quoted[1..quoted.len() - 1]).into_owned();
+        let mut escaped = Vec::new();
+        write_json_str_body(&mut escaped, &engine.name());
+        let name = String::from_utf8_lossy(&escaped).into_owned();
         NodeText {
             name,
             ip: engine.ip(),
@@ -143,11 +148,10 @@ fn write_entry(out: &mut Vec<u8>, c: &Container, node: &NodeText, now: i64) {
             out.push(b',');
         }
         // `/node` + `/name`, one JSON string.
-        let mut quoted = Vec::with_capacity(name.len() + 2);
-        write_json_str(&mut quoted, name);
         out.extend_from_slice(b"\"/");
         out.extend_from_slice(node.name.as_bytes());
-        out.extend_from_slice(&quoted[1..]);
+        write_json_str_body(out, name);
+        out.push(b'"');
     }
     out.extend_from_slice(b"],\"Status\":");
     write_json_str(out, &status_text(c, node.healthy, now));
@@ -853,6 +857,35 @@ pub async fn create(State(state): State<AppState>, req: Request) -> ApiResult<Re
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn list_entries_prefix_names_rewrite_ports_and_keep_the_rest() {
+        use crate::cluster::cache::{entry_hash, ContainerDetails};
+        let raw = r#"{"Id":"abc","Names":["/we\"b"],"Image":"busybox","State":"exited",
+            "Status":"Exited (0)","Ports":[{"IP":"0.0.0.0","PrivatePort":80,"PublicPort":8080,"Type":"tcp"},
+            {"PrivatePort":53,"Type":"udp"}],"Labels":{"a":"1"}}"#;
+        let c = Container::new(
+            serde_json::from_str(raw).unwrap(),
+            ContainerDetails::default(),
+            entry_hash(raw.as_bytes()),
+        );
+        let node = NodeText {
+            name: "node-1".into(),
+            ip: "10.0.0.5".into(),
+            healthy: true,
+        };
+        let mut out = Vec::new();
+        write_entry(&mut out, &c, &node, 0);
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["Names"], serde_json::json!(["/node-1/we\"b"]));
+        assert_eq!(v["State"], "exited");
+        assert_eq!(v["Ports"][0]["IP"], "10.0.0.5");
+        assert_eq!(v["Ports"][0]["PublicPort"], 8080);
+        assert!(v["Ports"][1].get("IP").is_none());
+        assert!(v["Ports"][1].get("PublicPort").is_none());
+        assert_eq!(v["Labels"]["a"], "1");
+        assert_eq!(v["Id"], "abc");
+    }
 
     #[test]
     fn human_durations_read_like_docker() {

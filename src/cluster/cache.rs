@@ -44,30 +44,10 @@ pub struct ContainerIndex {
     by_id: Vec<Arc<Container>>,
     /// Containers with a Swarm ID, sorted by it.
     by_swarm_id: Vec<Arc<Container>>,
-    /// Every (container, position of one of its listed names), sorted by that name.
-    by_listed_name: Vec<(Arc<Container>, usize)>,
-    /// Sorted by own name (`web`).
-    by_own_name: Vec<Arc<Container>>,
-}
-
-/// The entries of `sorted` whose key equals `wanted`.
-fn equal_range<'a, T>(sorted: &'a [T], key: impl Fn(&T) -> &str, wanted: &str) -> &'a [T] {
-    let start = sorted.partition_point(|t| key(t) < wanted);
-    let len = sorted[start..]
-        .iter()
-        .take_while(|t| key(t) == wanted)
-        .count();
-    &sorted[start..start + len]
-}
-
-/// The entries of `sorted` whose key starts with `prefix`.
-fn prefix_range<'a, T>(sorted: &'a [T], key: impl Fn(&T) -> &str, prefix: &str) -> &'a [T] {
-    let start = sorted.partition_point(|t| key(t) < prefix);
-    let len = sorted[start..]
-        .iter()
-        .take_while(|t| key(t).starts_with(prefix))
-        .count();
-    &sorted[start..start + len]
+    /// Listed names (`/web`, `/other/alias`) to containers.
+    by_listed_name: HashMap<Box<str>, Vec<Arc<Container>>>,
+    /// Own names (`web`) to containers.
+    by_own_name: HashMap<Box<str>, Vec<Arc<Container>>>,
 }
 
 impl ContainerIndex {
@@ -80,13 +60,17 @@ impl ContainerIndex {
             .cloned()
             .collect();
         by_swarm_id.sort_by(|a, b| a.swarm_id().cmp(&b.swarm_id()));
-        let mut by_listed_name: Vec<(Arc<Container>, usize)> = by_id
-            .iter()
-            .flat_map(|c| (0..c.names.len()).map(move |i| (c.clone(), i)))
-            .collect();
-        by_listed_name.sort_by(|a, b| a.0.names[a.1].cmp(&b.0.names[b.1]));
-        let mut by_own_name = by_id.clone();
-        by_own_name.sort_by(|a, b| a.name().cmp(b.name()));
+        let mut by_listed_name: HashMap<Box<str>, Vec<Arc<Container>>> = HashMap::new();
+        let mut by_own_name: HashMap<Box<str>, Vec<Arc<Container>>> = HashMap::new();
+        for c in &by_id {
+            for n in c.names() {
+                by_listed_name.entry(n.into()).or_default().push(c.clone());
+            }
+            by_own_name
+                .entry(c.name().into())
+                .or_default()
+                .push(c.clone());
+        }
         ContainerIndex {
             by_id,
             by_swarm_id,
@@ -97,24 +81,34 @@ impl ContainerIndex {
 
     /// Containers whose ID starts with `prefix`.
     pub fn id_prefix(&self, prefix: &str) -> &[Arc<Container>] {
-        prefix_range(&self.by_id, |c| &c.id, prefix)
+        let start = self.by_id.partition_point(|c| c.id.as_str() < prefix);
+        let len = self.by_id[start..]
+            .iter()
+            .take_while(|c| c.id.starts_with(prefix))
+            .count();
+        &self.by_id[start..start + len]
     }
 
     /// Containers whose Swarm ID starts with `prefix`.
     pub fn swarm_id_prefix(&self, prefix: &str) -> &[Arc<Container>] {
-        prefix_range(&self.by_swarm_id, |c| c.swarm_id().unwrap_or(""), prefix)
+        let start = self
+            .by_swarm_id
+            .partition_point(|c| c.swarm_id().unwrap_or("") < prefix);
+        let len = self.by_swarm_id[start..]
+            .iter()
+            .take_while(|c| c.swarm_id().unwrap_or("").starts_with(prefix))
+            .count();
+        &self.by_swarm_id[start..start + len]
     }
 
     /// Containers listing `name` (`/web`) among their names.
-    pub fn listed_name(&self, name: &str) -> impl Iterator<Item = &Arc<Container>> {
-        equal_range(&self.by_listed_name, |(c, i)| &c.names[*i], name)
-            .iter()
-            .map(|(c, _)| c)
+    pub fn listed_name(&self, name: &str) -> &[Arc<Container>] {
+        self.by_listed_name.get(name).map_or(&[], Vec::as_slice)
     }
 
     /// Containers whose own name is `name` (no leading `/`).
     pub fn own_name(&self, name: &str) -> &[Arc<Container>] {
-        equal_range(&self.by_own_name, |c| c.name(), name)
+        self.by_own_name.get(name).map_or(&[], Vec::as_slice)
     }
 }
 
@@ -692,8 +686,7 @@ mod tests {
         assert_eq!(ids(index.id_prefix("bb33")), ["bb33"]);
         assert!(index.id_prefix("c").is_empty());
         assert_eq!(ids(index.swarm_id_prefix("s-")), ["bb33", "aa11"]);
-        let listed: Vec<Arc<Container>> = index.listed_name("/web/db").cloned().collect();
-        assert_eq!(ids(&listed), ["aa22"]);
+        assert_eq!(ids(index.listed_name("/web/db")), ["aa22"]);
         assert_eq!(ids(index.own_name("db")), ["aa22"]);
         assert!(index.own_name("/db").is_empty());
         // A new snapshot starts without the old tables.

@@ -40,14 +40,61 @@ impl EngineCache {
 /// name or checking a name for conflicts never scans every container of the cluster.
 #[derive(Debug, Default)]
 pub struct ContainerIndex {
-    /// Sorted by ID.
+    /// Sorted by ID (prefix searches).
     by_id: Vec<Arc<Container>>,
-    /// Containers with a Swarm ID, sorted by it.
+    /// Containers with a Swarm ID, sorted by it (prefix searches).
     by_swarm_id: Vec<Arc<Container>>,
-    /// Listed names (`/web`, `/other/alias`) to containers.
-    by_listed_name: HashMap<Box<str>, Vec<Arc<Container>>>,
-    /// Own names (`web`) to containers.
-    by_own_name: HashMap<Box<str>, Vec<Arc<Container>>>,
+    /// Full and 12-character IDs and Swarm IDs, listed names and own names, each as a hash
+    /// and a position in `by_id`, sorted: an exact lookup is one binary search over a small
+    /// contiguous array per engine, with the text compared only on a hash match.
+    ids: Keys,
+    swarm_ids: Keys,
+    listed_names: Keys,
+    own_names: Keys,
+}
+
+/// A lookup text and its hash, computed once for a search across many engines.
+pub struct LookupKey<'a> {
+    pub text: &'a str,
+    hash: u64,
+}
+
+impl<'a> LookupKey<'a> {
+    pub fn new(text: &'a str) -> LookupKey<'a> {
+        LookupKey {
+            text,
+            hash: key_hash(text),
+        }
+    }
+}
+
+fn key_hash(text: &str) -> u64 {
+    entry_hash(text.as_bytes())
+}
+
+/// (hash, position) pairs sorted by hash.
+#[derive(Debug, Default)]
+struct Keys(Vec<(u64, u32)>);
+
+impl Keys {
+    fn build(mut pairs: Vec<(u64, u32)>) -> Keys {
+        pairs.sort_unstable();
+        Keys(pairs)
+    }
+
+    /// Positions whose key hashes like `key`.
+    fn get(&self, key: &LookupKey) -> impl Iterator<Item = usize> + '_ {
+        let start = self.0.partition_point(|(h, _)| *h < key.hash);
+        let hash = key.hash;
+        self.0[start..]
+            .iter()
+            .take_while(move |(h, _)| *h == hash)
+            .map(|(_, i)| *i as usize)
+    }
+}
+
+fn short_id(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
 }
 
 impl ContainerIndex {
@@ -60,23 +107,75 @@ impl ContainerIndex {
             .cloned()
             .collect();
         by_swarm_id.sort_by(|a, b| a.swarm_id().cmp(&b.swarm_id()));
-        let mut by_listed_name: HashMap<Box<str>, Vec<Arc<Container>>> = HashMap::new();
-        let mut by_own_name: HashMap<Box<str>, Vec<Arc<Container>>> = HashMap::new();
-        for c in &by_id {
-            for n in c.names() {
-                by_listed_name.entry(n.into()).or_default().push(c.clone());
+        let (mut ids, mut swarm_ids, mut listed_names, mut own_names) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for (i, c) in by_id.iter().enumerate() {
+            let i = i as u32;
+            ids.push((key_hash(&c.id), i));
+            if short_id(&c.id) != c.id {
+                ids.push((key_hash(short_id(&c.id)), i));
             }
-            by_own_name
-                .entry(c.name().into())
-                .or_default()
-                .push(c.clone());
+            if let Some(s) = c.swarm_id() {
+                swarm_ids.push((key_hash(s), i));
+                if short_id(s) != s {
+                    swarm_ids.push((key_hash(short_id(s)), i));
+                }
+            }
+            for n in c.names() {
+                listed_names.push((key_hash(n), i));
+            }
+            own_names.push((key_hash(c.name()), i));
         }
         ContainerIndex {
             by_id,
             by_swarm_id,
-            by_listed_name,
-            by_own_name,
+            ids: Keys::build(ids),
+            swarm_ids: Keys::build(swarm_ids),
+            listed_names: Keys::build(listed_names),
+            own_names: Keys::build(own_names),
         }
+    }
+
+    fn at(&self, i: usize) -> &Arc<Container> {
+        &self.by_id[i]
+    }
+
+    /// The container whose ID or 12-character ID is `key`.
+    pub fn id(&self, key: &LookupKey) -> Option<&Arc<Container>> {
+        self.ids
+            .get(key)
+            .map(|i| self.at(i))
+            .find(|c| c.id == key.text || short_id(&c.id) == key.text)
+    }
+
+    /// The container whose Swarm ID or its first 12 characters is `key`.
+    pub fn swarm_id(&self, key: &LookupKey) -> Option<&Arc<Container>> {
+        self.swarm_ids.get(key).map(|i| self.at(i)).find(|c| {
+            c.swarm_id()
+                .is_some_and(|s| s == key.text || short_id(s) == key.text)
+        })
+    }
+
+    /// Containers listing `key` (`/web`) among their names.
+    pub fn listed_name<'s, 'k>(
+        &'s self,
+        key: &'k LookupKey<'k>,
+    ) -> impl Iterator<Item = &'s Arc<Container>> + use<'s, 'k> {
+        self.listed_names
+            .get(key)
+            .map(|i| self.at(i))
+            .filter(|c| c.names().any(|n| n == key.text))
+    }
+
+    /// Containers whose own name is `key` (no leading `/`).
+    pub fn own_name<'s, 'k>(
+        &'s self,
+        key: &'k LookupKey<'k>,
+    ) -> impl Iterator<Item = &'s Arc<Container>> + use<'s, 'k> {
+        self.own_names
+            .get(key)
+            .map(|i| self.at(i))
+            .filter(|c| c.name() == key.text)
     }
 
     /// Containers whose ID starts with `prefix`.
@@ -99,16 +198,6 @@ impl ContainerIndex {
             .take_while(|c| c.swarm_id().unwrap_or("").starts_with(prefix))
             .count();
         &self.by_swarm_id[start..start + len]
-    }
-
-    /// Containers listing `name` (`/web`) among their names.
-    pub fn listed_name(&self, name: &str) -> &[Arc<Container>] {
-        self.by_listed_name.get(name).map_or(&[], Vec::as_slice)
-    }
-
-    /// Containers whose own name is `name` (no leading `/`).
-    pub fn own_name(&self, name: &str) -> &[Arc<Container>] {
-        self.by_own_name.get(name).map_or(&[], Vec::as_slice)
     }
 }
 
@@ -686,14 +775,23 @@ mod tests {
         assert_eq!(ids(index.id_prefix("bb33")), ["bb33"]);
         assert!(index.id_prefix("c").is_empty());
         assert_eq!(ids(index.swarm_id_prefix("s-")), ["bb33", "aa11"]);
-        assert_eq!(ids(index.listed_name("/web/db")), ["aa22"]);
-        assert_eq!(ids(index.own_name("db")), ["aa22"]);
-        assert!(index.own_name("/db").is_empty());
+        let key = LookupKey::new;
+        let listed: Vec<Arc<Container>> = index.listed_name(&key("/web/db")).cloned().collect();
+        assert_eq!(ids(&listed), ["aa22"]);
+        let own: Vec<Arc<Container>> = index.own_name(&key("db")).cloned().collect();
+        assert_eq!(ids(&own), ["aa22"]);
+        assert_eq!(index.own_name(&key("/db")).count(), 0);
+        assert_eq!(index.id(&key("aa22")).map(|c| c.id.as_str()), Some("aa22"));
+        assert!(index.id(&key("aa")).is_none());
+        assert_eq!(
+            index.swarm_id(&key("s-cache")).map(|c| c.id.as_str()),
+            Some("bb33")
+        );
         // A new snapshot starts without the old tables.
         let mut next = cache.clone();
         next.reset_index();
         next.containers = Arc::new(HashMap::new());
-        assert!(next.index().own_name("db").is_empty());
+        assert_eq!(next.index().own_name(&key("db")).count(), 0);
     }
 
     #[test]

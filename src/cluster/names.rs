@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::cache::{Container, EngineCache, Image};
+use super::cache::{Container, EngineCache, Image, LookupKey};
 use super::cluster::EngineMaps;
 use super::engine::Engine;
 
@@ -34,12 +34,11 @@ pub fn find_container_on(engine: &Arc<Engine>, name: &str) -> Option<ContainerRe
 /// Whether a container other than `except` has the own name `name` (leading `/` ignored) on
 /// any validated engine.
 pub fn name_taken(maps: &EngineMaps, name: &str, except: Option<&str>) -> bool {
-    let wanted = name.trim_start_matches('/');
+    let wanted = LookupKey::new(name.trim_start_matches('/'));
     maps.validated.values().any(|e| {
         e.cache()
             .index()
-            .own_name(wanted)
-            .iter()
+            .own_name(&wanted)
             .any(|c| Some(c.id.as_str()) != except)
     })
 }
@@ -56,39 +55,32 @@ fn find_in(caches: &[(&Arc<Engine>, Arc<EngineCache>)], name: &str) -> Option<Co
         engine: engine.clone(),
         container: c.clone(),
     };
+    let key = LookupKey::new(name);
     for (engine, cache) in caches {
-        let index = cache.index();
-        if let Some(c) = index
-            .id_prefix(name)
-            .iter()
-            .find(|c| c.id == name || short(&c.id) == name)
-        {
+        if let Some(c) = cache.index().id(&key) {
             return Some(found(engine, c));
         }
     }
     for (engine, cache) in caches {
-        let index = cache.index();
-        if let Some(c) = index
-            .swarm_id_prefix(name)
-            .iter()
-            .find(|c| c.swarm_id().is_some_and(|s| s == name || short(s) == name))
-        {
+        if let Some(c) = cache.index().swarm_id(&key) {
             return Some(found(engine, c));
         }
     }
     // Names: `/web` or `web`, or prefixed by the engine's ID or name (`node-1/web`).
     let mut by_name: Vec<ContainerRef> = Vec::new();
     let bare = format!("/{name}");
+    let bare = LookupKey::new(&bare);
     for (engine, cache) in caches {
         let index = cache.index();
         let mut hits: Vec<&Arc<Container>> = Vec::new();
-        hits.extend(index.listed_name(name));
+        hits.extend(index.listed_name(&key));
         hits.extend(index.listed_name(&bare));
         if name.contains('/') {
             for prefix in [engine.id(), engine.name()] {
                 if let Some(rest) = name.strip_prefix(prefix.as_str()) {
                     if rest.starts_with('/') {
-                        hits.extend(index.listed_name(rest));
+                        let rest = LookupKey::new(rest);
+                        hits.extend(index.listed_name(&rest));
                     }
                 }
             }

@@ -93,7 +93,22 @@ impl Keys {
     }
 }
 
-fn short_id(id: &str) -> &str {
+/// The entries of `sorted` whose key starts with `prefix`.
+fn prefix_range<'a>(
+    sorted: &'a [Arc<Container>],
+    key: impl Fn(&Container) -> &str,
+    prefix: &str,
+) -> &'a [Arc<Container>] {
+    let start = sorted.partition_point(|c| key(c) < prefix);
+    let len = sorted[start..]
+        .iter()
+        .take_while(|c| key(c).starts_with(prefix))
+        .count();
+    &sorted[start..start + len]
+}
+
+/// The 12-character form of an ID (the whole ID when shorter).
+pub fn short_id(id: &str) -> &str {
     id.get(..12).unwrap_or(id)
 }
 
@@ -180,24 +195,12 @@ impl ContainerIndex {
 
     /// Containers whose ID starts with `prefix`.
     pub fn id_prefix(&self, prefix: &str) -> &[Arc<Container>] {
-        let start = self.by_id.partition_point(|c| c.id.as_str() < prefix);
-        let len = self.by_id[start..]
-            .iter()
-            .take_while(|c| c.id.starts_with(prefix))
-            .count();
-        &self.by_id[start..start + len]
+        prefix_range(&self.by_id, |c| &c.id, prefix)
     }
 
     /// Containers whose Swarm ID starts with `prefix`.
     pub fn swarm_id_prefix(&self, prefix: &str) -> &[Arc<Container>] {
-        let start = self
-            .by_swarm_id
-            .partition_point(|c| c.swarm_id().unwrap_or("") < prefix);
-        let len = self.by_swarm_id[start..]
-            .iter()
-            .take_while(|c| c.swarm_id().unwrap_or("").starts_with(prefix))
-            .count();
-        &self.by_swarm_id[start..start + len]
+        prefix_range(&self.by_swarm_id, |c| c.swarm_id().unwrap_or(""), prefix)
     }
 }
 

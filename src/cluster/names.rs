@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::cache::{Container, EngineCache, Image, LookupKey};
+use super::cache::{short_id as short, Container, EngineCache, Image, LookupKey};
 use super::cluster::EngineMaps;
 use super::engine::Engine;
 
@@ -41,10 +41,6 @@ pub fn name_taken(maps: &EngineMaps, name: &str, except: Option<&str>) -> bool {
             .own_name(&wanted)
             .any(|c| Some(c.id.as_str()) != except)
     })
-}
-
-fn short(id: &str) -> &str {
-    id.get(..12).unwrap_or(id)
 }
 
 fn find_in(caches: &[(&Arc<Engine>, Arc<EngineCache>)], name: &str) -> Option<ContainerRef> {

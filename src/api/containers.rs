@@ -69,14 +69,14 @@ pub fn status_text(c: &Container, engine_healthy: bool, now: i64) -> String {
     let since = |t: Option<i64>| t.map(|t| human_duration(now - t));
     match state {
         "running" | "paused" => {
-            let up = since(c.started_secs).unwrap_or_else(|| "Less than a second".into());
+            let up = since(c.details.started_secs).unwrap_or_else(|| "Less than a second".into());
             let mut text = format!("Up {up}");
             if st.paused || state == "paused" {
                 text.push_str(" (Paused)");
-            } else if let Some(h) = &st.health {
-                match h.status.as_str() {
+            } else if let Some(h) = c.details.health() {
+                match h {
                     "starting" => text.push_str(" (health: starting)"),
-                    "healthy" | "unhealthy" => text.push_str(&format!(" ({})", h.status)),
+                    "healthy" | "unhealthy" => text.push_str(&format!(" ({h})")),
                     _ => {}
                 }
             }
@@ -85,12 +85,12 @@ pub fn status_text(c: &Container, engine_healthy: bool, now: i64) -> String {
         "restarting" => format!(
             "Restarting ({}) {} ago",
             st.exit_code,
-            since(c.finished_secs).unwrap_or_else(|| "Less than a second".into())
+            since(c.details.finished_secs).unwrap_or_else(|| "Less than a second".into())
         ),
         "removing" => "Removal In Progress".into(),
         "dead" => "Dead".into(),
         "created" => "Created".into(),
-        "exited" => match since(c.finished_secs) {
+        "exited" => match since(c.details.finished_secs) {
             Some(d) => format!("Exited ({}) {d} ago", st.exit_code),
             None => format!("Exited ({})", st.exit_code),
         },
@@ -304,22 +304,20 @@ impl ListFilter {
 
     fn accepts(&self, c: &Container, engine: &Engine) -> bool {
         let f = &self.filters;
-        if !Self::any(&self.name, c.name()) || !Self::any(&self.id, &c.id) {
-            return false;
+        if f.keys().next().is_none() {
+            return true;
         }
-        if !Self::any(&self.status, c.state()) || !Self::any(&self.node, &engine.name()) {
+        if !self.name.is_empty() && !Self::any(&self.name, c.name())
+            || !Self::any(&self.id, &c.id)
+            || !Self::any(&self.status, c.state())
+            || !self.node.is_empty() && !Self::any(&self.node, &engine.name())
+        {
             return false;
         }
         if !f.match_all("label", |v| label_filter_matches(|k| c.label(k), v)) {
             return false;
         }
-        let health = c
-            .details
-            .state
-            .health
-            .as_ref()
-            .map(|h| h.status.as_str())
-            .unwrap_or("none");
+        let health = c.details.health().unwrap_or("none");
         if !f.match_any("health", |v| v == health) {
             return false;
         }
@@ -606,8 +604,12 @@ pub async fn post_route(
         "attach" if wants_upgrade(&req) => hijack(&c.engine, req, &path).await,
         "exec" => super::exec::create(&state, &c, req, &path).await,
         "start" => {
+            let expected = c.engine.expect_event(&c.container.id, "start");
             let resp = forward(&c.engine, req, &path).await?;
             let status = resp.status();
+            if status.is_success() && status != StatusCode::NOT_MODIFIED {
+                expected.settle();
+            }
             refresh(&c).await;
             if status == StatusCode::NOT_MODIFIED {
                 return Ok(StatusCode::NO_CONTENT.into_response());

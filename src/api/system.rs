@@ -185,8 +185,8 @@ fn reservations_of(
     let mut used_cpus = 0;
     let mut used_memory = 0;
     for c in cache.containers.values() {
-        used_memory += c.details.host_config.memory;
-        used_cpus += c.details.host_config.cpu_shares * cpus / 1024;
+        used_memory += c.details.memory;
+        used_cpus += c.details.cpu_shares * cpus / 1024;
     }
     let p = (overcommit * 100.0) as i64;
     Reservations {

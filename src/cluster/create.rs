@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use serde_json::{Map, Value};
 
-use super::cache::Container;
+use super::cache::{Container, EngineCache};
 use super::cluster::Cluster;
 use super::engine::{error_message, Engine, EngineError};
 use super::names::split_reference;
@@ -106,26 +106,33 @@ impl Drop for PendingGuard<'_> {
 }
 
 /// The scheduler's view of one engine, rebuilt only when the engine's cache or health changed
-/// since the last call (creates at scale must not rebuild 1,000 snapshots each).
+/// since the last call (creates at scale must not rebuild 1,000 snapshots each). `listed`
+/// snapshots list every container; the others only count them and their reservations.
 pub fn cached_node_snapshot(
     engine: &Engine,
     overcommit: f64,
     retry: u32,
+    listed: bool,
 ) -> Option<Arc<NodeSnapshot>> {
     let cache = engine.cache();
     let health = engine.health().indicator(retry);
-    if let Some(hit) = engine.snapshot_memo(&cache, health) {
+    if let Some(hit) = engine.snapshot_memo(listed, &cache, health) {
         return Some(hit);
     }
-    let fresh = Arc::new(node_snapshot(engine, overcommit, retry)?);
-    engine.remember_snapshot(cache, health, fresh.clone());
+    let fresh = Arc::new(node_snapshot(engine, &cache, overcommit, retry, listed)?);
+    engine.remember_snapshot(listed, cache, health, fresh.clone());
     Some(fresh)
 }
 
-/// Builds the scheduler's view of one engine from its cache.
-pub fn node_snapshot(engine: &Engine, overcommit: f64, retry: u32) -> Option<NodeSnapshot> {
+/// Builds the scheduler's view of one engine from `cache`, one of its snapshots.
+pub fn node_snapshot(
+    engine: &Engine,
+    cache: &EngineCache,
+    overcommit: f64,
+    retry: u32,
+    listed: bool,
+) -> Option<NodeSnapshot> {
     let specs = engine.specs()?;
-    let cache = engine.cache();
     let mut node = NodeSnapshot {
         id: specs.id.clone(),
         name: specs.name.clone(),
@@ -137,7 +144,8 @@ pub fn node_snapshot(engine: &Engine, overcommit: f64, retry: u32) -> Option<Nod
         total_memory: total_with_overcommit(specs.memory, overcommit),
         used_cpus: 0,
         used_memory: 0,
-        containers: Vec::with_capacity(cache.containers.len()),
+        containers: Vec::with_capacity(if listed { cache.containers.len() } else { 0 }),
+        unlisted: 0,
         images: cache
             .images
             .iter()
@@ -149,7 +157,15 @@ pub fn node_snapshot(engine: &Engine, overcommit: f64, retry: u32) -> Option<Nod
             .collect(),
     };
     for c in cache.containers.values() {
-        node.add_container(container_snapshot(c, specs.cpus));
+        if listed {
+            node.add_container(container_snapshot(c, specs.cpus));
+        } else {
+            node.unlisted += 1;
+            node.used_cpus = node
+                .used_cpus
+                .saturating_add(shares_to_cpus(c.details.cpu_shares, specs.cpus));
+            node.used_memory = node.used_memory.saturating_add(c.details.memory);
+        }
     }
     Some(node)
 }
@@ -160,21 +176,16 @@ fn container_snapshot(c: &Container, engine_cpus: i64) -> ContainerSnapshot {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    let mut port_bindings = Vec::new();
-    for map in [
-        &c.details.host_config.port_bindings,
-        &c.details.network_settings.ports,
-    ] {
-        for (port, bindings) in map.iter().flatten() {
-            for b in bindings.iter().flatten() {
-                port_bindings.push(PortBinding {
-                    port: port.clone(),
-                    host_ip: b.host_ip.clone(),
-                    host_port: b.host_port.clone(),
-                });
-            }
-        }
-    }
+    let port_bindings = c
+        .details
+        .port_bindings()
+        .iter()
+        .map(|b| PortBinding {
+            port: b.port.to_string(),
+            host_ip: b.host_ip.to_string(),
+            host_port: b.host_port.to_string(),
+        })
+        .collect();
     let name = c.name();
     ContainerSnapshot {
         id: c.id.clone(),
@@ -182,19 +193,12 @@ fn container_snapshot(c: &Container, engine_cpus: i64) -> ContainerSnapshot {
         name: (!name.is_empty()).then(|| name.to_string()),
         names: c.names().map(str::to_string).collect(),
         labels,
-        network_mode: c.details.host_config.network_mode.clone(),
-        exposed_ports: c
-            .details
-            .config
-            .exposed_ports
-            .iter()
-            .flatten()
-            .map(|(k, _)| k.clone())
-            .collect(),
+        network_mode: c.details.network_mode.to_string(),
+        exposed_ports: c.details.exposed_ports().map(str::to_string).collect(),
         port_bindings,
         pending: false,
-        reserved_cpus: shares_to_cpus(c.details.host_config.cpu_shares, engine_cpus),
-        reserved_memory: c.details.host_config.memory,
+        reserved_cpus: shares_to_cpus(c.details.cpu_shares, engine_cpus),
+        reserved_memory: c.details.memory,
     }
 }
 
@@ -225,14 +229,20 @@ pub struct Created {
 }
 
 impl Cluster {
-    /// Snapshots of every validated engine, with the creations in flight added.
-    pub fn node_snapshots(&self) -> Vec<Arc<NodeSnapshot>> {
+    /// Snapshots of every validated engine for `request`, with the creations in flight added.
+    pub fn node_snapshots(&self, request: &SchedulingRequest) -> Vec<Arc<NodeSnapshot>> {
+        let listed = request.needs_containers();
         let maps = self.engines();
         let mut nodes: Vec<Arc<NodeSnapshot>> = maps
             .validated
             .values()
             .filter_map(|e| {
-                cached_node_snapshot(e, self.opts.overcommit, self.opts.engine.failure_retry)
+                cached_node_snapshot(
+                    e,
+                    self.opts.overcommit,
+                    self.opts.engine.failure_retry,
+                    listed,
+                )
             })
             .collect();
         let set = self
@@ -250,7 +260,7 @@ impl Cluster {
         &self,
         request: &SchedulingRequest,
     ) -> Result<Vec<Arc<Engine>>, SchedulerError> {
-        let nodes = self.node_snapshots();
+        let nodes = self.node_snapshots(request);
         let refs: Vec<&NodeSnapshot> = nodes.iter().map(|n| n.as_ref()).collect();
         let ranked = self.placement.scheduler.select_among(&refs, request)?;
         let maps = self.engines();
@@ -383,7 +393,7 @@ impl Cluster {
     ) -> Result<Created, CreateError> {
         let mut body = req.body.clone();
         let placement = &self.placement;
-        let (engine, guard) = {
+        let (engine, guard, swarm_id) = {
             let mut sched = sched.clone();
             if image_affinity {
                 sched.affinities.push(format!("image=={image}"));
@@ -418,7 +428,12 @@ impl Cluster {
                 .validated
                 .values()
                 .filter_map(|e| {
-                    cached_node_snapshot(e, self.opts.overcommit, self.opts.engine.failure_retry)
+                    cached_node_snapshot(
+                        e,
+                        self.opts.overcommit,
+                        self.opts.engine.failure_retry,
+                        sched.needs_containers(),
+                    )
                 })
                 .collect();
             add_pending(&mut nodes, &set.items);
@@ -437,7 +452,7 @@ impl Cluster {
                 engine_id: chosen.id.clone(),
                 snapshot: ContainerSnapshot::pending(&sched, req.name.as_deref(), Some(&swarm_id)),
             });
-            (engine, PendingGuard { placement, key })
+            (engine, PendingGuard { placement, key }, swarm_id)
         };
 
         // CpuShares in the request is a number of CPUs; the engine wants real shares.
@@ -456,6 +471,7 @@ impl Cluster {
 
         let encoded = serde_json::to_vec(&Value::Object(body))
             .map_err(|e| CreateError::BadRequest(e.to_string()))?;
+        let expected = engine.expect_event(&swarm_id, "create");
         let mut attempt = self.engine_create(&engine, req, &encoded).await;
         if matches!(&attempt, Err(CreateError::Engine(e)) if e.is_not_found()) && !image.is_empty()
         {
@@ -465,6 +481,7 @@ impl Cluster {
             attempt = self.engine_create(&engine, req, &encoded).await;
         }
         let (id, warnings) = attempt?;
+        expected.settle();
         if let Err(err) = engine.refresh_container(&id).await {
             tracing::debug!(container = %id, error = %err, "Reading the new container failed");
         }

@@ -12,7 +12,6 @@ use std::time::{Duration, SystemTime};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use bollard::Docker;
-use futures_util::stream::{self, StreamExt};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -33,11 +32,6 @@ use crate::api::version::{ApiVersion, MAX_API, MIN_API};
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Specs of a healthy engine are re-read this often.
 const SPECS_REFRESH: Duration = Duration::from_secs(300);
-/// Parallel inspects while refreshing one engine's containers. Each one in flight is a pooled
-/// connection (about 25 KB of buffers): across a thousand engines, the CPU is saturated long
-/// before per-engine parallelism matters, while connections add up (measured: one at a time
-/// validates 1,000 engines as fast as eight, with 40% of the memory).
-const INSPECT_PARALLELISM: usize = 1;
 /// Slots of [`Engine::list_hashes`].
 const IMAGES: usize = 0;
 const NETWORKS: usize = 1;
@@ -136,6 +130,9 @@ pub struct Engine {
     /// When the last call outcome was recorded, on the monotonic (and test-controllable) clock;
     /// re-validation back-off is measured from it.
     last_outcome: Mutex<Instant>,
+    /// Container events the manager's own calls are about to cause; the calling flow re-reads
+    /// the container itself, so the events monitor need not (see [`Engine::expect_event`]).
+    pub(super) own_events: Mutex<Vec<super::monitor::OwnEvent>>,
     /// Set while an image re-list is scheduled: bursts of image events cost one re-list.
     images_refresh_pending: AtomicBool,
     /// Hashes of the last image, network and volume lists read: a refresh that reads the same
@@ -143,8 +140,9 @@ pub struct Engine {
     list_hashes: [AtomicU64; 3],
     /// The last rendering of this engine's `/info` rows.
     info_memo: Mutex<Option<InfoMemo>>,
-    /// The last scheduler snapshot and the (cache, health) key it was built for.
-    snapshot: Mutex<Option<SnapshotMemo>>,
+    /// The last scheduler snapshots, counting and listing containers, each with the (cache,
+    /// health) key it was built for.
+    snapshot: Mutex<[Option<SnapshotMemo>; 2]>,
 }
 
 /// A rendered piece of `/info` and what it was rendered from: the cache, the health record
@@ -226,8 +224,9 @@ impl Engine {
             images_refresh_pending: AtomicBool::new(false),
             list_hashes: Default::default(),
             last_outcome: Mutex::new(Instant::now()),
-            snapshot: Mutex::new(None),
+            snapshot: Mutex::new([None, None]),
             info_memo: Mutex::new(None),
+            own_events: Mutex::new(Vec::new()),
         })
     }
 
@@ -239,26 +238,31 @@ impl Engine {
             .clone()
     }
 
-    /// The memoised scheduler snapshot, when it was built for `key`.
+    /// The memoised scheduler snapshot (`listed`: with every container, else only counted), when
+    /// it was built from `cache` with `health`.
     pub fn snapshot_memo(
         &self,
+        listed: bool,
         cache: &Arc<EngineCache>,
         health: i64,
     ) -> Option<Arc<crate::scheduler::node::NodeSnapshot>> {
         let memo = self.snapshot.lock().unwrap_or_else(|e| e.into_inner());
-        memo.as_ref()
+        memo[usize::from(listed)]
+            .as_ref()
             .filter(|(c, h, _)| Arc::ptr_eq(c, cache) && *h == health)
             .map(|(_, _, s)| s.clone())
     }
 
-    /// Memoises a scheduler snapshot built for `key`.
+    /// Memoises a scheduler snapshot built from `cache` with `health`.
     pub fn remember_snapshot(
         &self,
+        listed: bool,
         cache: Arc<EngineCache>,
         health: i64,
         snapshot: Arc<crate::scheduler::node::NodeSnapshot>,
     ) {
-        *self.snapshot.lock().unwrap_or_else(|e| e.into_inner()) = Some((cache, health, snapshot));
+        self.snapshot.lock().unwrap_or_else(|e| e.into_inner())[usize::from(listed)] =
+            Some((cache, health, snapshot));
     }
 
     /// This engine's `/info` rows as JSON, rendered by `render` only when the cache, health or
@@ -749,35 +753,28 @@ impl Engine {
             return Ok(());
         }
         drop(body);
-        let records: Vec<Option<Arc<Container>>> = stream::iter(todo)
-            .map(|(summary, hash, cached)| async move {
-                match cached {
-                    Some(c) if !needs_inspect(&c, &summary) => Some(Arc::new(Container::new(
-                        summary,
-                        c.details.clone(),
-                        hash,
-                    ))),
-                    _ => {
-                        let id = summary.id.clone();
-                        if id.is_empty() {
-                            return None;
-                        }
-                        match self.inspect(&id).await {
-                            Ok(details) => Some(Arc::new(Container::new(summary, details, hash))),
-                            Err(err) => {
-                                tracing::debug!(engine = %self.addr, container = %id, error = %err, "Inspect failed during refresh");
-                                None
-                            }
-                        }
-                    }
+        // One inspect at a time: each one in flight holds a pooled connection (about 25 KB of
+        // buffers), and across a thousand engines the CPU is saturated long before per-engine
+        // parallelism would matter (measured: one at a time validates 1,000 engines as fast as
+        // eight, with 40% of the memory).
+        let mut records: Vec<Arc<Container>> = Vec::with_capacity(todo.len());
+        for (summary, hash, cached) in todo {
+            match cached {
+                Some(c) if !needs_inspect(&c, &summary) => {
+                    records.push(Arc::new(Container::new(summary, c.details.clone(), hash)));
                 }
-            })
-            .buffer_unordered(INSPECT_PARALLELISM)
-            .collect()
-            .await;
+                _ if summary.id.is_empty() => {}
+                _ => match self.inspect(&summary.id).await {
+                    Ok(details) => records.push(Arc::new(Container::new(summary, details, hash))),
+                    Err(err) => {
+                        tracing::debug!(engine = %self.addr, container = %summary.id, error = %err, "Inspect failed during refresh");
+                    }
+                },
+            }
+        }
         let map: HashMap<String, Arc<Container>> = kept
             .into_iter()
-            .chain(records.into_iter().flatten())
+            .chain(records)
             .map(|c| (c.id.clone(), c))
             .collect();
         self.update_cache(|cache| cache.containers = Arc::new(map));
@@ -786,21 +783,7 @@ impl Engine {
 
     async fn inspect(&self, id: &str) -> Result<ContainerDetails, EngineError> {
         let raw = self.get_body(&format!("/containers/{id}/json")).await?;
-        let mut details: ContainerDetails =
-            serde_json::from_slice(&raw).map_err(|e| self.invalid(e))?;
-        // Containers that ask to be rescheduled keep their whole configuration: when their
-        // engine dies, it can no longer be asked for it.
-        if memchr::memmem::find(&raw, b"reschedule-policies").is_some() {
-            let full: Value = serde_json::from_slice(&raw).map_err(|e| self.invalid(e))?;
-            let wants_rescheduling = full
-                .pointer("/Config/Labels/com.docker.swarm.reschedule-policies")
-                .and_then(Value::as_str)
-                .is_some_and(|p| p.contains("on-node-failure"));
-            if wants_rescheduling {
-                details.full = Some(Arc::new(full));
-            }
-        }
-        Ok(details)
+        ContainerDetails::from_inspect(&raw).map_err(|e| self.invalid(e))
     }
 
     /// Refreshes one container from a filtered list plus an inspect; drops it when gone.
@@ -870,10 +853,7 @@ impl Engine {
         self.update_cache(|cache| {
             if let Some(c) = cache.containers.get(container_id) {
                 let mut c = (**c).clone();
-                c.details
-                    .exec_ids
-                    .get_or_insert_with(Vec::new)
-                    .push(exec_id.to_string());
+                c.details.add_exec(exec_id);
                 let mut map = (*cache.containers).clone();
                 map.insert(container_id.to_string(), Arc::new(c));
                 cache.containers = Arc::new(map);

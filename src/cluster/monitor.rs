@@ -4,7 +4,7 @@
 //! sees every connection attempt.
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use http::Request;
@@ -16,7 +16,115 @@ use super::engine::Engine;
 use super::events::ClusterEvent;
 use super::transport::empty;
 
+/// How long an expected event is waited for while the call that causes it runs.
+const EXPECT_DURING_CALL: Duration = Duration::from_secs(60);
+/// How long an expected event is still waited for once its call succeeded: the engine emits it
+/// before answering, so it is normally already here.
+const EXPECT_AFTER_CALL: Duration = Duration::from_secs(2);
+
+/// A container event one of the manager's own calls is about to cause.
+#[derive(Debug)]
+pub struct OwnEvent {
+    /// The container ID, or for `create` the Swarm ID label the manager gave the container.
+    key: Box<str>,
+    action: &'static str,
+    until: Instant,
+}
+
+/// An expected event, from [`Engine::expect_event`]. Dropped without [`Expected::settle`] (the
+/// call failed), it is forgotten at once.
+pub struct Expected<'a> {
+    engine: &'a Engine,
+    key: Box<str>,
+    action: &'static str,
+    settled: bool,
+}
+
+impl Expected<'_> {
+    /// The call succeeded and the flow re-reads the container after it: the event, when it
+    /// comes, needs no re-read of its own.
+    pub fn settle(mut self) {
+        self.settled = true;
+        let until = Instant::now() + EXPECT_AFTER_CALL;
+        self.update(|own, at| own[at].until = until);
+    }
+
+    /// Applies `f` to this expectation's entry, while it is still there.
+    fn update(&self, f: impl FnOnce(&mut Vec<OwnEvent>, usize)) {
+        let mut own = self
+            .engine
+            .own_events
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(at) = own
+            .iter()
+            .position(|e| e.action == self.action && e.key == self.key)
+        {
+            f(&mut own, at);
+        }
+    }
+}
+
+impl Drop for Expected<'_> {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.update(|own, at| {
+                own.swap_remove(at);
+            });
+        }
+    }
+}
+
 impl Engine {
+    /// Announces that a call the manager is about to make causes the container event `action`
+    /// (`create`, keyed by the Swarm ID label; `start`, keyed by the container ID). Every
+    /// event the engine emits about a call's change precedes its answer, so the re-read the
+    /// flow makes after the answer sees that change: the events monitor then skips its own.
+    pub fn expect_event(&self, key: &str, action: &'static str) -> Expected<'_> {
+        let mut own = self.own_events.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        own.retain(|e| e.until > now);
+        own.push(OwnEvent {
+            key: key.into(),
+            action,
+            until: now + EXPECT_DURING_CALL,
+        });
+        Expected {
+            engine: self,
+            key: key.into(),
+            action,
+            settled: false,
+        }
+    }
+
+    /// Whether a container event was expected (and is no longer).
+    fn take_expected(&self, action: &str, id: &str, ev: &Map<String, Value>) -> bool {
+        let mut own = self.own_events.lock().unwrap_or_else(|e| e.into_inner());
+        if own.is_empty() {
+            return false;
+        }
+        let key = match action {
+            "create" => ev
+                .get("Actor")
+                .and_then(|a| a.get("Attributes"))
+                .and_then(|a| a.get(crate::scheduler::node::SWARM_ID_LABEL))
+                .and_then(Value::as_str)
+                .unwrap_or(""),
+            _ => id,
+        };
+        let now = Instant::now();
+        match own
+            .iter()
+            .position(|e| e.action == action && &*e.key == key && e.until > now)
+        {
+            Some(at) if !key.is_empty() => {
+                own.swap_remove(at);
+                true
+            }
+            _ => false,
+        }
+    }
+
     pub(super) fn start_monitor(self: &Arc<Self>) {
         if self.monitoring.swap(true, Ordering::AcqRel) {
             return;
@@ -155,6 +263,7 @@ impl Engine {
                     self.schedule_images_refresh();
                     Ok(())
                 }
+                _ if self.take_expected(&action, &actor, &ev) => Ok(()),
                 _ => self.refresh_container(&actor).await,
             },
             "image" => {
@@ -182,4 +291,66 @@ enum EventsMonitor {
     Streaming(Incoming),
     /// Backing off before subscribing again.
     Waiting,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::engine::EngineOptions;
+    use super::super::events::EventBus;
+    use super::super::transport::Transport;
+    use super::*;
+    use serde_json::json;
+    use tokio_util::sync::CancellationToken;
+
+    fn engine() -> Arc<Engine> {
+        let opts = EngineOptions {
+            refresh_min: Duration::from_secs(30),
+            refresh_max: Duration::from_secs(60),
+            failure_retry: 3,
+        };
+        Engine::new(
+            "127.0.0.1:1",
+            Transport::new(None),
+            Arc::new(opts),
+            Arc::new(EventBus::new()),
+            &CancellationToken::new(),
+        )
+    }
+
+    fn event(swarm_id: &str) -> Map<String, Value> {
+        let ev = json!({"Actor": {"ID": "c1", "Attributes": {"com.docker.swarm.id": swarm_id}}});
+        ev.as_object().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn an_expected_event_is_taken_once() {
+        let e = engine();
+        e.expect_event("s1", "create").settle();
+        e.expect_event("c1", "start").settle();
+        assert!(
+            !e.take_expected("create", "c1", &event("s2")),
+            "another Swarm ID"
+        );
+        assert!(
+            !e.take_expected("stop", "c1", &event("s1")),
+            "another action"
+        );
+        assert!(e.take_expected("create", "c1", &event("s1")));
+        assert!(
+            !e.take_expected("create", "c1", &event("s1")),
+            "taken already"
+        );
+        assert!(e.take_expected("start", "c1", &event("")));
+        assert!(!e.take_expected("start", "c1", &event("")));
+    }
+
+    #[test]
+    fn a_failed_call_expects_nothing() {
+        let e = engine();
+        let expected = e.expect_event("c1", "start");
+        assert!(e.own_events.lock().unwrap().len() == 1);
+        drop(expected);
+        assert!(!e.take_expected("start", "c1", &event("")));
+        assert!(e.own_events.lock().unwrap().is_empty());
+    }
 }

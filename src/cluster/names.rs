@@ -121,12 +121,7 @@ pub fn find_exec(maps: &EngineMaps, exec_id: &str) -> Option<ContainerRef> {
         cache
             .containers
             .values()
-            .find(|c| {
-                c.details
-                    .exec_ids
-                    .as_ref()
-                    .is_some_and(|ids| ids.iter().any(|i| i == exec_id))
-            })
+            .find(|c| c.details.has_exec(exec_id))
             .map(|c| ContainerRef {
                 engine: engine.clone(),
                 container: c.clone(),

@@ -81,7 +81,7 @@ async fn reschedule_from(cluster: &Cluster, node_id: &str) {
         .cache()
         .containers
         .values()
-        .filter(|c| c.details.full.is_some())
+        .filter(|c| c.details.full().is_some())
         .cloned()
         .collect();
     for old in candidates {
@@ -90,7 +90,7 @@ async fn reschedule_from(cluster: &Cluster, node_id: &str) {
             tracing::error!(container = %old.id, "Cannot reschedule a container without a name");
             continue;
         }
-        let full = old.details.full.clone().expect("filtered above");
+        let full = old.details.full().cloned().expect("filtered above");
         // Free the name and the Swarm ID before creating the replacement.
         engine.forget_container(&old.id);
         let created = cluster

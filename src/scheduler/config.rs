@@ -196,6 +196,20 @@ impl SchedulingRequest {
         self.constraints.iter().any(|c| c.contains(word))
     }
 
+    /// Whether a decision for this request reads the containers of the nodes (affinities other
+    /// than `image`, host ports, links, `--volumes-from`, `--net=container:`), rather than only
+    /// counting them and their reservations.
+    pub fn needs_containers(&self) -> bool {
+        let reads_containers =
+            |a: &String| super::expr::Expression::parse(a).map_or(true, |e| e.key != "image");
+        self.affinities.iter().any(reads_containers)
+            || !self.port_bindings.is_empty()
+            || (self.network_mode == "host" && !self.exposed_ports.is_empty())
+            || !self.links.is_empty()
+            || !self.volumes_from.is_empty()
+            || self.network_mode.starts_with("container:")
+    }
+
     /// Whether the container asks to be re-created elsewhere when its node fails.
     pub fn reschedules_on_node_failure(&self) -> bool {
         self.reschedule_policies
@@ -431,6 +445,30 @@ mod tests {
             Value::Object(map) => map,
             _ => unreachable!("test bodies are objects"),
         }
+    }
+
+    #[test]
+    fn only_requests_that_look_at_containers_need_them_listed() {
+        let plain = body(json!({"Image": "busybox", "HostConfig": {"Memory": 1024}}));
+        assert!(!extract(&mut plain.clone()).unwrap().needs_containers());
+        let image_only = body(json!({"Image": "busybox", "Env": ["affinity:image==busybox"]}));
+        assert!(!extract(&mut image_only.clone()).unwrap().needs_containers());
+        for reads in [
+            json!({"Env": ["affinity:container==web"]}),
+            json!({"Labels": {"com.docker.swarm.affinities": "[\"tier==front\"]"}}),
+            json!({"HostConfig": {"PortBindings": {"80/tcp": [{"HostPort": "8080"}]}}}),
+            json!({"HostConfig": {"NetworkMode": "host"}, "ExposedPorts": {"80/tcp": {}}}),
+            json!({"HostConfig": {"Links": ["db:db"]}}),
+            json!({"HostConfig": {"VolumesFrom": ["data"]}}),
+            json!({"HostConfig": {"NetworkMode": "container:web"}}),
+        ] {
+            let request = extract(&mut body(reads.clone())).unwrap();
+            assert!(request.needs_containers(), "{reads}");
+        }
+        let host_without_ports = body(json!({"HostConfig": {"NetworkMode": "host"}}));
+        assert!(!extract(&mut host_without_ports.clone())
+            .unwrap()
+            .needs_containers());
     }
 
     #[test]

@@ -203,6 +203,10 @@ impl Scheduler {
         nodes: &[&'a NodeSnapshot],
         request: &SchedulingRequest,
     ) -> Result<Vec<&'a NodeSnapshot>, SchedulerError> {
+        debug_assert!(
+            !request.needs_containers() || nodes.iter().all(|n| n.unlisted == 0),
+            "a request that reads containers was given snapshots that only count them"
+        );
         self.select_pass(nodes, request, true)
             .or_else(|_| self.select_pass(nodes, request, false))
     }

@@ -31,13 +31,24 @@ pub struct NodeSnapshot {
     pub used_cpus: i64,
     /// Memory bytes reserved by every container on the node (any state, pending ones included).
     pub used_memory: i64,
-    /// Every container on the node in any state, including creations still in flight.
+    /// Every container on the node in any state, including creations still in flight, unless
+    /// the snapshot only counts them (see `unlisted`).
     pub containers: Vec<ContainerSnapshot>,
+    /// Containers counted but not listed in `containers`. A snapshot taken for a request that
+    /// reads no container ([`SchedulingRequest::needs_containers`]) only counts them: at a
+    /// thousand engines, listing every container for every creation costs more than the rest of
+    /// the decision.
+    pub unlisted: usize,
     /// Images present on the node; matched by `image` affinities.
     pub images: Vec<ImageSnapshot>,
 }
 
 impl NodeSnapshot {
+    /// How many containers the node holds, listed or not.
+    pub fn container_count(&self) -> usize {
+        self.containers.len() + self.unlisted
+    }
+
     /// Adds a container and its reservations, as the cluster does for a pending creation, so the
     /// next decision sees it.
     pub fn add_container(&mut self, container: ContainerSnapshot) {

@@ -44,7 +44,7 @@ fn has_free_slot(node: &NodeSnapshot) -> bool {
         .get(CONTAINER_SLOTS_LABEL)
         .map(|v| v.parse::<i64>())
     {
-        Some(Ok(slots)) => i64::try_from(node.containers.len()).is_ok_and(|used| used < slots),
+        Some(Ok(slots)) => i64::try_from(node.container_count()).is_ok_and(|used| used < slots),
         Some(Err(_)) | None => true,
     }
 }

@@ -19,7 +19,7 @@ impl Strategy for BinpackStrategy {
         nodes: Vec<&'a NodeSnapshot>,
     ) -> Result<Vec<&'a NodeSnapshot>, StrategyError> {
         let mut weighted = weigh_nodes(request, nodes, HEALTH_WEIGHT)?;
-        weighted.sort_by_key(|w| std::cmp::Reverse((w.weight, w.node.containers.len())));
+        weighted.sort_by_key(|w| std::cmp::Reverse((w.weight, w.node.container_count())));
         Ok(weighted.into_iter().map(|w| w.node).collect())
     }
 }

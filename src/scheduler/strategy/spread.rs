@@ -19,7 +19,7 @@ impl Strategy for SpreadStrategy {
         nodes: Vec<&'a NodeSnapshot>,
     ) -> Result<Vec<&'a NodeSnapshot>, StrategyError> {
         let mut weighted = weigh_nodes(request, nodes, -HEALTH_WEIGHT)?;
-        weighted.sort_by_key(|w| (w.weight, w.node.containers.len()));
+        weighted.sort_by_key(|w| (w.weight, w.node.container_count()));
         Ok(weighted.into_iter().map(|w| w.node).collect())
     }
 }
@@ -38,6 +38,19 @@ mod tests {
             .rank(&SchedulingRequest::default(), all(&nodes))
             .unwrap();
         assert_eq!(names(&ranked), ["idle", "busy"]);
+    }
+
+    #[test]
+    fn counts_containers_a_snapshot_does_not_list() {
+        let mut counted = node("counted");
+        counted.unlisted = 2;
+        let mut listed = node("listed");
+        listed.containers.push(container("a", "a"));
+        let nodes = [counted, listed];
+        let ranked = SpreadStrategy
+            .rank(&SchedulingRequest::default(), all(&nodes))
+            .unwrap();
+        assert_eq!(names(&ranked), ["listed", "counted"]);
     }
 
     #[test]

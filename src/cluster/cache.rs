@@ -67,6 +67,11 @@ impl<'a> LookupKey<'a> {
             hash: key_hash(text),
         }
     }
+
+    /// The hash of the text.
+    pub fn hash(&self) -> u64 {
+        self.hash
+    }
 }
 
 fn key_hash(text: &str) -> u64 {

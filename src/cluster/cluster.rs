@@ -10,6 +10,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::directory::Directory;
 use super::engine::{Engine, EngineOptions};
 use super::events::EventBus;
 use super::health::{revalidation_due, EngineState};
@@ -45,6 +46,8 @@ pub struct EngineMaps {
     pub pending: BTreeMap<String, Arc<Engine>>,
     /// Validated engines, by engine ID.
     pub validated: BTreeMap<String, Arc<Engine>>,
+    /// Which engines hold which full IDs, Swarm IDs and names (shared by every version).
+    pub directory: Arc<Directory>,
 }
 
 impl EngineMaps {
@@ -179,6 +182,7 @@ impl Cluster {
                 self.transport.clone(),
                 self.engine_opts.clone(),
                 self.bus.clone(),
+                maps.directory.clone(),
                 &self.cancel,
             );
             let mut next = (**maps).clone();

@@ -114,22 +114,23 @@ pub fn cached_node_snapshot(
     retry: u32,
     listed: bool,
 ) -> Option<Arc<NodeSnapshot>> {
-    let cache = engine.cache();
-    let health = engine.health().indicator(retry);
-    if let Some(hit) = engine.snapshot_memo(listed, &cache, health) {
+    let health = engine.health_indicator(retry);
+    if let Some(hit) = engine.with_cache(|cache| engine.snapshot_memo(listed, cache, health)) {
         return Some(hit);
     }
-    let fresh = Arc::new(node_snapshot(engine, &cache, overcommit, retry, listed)?);
+    let cache = engine.cache();
+    let fresh = Arc::new(node_snapshot(engine, &cache, overcommit, health, listed)?);
     engine.remember_snapshot(listed, cache, health, fresh.clone());
     Some(fresh)
 }
 
-/// Builds the scheduler's view of one engine from `cache`, one of its snapshots.
+/// Builds the scheduler's view of one engine from `cache`, one of its snapshots, and its health
+/// indicator.
 pub fn node_snapshot(
     engine: &Engine,
     cache: &EngineCache,
     overcommit: f64,
-    retry: u32,
+    health_indicator: i64,
     listed: bool,
 ) -> Option<NodeSnapshot> {
     let specs = engine.specs()?;
@@ -139,7 +140,7 @@ pub fn node_snapshot(
         addr: engine.addr.clone(),
         ip: specs.ip.clone(),
         labels: specs.labels.clone(),
-        health_indicator: engine.health().indicator(retry),
+        health_indicator,
         total_cpus: total_with_overcommit(specs.cpus, overcommit),
         total_memory: total_with_overcommit(specs.memory, overcommit),
         used_cpus: 0,

@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::cache::{entry_hash, Container, ContainerDetails, EngineCache, Image, Summary};
+use super::directory::{tag, Directory};
 use super::events::{ClusterEvent, EventBus, NodeRef};
 use super::health::{refresh_delay, EngineState, Health, Outcome, Transition};
 use super::transport::{boxed, empty, Endpoint, Transport, TransportBody};
@@ -113,6 +114,8 @@ pub struct Engine {
     transport: Transport,
     opts: Arc<EngineOptions>,
     pub(super) bus: Arc<EventBus>,
+    /// The cluster's directory of container keys, kept current by [`Engine::update_cache`].
+    directory: Arc<Directory>,
     /// Written on every call outcome; held only for the update, never across an await.
     health: Mutex<Health>,
     specs: ArcSwapOption<EngineSpecs>,
@@ -138,21 +141,15 @@ pub struct Engine {
     /// Hashes of the last image, network and volume lists read: a refresh that reads the same
     /// bytes publishes nothing. Zero when an event changed the collection since.
     list_hashes: [AtomicU64; 3],
-    /// The last rendering of this engine's `/info` rows.
-    info_memo: Mutex<Option<InfoMemo>>,
+    /// The last rendering of this engine's `/info` rows, with the generation it shows.
+    info_memo: Mutex<Option<(u64, Arc<InfoPart>)>>,
+    /// Counts changes of the cache, the specs and the health record, so that memos built from
+    /// them are checked with one load.
+    generation: AtomicU64,
     /// The last scheduler snapshots, counting and listing containers, each with the (cache,
     /// health) key it was built for.
     snapshot: Mutex<[Option<SnapshotMemo>; 2]>,
 }
-
-/// A rendered piece of `/info` and what it was rendered from: the cache, the health record
-/// and the specs. Holding them keeps pointer comparisons sound.
-type InfoMemo = (
-    Arc<EngineCache>,
-    Health,
-    Option<Arc<EngineSpecs>>,
-    Arc<InfoPart>,
-);
 
 /// One engine's share of `/info`: its `SystemStatus` rows and what it adds to the totals.
 #[derive(Debug, Default)]
@@ -203,6 +200,7 @@ impl Engine {
         transport: Transport,
         opts: Arc<EngineOptions>,
         bus: Arc<EventBus>,
+        directory: Arc<Directory>,
         parent: &CancellationToken,
     ) -> Arc<Engine> {
         let base = transport.base_uri(&Endpoint::parse(addr));
@@ -212,6 +210,7 @@ impl Engine {
             transport,
             opts,
             bus,
+            directory,
             health: Mutex::new(Health::pending(SystemTime::now())),
             specs: ArcSwapOption::empty(),
             cache: ArcSwap::from_pointee(EngineCache::default()),
@@ -226,6 +225,7 @@ impl Engine {
             last_outcome: Mutex::new(Instant::now()),
             snapshot: Mutex::new([None, None]),
             info_memo: Mutex::new(None),
+            generation: AtomicU64::new(0),
             own_events: Mutex::new(Vec::new()),
         })
     }
@@ -271,22 +271,20 @@ impl Engine {
         &self,
         render: impl FnOnce(&Health, &EngineCache, Option<&EngineSpecs>) -> InfoPart,
     ) -> Arc<InfoPart> {
-        let cache = self.cache();
-        let health = self.health();
-        let specs = self.specs();
+        // Read before the state: a change while rendering leaves the memo behind it.
+        let generation = self.generation.load(Ordering::Acquire);
         let mut memo = self.info_memo.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((c, h, s, text)) = memo.as_ref() {
-            let same_specs = match (s, &specs) {
-                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
-                (None, None) => true,
-                _ => false,
-            };
-            if Arc::ptr_eq(c, &cache) && *h == health && same_specs {
+        if let Some((g, text)) = memo.as_ref() {
+            if *g == generation {
                 return text.clone();
             }
         }
-        let text = Arc::new(render(&health, &cache, specs.as_deref()));
-        *memo = Some((cache, health, specs, text.clone()));
+        let text = Arc::new(render(
+            &self.health(),
+            &self.cache(),
+            self.specs().as_deref(),
+        ));
+        *memo = Some((generation, text.clone()));
         text
     }
 
@@ -316,6 +314,19 @@ impl Engine {
     /// The current cache snapshot.
     pub fn cache(&self) -> Arc<EngineCache> {
         self.cache.load_full()
+    }
+
+    /// Runs `f` on the current cache without taking a reference to it (scans of every engine).
+    pub fn with_cache<R>(&self, f: impl FnOnce(&Arc<EngineCache>) -> R) -> R {
+        f(&self.cache.load())
+    }
+
+    /// The scheduler's health indicator (see [`Health::indicator`]).
+    pub fn health_indicator(&self, retry: u32) -> i64 {
+        self.health
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .indicator(retry)
     }
 
     /// The engine's name, or `(unknown)` before its specs are known.
@@ -369,8 +380,7 @@ impl Engine {
     pub fn record(&self, outcome: Outcome) {
         *self.last_outcome.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
         let transition = {
-            let mut health = self.health.lock().unwrap_or_else(|e| e.into_inner());
-            health.record(outcome, SystemTime::now(), self.opts.failure_retry)
+            self.write_health(|h| h.record(outcome, SystemTime::now(), self.opts.failure_retry))
         };
         match transition {
             Some(Transition::BecameUnhealthy { failures }) => {
@@ -391,10 +401,23 @@ impl Engine {
     /// Keeps a pending engine pending with `msg` as its error (validation refused it).
     pub fn record_rejection(&self, msg: &str) {
         *self.last_outcome.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
-        let mut h = self.health.lock().unwrap_or_else(|e| e.into_inner());
-        h.error = msg.to_string();
-        h.failures = h.failures.saturating_add(1);
-        h.updated_at = SystemTime::now();
+        self.write_health(|h| {
+            h.error = msg.to_string();
+            h.failures = h.failures.saturating_add(1);
+            h.updated_at = SystemTime::now();
+        });
+    }
+
+    /// Changes the health record.
+    fn write_health<R>(&self, f: impl FnOnce(&mut Health) -> R) -> R {
+        let result = f(&mut self.health.lock().unwrap_or_else(|e| e.into_inner()));
+        self.changed();
+        result
+    }
+
+    /// Counts a change of the cache, the specs or the health record.
+    fn changed(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
     fn emit(&self, action: &str) {
@@ -611,9 +634,10 @@ impl Engine {
                     "Engine (ID: {}, Addr: {}) shows up with another ID:{id}. Please remove it from cluster, it can be added back.",
                     old.id, self.addr
                 );
-                let mut h = self.health.lock().unwrap_or_else(|e| e.into_inner());
-                h.state = EngineState::Pending;
-                h.error = msg.clone();
+                self.write_health(|h| {
+                    h.state = EngineState::Pending;
+                    h.error = msg.clone();
+                });
                 return Err(EngineError::Rejected(msg));
             }
         }
@@ -637,6 +661,7 @@ impl Engine {
             ip,
             read_at: Instant::now(),
         })));
+        self.changed();
         Ok(())
     }
 
@@ -665,10 +690,7 @@ impl Engine {
 
     /// Marks a validated engine healthy and starts its refresh loop.
     pub fn activate(self: &Arc<Self>) {
-        self.health
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .validated(SystemTime::now());
+        self.write_health(|h| h.validated(SystemTime::now()));
         self.emit("engine_connect");
         let engine = self.clone();
         self.tasks.spawn(async move { engine.refresh_loop().await });
@@ -680,10 +702,13 @@ impl Engine {
         // be closed either way so that `stopped` can finish.
         self.cancel.cancel();
         self.tasks.close();
-        let was = {
-            let mut h = self.health.lock().unwrap_or_else(|e| e.into_inner());
-            std::mem::replace(&mut h.state, EngineState::Disconnected)
-        };
+        {
+            let _writer = self.cache_write.lock().unwrap_or_else(|e| e.into_inner());
+            let cache = self.cache.load();
+            self.directory
+                .remove(tag(self), cache.containers.values().map(|c| &**c));
+        }
+        let was = self.write_health(|h| std::mem::replace(&mut h.state, EngineState::Disconnected));
         if was == EngineState::Healthy {
             self.emit("engine_disconnect");
         }
@@ -1012,11 +1037,50 @@ impl Engine {
 
     fn update_cache(&self, f: impl FnOnce(&mut EngineCache)) {
         let _writer = self.cache_write.lock().unwrap_or_else(|e| e.into_inner());
-        let mut next = (**self.cache.load()).clone();
+        let old = self.cache.load_full();
+        let mut next = (*old).clone();
         next.reset_index();
         f(&mut next);
+        // New keys go in before the cache that shows them, gone ones out after: the directory
+        // never misses a container a cache shows. A stopped engine adds nothing any more.
+        let containers = next.containers.clone();
+        let (added, removed) = changed_records(&old.containers, &containers);
+        if !self.cancel.is_cancelled() {
+            self.directory.add(tag(self), added);
+        }
         self.cache.store(Arc::new(next));
+        self.directory.remove(tag(self), removed);
+        self.changed();
     }
+}
+
+/// The records of `next` that `old` does not have as they are, and those of `old` that `next`
+/// does not.
+fn changed_records<'a>(
+    old: &'a Arc<HashMap<String, Arc<Container>>>,
+    next: &'a Arc<HashMap<String, Arc<Container>>>,
+) -> (Vec<&'a Container>, Vec<&'a Container>) {
+    if Arc::ptr_eq(old, next) {
+        return (Vec::new(), Vec::new());
+    }
+    let mut added = Vec::new();
+    let mut removed = Vec::new();
+    for (id, c) in next.iter() {
+        match old.get(id) {
+            Some(o) if Arc::ptr_eq(o, c) => {}
+            Some(o) => {
+                added.push(&**c);
+                removed.push(&**o);
+            }
+            None => added.push(&**c),
+        }
+    }
+    for (id, o) in old.iter() {
+        if !next.contains_key(id) {
+            removed.push(&**o);
+        }
+    }
+    (added, removed)
 }
 
 fn needs_inspect(cached: &Container, summary: &Summary) -> bool {
@@ -1072,4 +1136,90 @@ pub fn now_nanos() -> i64 {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_nanos() as i64)
         .unwrap_or(0)
+}
+
+/// A pending engine at an address nothing listens on, for unit tests.
+#[cfg(test)]
+pub(super) fn test_engine() -> Arc<Engine> {
+    let opts = EngineOptions {
+        refresh_min: Duration::from_secs(30),
+        refresh_max: Duration::from_secs(60),
+        failure_retry: 1,
+    };
+    Engine::new(
+        "127.0.0.1:1",
+        Transport::new(None),
+        Arc::new(opts),
+        Arc::new(EventBus::new()),
+        Arc::new(Directory::default()),
+        &CancellationToken::new(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    #[tokio::test]
+    async fn the_directory_follows_the_cache() {
+        let e = test_engine();
+        let raw = r#"{"Id":"c1","Names":["/web"]}"#;
+        let record = |hash| {
+            Arc::new(Container::new(
+                serde_json::from_str(raw).unwrap(),
+                ContainerDetails::default(),
+                hash,
+            ))
+        };
+        let web = super::super::cache::LookupKey::new("web");
+        e.restore_container(record(1));
+        assert_eq!(e.directory.holders(&web), [tag(&e)]);
+        // A newer record of the same container keeps it listed once.
+        e.restore_container(record(2));
+        e.forget_container("c1");
+        assert!(e.directory.holders(&web).is_empty());
+        e.restore_container(record(3));
+        e.disconnect();
+        assert!(
+            e.directory.holders(&web).is_empty(),
+            "a stopped engine holds nothing"
+        );
+        e.restore_container(record(4));
+        assert!(e.directory.holders(&web).is_empty(), "and adds nothing");
+    }
+
+    #[tokio::test]
+    async fn info_rows_are_rendered_again_after_every_change_and_only_then() {
+        let e = test_engine();
+        let renders = AtomicUsize::new(0);
+        let rows = || {
+            e.info_rows(|health, _, _| {
+                renders.fetch_add(1, Ordering::Relaxed);
+                InfoPart {
+                    rows: health.state.as_str().to_string(),
+                    ..InfoPart::default()
+                }
+            })
+        };
+        assert_eq!(rows().rows, "Pending");
+        assert_eq!(rows().rows, "Pending");
+        assert_eq!(renders.load(Ordering::Relaxed), 1, "nothing changed");
+        e.activate();
+        assert_eq!(rows().rows, "Healthy");
+        e.record(Outcome::Unreachable("refused".into()));
+        assert_eq!(rows().rows, "Unhealthy");
+        e.record(Outcome::Answered);
+        assert_eq!(rows().rows, "Healthy");
+        let before = renders.load(Ordering::Relaxed);
+        e.forget_container("nothing");
+        rows();
+        assert_eq!(
+            renders.load(Ordering::Relaxed),
+            before + 1,
+            "the cache changed"
+        );
+        e.disconnect();
+        assert_eq!(rows().rows, "Disconnected");
+    }
 }

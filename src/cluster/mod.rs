@@ -4,6 +4,7 @@ pub mod cache;
 #[allow(clippy::module_inception)]
 pub mod cluster;
 pub mod create;
+pub mod directory;
 pub mod engine;
 pub mod events;
 pub mod fanout;

@@ -295,27 +295,9 @@ enum EventsMonitor {
 
 #[cfg(test)]
 mod tests {
-    use super::super::engine::EngineOptions;
-    use super::super::events::EventBus;
-    use super::super::transport::Transport;
+    use super::super::engine::test_engine as engine;
     use super::*;
     use serde_json::json;
-    use tokio_util::sync::CancellationToken;
-
-    fn engine() -> Arc<Engine> {
-        let opts = EngineOptions {
-            refresh_min: Duration::from_secs(30),
-            refresh_max: Duration::from_secs(60),
-            failure_retry: 3,
-        };
-        Engine::new(
-            "127.0.0.1:1",
-            Transport::new(None),
-            Arc::new(opts),
-            Arc::new(EventBus::new()),
-            &CancellationToken::new(),
-        )
-    }
 
     fn event(swarm_id: &str) -> Map<String, Value> {
         let ev = json!({"Actor": {"ID": "c1", "Attributes": {"com.docker.swarm.id": swarm_id}}});

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::cache::{short_id as short, Container, EngineCache, Image, LookupKey};
+use super::cache::{short_id as short, Container, ContainerIndex, Image, LookupKey};
 use super::cluster::EngineMaps;
 use super::engine::Engine;
 
@@ -18,32 +18,65 @@ pub struct ContainerRef {
 /// Finds a container by the classic rules: full or 12-char ID, Swarm ID, unique name match
 /// (`name`, `/name`, `<engine ID>/name`, `<engine name>/name`), then unique ID prefix.
 pub fn find_container(maps: &EngineMaps, name: &str) -> Option<ContainerRef> {
-    let caches: Vec<(&Arc<Engine>, Arc<EngineCache>)> = maps
-        .validated
-        .values()
-        .map(|engine| (engine, engine.cache()))
-        .collect();
-    find_in(&caches, name)
+    // A full ID (or Swarm ID) is looked for on the engines the directory names first.
+    if name.len() == 64 {
+        let key = LookupKey::new(name);
+        let holders = maps.directory.narrow(maps.validated.values(), &key);
+        if let Some(hit) =
+            first_exact(&holders, &key, by_id).or_else(|| first_exact(&holders, &key, by_swarm_id))
+        {
+            return Some(hit);
+        }
+    }
+    let engines: Vec<&Arc<Engine>> = maps.validated.values().collect();
+    find_in(&engines, name)
 }
 
 /// Finds a container among the containers of one engine only.
 pub fn find_container_on(engine: &Arc<Engine>, name: &str) -> Option<ContainerRef> {
-    find_in(&[(engine, engine.cache())], name)
+    find_in(&[engine], name)
 }
 
 /// Whether a container other than `except` has the own name `name` (leading `/` ignored) on
 /// any validated engine.
 pub fn name_taken(maps: &EngineMaps, name: &str, except: Option<&str>) -> bool {
     let wanted = LookupKey::new(name.trim_start_matches('/'));
-    maps.validated.values().any(|e| {
-        e.cache()
-            .index()
-            .own_name(&wanted)
-            .any(|c| Some(c.id.as_str()) != except)
+    let holders = maps.directory.narrow(maps.validated.values(), &wanted);
+    holders.into_iter().any(|e| {
+        e.with_cache(|cache| {
+            cache
+                .index()
+                .own_name(&wanted)
+                .any(|c| Some(c.id.as_str()) != except)
+        })
     })
 }
 
-fn find_in(caches: &[(&Arc<Engine>, Arc<EngineCache>)], name: &str) -> Option<ContainerRef> {
+/// An exact match of one index, on the first of `engines` that has one.
+type ExactPass = fn(&ContainerIndex, &LookupKey) -> Option<Arc<Container>>;
+
+fn by_id(index: &ContainerIndex, key: &LookupKey) -> Option<Arc<Container>> {
+    index.id(key).cloned()
+}
+
+fn by_swarm_id(index: &ContainerIndex, key: &LookupKey) -> Option<Arc<Container>> {
+    index.swarm_id(key).cloned()
+}
+
+fn first_exact(engines: &[&Arc<Engine>], key: &LookupKey, pass: ExactPass) -> Option<ContainerRef> {
+    engines.iter().find_map(|engine| {
+        engine
+            .with_cache(|cache| pass(cache.index(), key))
+            .map(|container| ContainerRef {
+                engine: (*engine).clone(),
+                container,
+            })
+    })
+}
+
+/// The classic resolution order, each pass over every engine's current cache: full or short
+/// ID, Swarm ID, a unique name, a unique ID or Swarm ID prefix.
+fn find_in(engines: &[&Arc<Engine>], name: &str) -> Option<ContainerRef> {
     if name.is_empty() {
         return None;
     }
@@ -52,43 +85,41 @@ fn find_in(caches: &[(&Arc<Engine>, Arc<EngineCache>)], name: &str) -> Option<Co
         container: c.clone(),
     };
     let key = LookupKey::new(name);
-    for (engine, cache) in caches {
-        if let Some(c) = cache.index().id(&key) {
-            return Some(found(engine, c));
-        }
+    if let Some(hit) = first_exact(engines, &key, by_id) {
+        return Some(hit);
     }
-    for (engine, cache) in caches {
-        if let Some(c) = cache.index().swarm_id(&key) {
-            return Some(found(engine, c));
-        }
+    if let Some(hit) = first_exact(engines, &key, by_swarm_id) {
+        return Some(hit);
     }
     // Names: `/web` or `web`, or prefixed by the engine's ID or name (`node-1/web`).
     let mut by_name: Vec<ContainerRef> = Vec::new();
     let bare = format!("/{name}");
     let bare = LookupKey::new(&bare);
-    for (engine, cache) in caches {
-        let index = cache.index();
-        let mut hits: Vec<&Arc<Container>> = Vec::new();
-        hits.extend(index.listed_name(&key));
-        hits.extend(index.listed_name(&bare));
-        if name.contains('/') {
-            for prefix in [engine.id(), engine.name()] {
-                if let Some(rest) = name.strip_prefix(prefix.as_str()) {
-                    if rest.starts_with('/') {
-                        let rest = LookupKey::new(rest);
-                        hits.extend(index.listed_name(&rest));
+    for engine in engines {
+        engine.with_cache(|cache| {
+            let index = cache.index();
+            let mut hits: Vec<&Arc<Container>> = Vec::new();
+            hits.extend(index.listed_name(&key));
+            hits.extend(index.listed_name(&bare));
+            if name.contains('/') {
+                for prefix in [engine.id(), engine.name()] {
+                    if let Some(rest) = name.strip_prefix(prefix.as_str()) {
+                        if rest.starts_with('/') {
+                            let rest = LookupKey::new(rest);
+                            hits.extend(index.listed_name(&rest));
+                        }
                     }
                 }
             }
-        }
-        for c in hits {
-            if !by_name
-                .iter()
-                .any(|r| Arc::ptr_eq(&r.container, c) && Arc::ptr_eq(&r.engine, engine))
-            {
-                by_name.push(found(engine, c));
+            for c in hits {
+                if !by_name
+                    .iter()
+                    .any(|r| Arc::ptr_eq(&r.container, c) && Arc::ptr_eq(&r.engine, engine))
+                {
+                    by_name.push(found(engine, c));
+                }
             }
-        }
+        });
     }
     match by_name.len() {
         1 => return by_name.pop(),
@@ -96,19 +127,25 @@ fn find_in(caches: &[(&Arc<Engine>, Arc<EngineCache>)], name: &str) -> Option<Co
         _ => return None,
     }
     let mut by_prefix: Vec<ContainerRef> = Vec::new();
-    for (engine, cache) in caches {
-        let index = cache.index();
-        for c in index
-            .id_prefix(name)
-            .iter()
-            .chain(index.swarm_id_prefix(name))
-        {
-            if !by_prefix.iter().any(|r| Arc::ptr_eq(&r.container, c)) {
-                by_prefix.push(found(engine, c));
+    for engine in engines {
+        let ambiguous = engine.with_cache(|cache| {
+            let index = cache.index();
+            for c in index
+                .id_prefix(name)
+                .iter()
+                .chain(index.swarm_id_prefix(name))
+            {
+                if !by_prefix.iter().any(|r| Arc::ptr_eq(&r.container, c)) {
+                    by_prefix.push(found(engine, c));
+                }
+                if by_prefix.len() > 1 {
+                    return true;
+                }
             }
-            if by_prefix.len() > 1 {
-                return None;
-            }
+            false
+        });
+        if ambiguous {
+            return None;
         }
     }
     by_prefix.pop()

@@ -77,10 +77,15 @@ pub struct Cluster {
     execs: Mutex<HashMap<String, (String, String, Instant)>>,
     /// The scheduler and the container creations in flight.
     pub placement: super::create::Placement,
+    /// Engines removed from discovery while Healthy, by engine ID, with when: the watchdog
+    /// takes them to reschedule their containers (the maps no longer hold them).
+    departed: Mutex<HashMap<String, (Arc<Engine>, Instant)>>,
 }
 
 /// How long an exec created through the manager stays routable.
 const EXEC_RETENTION: Duration = Duration::from_secs(3600);
+/// How long an engine removed from discovery waits for the watchdog to take it.
+const DEPARTED_RETENTION: Duration = Duration::from_secs(300);
 
 impl Cluster {
     /// A new, empty cluster. Call [`Cluster::start`] to run its background tasks.
@@ -100,6 +105,7 @@ impl Cluster {
             tasks: TaskTracker::new(),
             execs: Mutex::new(HashMap::new()),
             placement: super::create::Placement::new(scheduler),
+            departed: Mutex::new(HashMap::new()),
         })
     }
 
@@ -194,6 +200,12 @@ impl Cluster {
         self.spawn_validation(engine);
     }
 
+    /// Takes an engine removed from discovery while Healthy (for rescheduling its containers).
+    pub fn take_departed(&self, id: &str) -> Option<Arc<Engine>> {
+        let mut departed = self.departed.lock().unwrap_or_else(|e| e.into_inner());
+        departed.remove(id).map(|(engine, _)| engine)
+    }
+
     /// Removes the engine at `addr` from whichever map holds it and disconnects it.
     pub fn remove_engine(&self, addr: &str) {
         let removed = {
@@ -215,6 +227,11 @@ impl Cluster {
             removed
         };
         if let Some(engine) = removed {
+            if engine.is_healthy() {
+                let mut departed = self.departed.lock().unwrap_or_else(|e| e.into_inner());
+                departed.retain(|_, (_, at)| at.elapsed() < DEPARTED_RETENTION);
+                departed.insert(engine.id(), (engine.clone(), Instant::now()));
+            }
             engine.disconnect();
             tracing::info!(engine = %addr, name = %engine.name(), "Removed Engine {}", engine.name());
         }

@@ -74,6 +74,7 @@ async fn reschedule_from(cluster: &Cluster, node_id: &str) {
         .get(node_id)
         .cloned()
         .or_else(|| cluster.engines().all().find(|e| e.id() == node_id).cloned())
+        .or_else(|| cluster.take_departed(node_id))
     else {
         return;
     };

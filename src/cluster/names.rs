@@ -18,23 +18,27 @@ pub struct ContainerRef {
 /// Finds a container by the classic rules: full or 12-char ID, Swarm ID, unique name match
 /// (`name`, `/name`, `<engine ID>/name`, `<engine name>/name`), then unique ID prefix.
 pub fn find_container(maps: &EngineMaps, name: &str) -> Option<ContainerRef> {
-    // A full ID (or Swarm ID) is looked for on the engines the directory names first.
-    if name.len() == 64 {
-        let key = LookupKey::new(name);
-        let holders = maps.directory.narrow(maps.validated.values(), &key);
-        if let Some(hit) =
-            first_exact(&holders, &key, by_id).or_else(|| first_exact(&holders, &key, by_swarm_id))
-        {
-            return Some(hit);
-        }
+    if name.is_empty() {
+        return None;
     }
     let engines: Vec<&Arc<Engine>> = maps.validated.values().collect();
-    find_in(&engines, name)
+    let key = LookupKey::new(name);
+    // A full ID or Swarm ID can only be on the engines the directory names; short ones are
+    // looked for everywhere.
+    let exact = if name.len() == 64 {
+        find_exact(&maps.directory.narrow(engines.iter().copied(), &key), &key)
+    } else {
+        find_exact(&engines, &key)
+    };
+    exact.or_else(|| find_loose(&engines, name))
 }
 
 /// Finds a container among the containers of one engine only.
 pub fn find_container_on(engine: &Arc<Engine>, name: &str) -> Option<ContainerRef> {
-    find_in(&[engine], name)
+    if name.is_empty() {
+        return None;
+    }
+    find_exact(&[engine], &LookupKey::new(name)).or_else(|| find_loose(&[engine], name))
 }
 
 /// Whether a container other than `except` has the own name `name` (leading `/` ignored) on
@@ -74,23 +78,20 @@ fn first_exact(engines: &[&Arc<Engine>], key: &LookupKey, pass: ExactPass) -> Op
     })
 }
 
-/// The classic resolution order, each pass over every engine's current cache: full or short
-/// ID, Swarm ID, a unique name, a unique ID or Swarm ID prefix.
-fn find_in(engines: &[&Arc<Engine>], name: &str) -> Option<ContainerRef> {
-    if name.is_empty() {
-        return None;
-    }
+/// The first passes of the classic resolution order, each over every engine's current cache:
+/// full or short ID, then Swarm ID.
+fn find_exact(engines: &[&Arc<Engine>], key: &LookupKey) -> Option<ContainerRef> {
+    first_exact(engines, key, by_id).or_else(|| first_exact(engines, key, by_swarm_id))
+}
+
+/// The last passes of the classic resolution order: a unique name, then a unique ID or Swarm
+/// ID prefix.
+fn find_loose(engines: &[&Arc<Engine>], name: &str) -> Option<ContainerRef> {
     let found = |engine: &Arc<Engine>, c: &Arc<Container>| ContainerRef {
         engine: engine.clone(),
         container: c.clone(),
     };
     let key = LookupKey::new(name);
-    if let Some(hit) = first_exact(engines, &key, by_id) {
-        return Some(hit);
-    }
-    if let Some(hit) = first_exact(engines, &key, by_swarm_id) {
-        return Some(hit);
-    }
     // Names: `/web` or `web`, or prefixed by the engine's ID or name (`node-1/web`).
     let mut by_name: Vec<ContainerRef> = Vec::new();
     let bare = format!("/{name}");

@@ -425,6 +425,7 @@ impl Cluster {
                     id
                 }
             };
+            let listed = sched.needs_containers();
             let mut nodes: Vec<Arc<NodeSnapshot>> = maps
                 .validated
                 .values()
@@ -433,7 +434,7 @@ impl Cluster {
                         e,
                         self.opts.overcommit,
                         self.opts.engine.failure_retry,
-                        sched.needs_containers(),
+                        listed,
                     )
                 })
                 .collect();

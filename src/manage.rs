@@ -99,6 +99,7 @@ pub async fn run(global: GlobalOptions, opts: ManageOptions) -> Result<(), Manag
                 refresh_min: opts.engine_refresh_min_interval,
                 refresh_max: opts.engine_refresh_max_interval,
                 failure_retry: opts.engine_failure_retry,
+                call_timeout: opts.engine_call_timeout,
             },
             heartbeat: opts.heartbeat,
             overcommit: opts.overcommit,

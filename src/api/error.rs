@@ -47,6 +47,9 @@ impl From<EngineError> for ApiError {
     fn from(err: EngineError) -> ApiError {
         match err {
             EngineError::Status { status, message } => ApiError::new(status, message),
+            timed_out @ EngineError::TimedOut { .. } => {
+                ApiError::new(StatusCode::GATEWAY_TIMEOUT, timed_out.to_string())
+            }
             other => ApiError::internal(other.to_string()),
         }
     }

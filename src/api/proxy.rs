@@ -195,14 +195,7 @@ pub async fn fetch_json(
         .uri(engine_uri(engine, version, path_and_query))
         .body(empty())
         .map_err(|e| ApiError::internal(e.to_string()))?;
-    let resp = engine.send(req).await.map_err(ApiError::from)?;
-    let status = resp.status();
-    let body = resp
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?
-        .to_bytes();
+    let (status, body) = engine.call(req).await.map_err(ApiError::from)?;
     if !status.is_success() {
         return Err(EngineError::Status {
             status,
@@ -259,6 +252,8 @@ pub async fn hijack(
             return Err(err.into());
         }
     };
+    // The engine switches protocols at once: the answer to an upgrade is bounded like any other.
+    let limit = engine.call_timeout();
     let (mut sender, conn) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
             .await
@@ -294,14 +289,15 @@ pub async fn hijack(
     let upstream = builder
         .body(http_body_util::Full::new(body))
         .map_err(|e| ApiError::internal(e.to_string()))?;
-    let mut resp = match sender.send_request(upstream).await {
-        Ok(r) => {
+    let mut resp = match tokio::time::timeout(limit, sender.send_request(upstream)).await {
+        Ok(Ok(r)) => {
             engine.record(Outcome::Answered);
             r
         }
-        Err(e) => {
+        Ok(Err(e)) => {
             return Err(ApiError::internal(format!("engine {}: {e}", engine.addr)));
         }
+        Err(_) => return Err(engine.timed_out(limit).into()),
     };
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
         return Ok(relay_response(resp));

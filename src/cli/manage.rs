@@ -176,6 +176,16 @@ const FLAGS: &[FlagDef] = &[
         help: "Consecutive failures after which an engine is marked unhealthy",
     },
     FlagDef {
+        name: "engine-call-timeout",
+        aliases: &[],
+        arity: Arity::Single,
+        value_name: "<duration>",
+        default: Some("30s"),
+        env: None,
+        help: "How long an engine may take to start answering a call before the client gets \
+               504 and the call counts as a failure; at least 1s",
+    },
+    FlagDef {
         name: "engine-refresh-retry",
         aliases: &[],
         arity: Arity::Single,
@@ -310,6 +320,11 @@ fn build(context: &mut Context<'_>, matches: &Matches<'_>) -> Result<Command, Cl
     if failure_retry <= 0 {
         return Err(invalid("invalid failure retry count"));
     }
+    let engine_call_timeout = duration::parse(matches.value("engine-call-timeout"))
+        .map_err(|error| invalid(format!("invalid --engine-call-timeout: {error}")))?
+        .to_std()
+        .filter(|t| *t >= Duration::from_secs(1))
+        .ok_or_else(|| invalid("--engine-call-timeout should be at least one second"))?;
 
     // 3–4. Discovery.
     let discovery = discovery_argument(matches, env);
@@ -408,6 +423,7 @@ fn build(context: &mut Context<'_>, matches: &Matches<'_>) -> Result<Command, Cl
         engine_refresh_min_interval: Duration::from_nanos(min_interval as u64),
         engine_refresh_max_interval: Duration::from_nanos(max_interval as u64),
         engine_failure_retry: u32::try_from(failure_retry).unwrap_or(u32::MAX),
+        engine_call_timeout,
         heartbeat,
         cors: matches.switch("api-enable-cors"),
         overcommit,

@@ -51,6 +51,9 @@ pub struct ManageOptions {
     pub engine_refresh_max_interval: Duration,
     /// `--engine-failure-retry` (default 3, at least 1).
     pub engine_failure_retry: u32,
+    /// `--engine-call-timeout` (default 30s, at least 1s): how long an engine may take to start
+    /// answering a call.
+    pub engine_call_timeout: Duration,
     /// `--heartbeat` (default 60s, at least 1s): discovery poll period and KV watch retry delay.
     pub heartbeat: Duration,
     /// `--cors`/`--api-enable-cors`: send CORS headers.
@@ -84,6 +87,7 @@ impl Default for ManageOptions {
             engine_refresh_min_interval: Duration::from_secs(30),
             engine_refresh_max_interval: Duration::from_secs(60),
             engine_failure_retry: 3,
+            engine_call_timeout: Duration::from_secs(30),
             heartbeat: Duration::from_secs(60),
             cors: false,
             overcommit: 0.05,

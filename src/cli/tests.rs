@@ -457,6 +457,8 @@ fn manage_reads_every_flag() {
         "1m",
         "--engine-failure-retry",
         "7",
+        "--engine-call-timeout",
+        "1m30s",
         "--engine-refresh-retry",
         "3",
         "--heartbeat",
@@ -499,6 +501,7 @@ fn manage_reads_every_flag() {
             engine_refresh_min_interval: Duration::from_secs(5),
             engine_refresh_max_interval: Duration::from_secs(60),
             engine_failure_retry: 7,
+            engine_call_timeout: Duration::from_secs(90),
             heartbeat: Duration::from_secs(2),
             cors: true,
             overcommit: 0.5,
@@ -1276,5 +1279,20 @@ fn odd_input_never_panics() {
     ];
     for line in odd {
         let _ = parse_with(line, &[("SWARM_HOST", ",,,"), ("DEBUG", "\u{1F600}")]);
+    }
+}
+
+#[test]
+fn the_engine_call_timeout_must_be_a_duration_of_at_least_a_second() {
+    for (value, message) in [
+        ("soon", "invalid --engine-call-timeout"),
+        (
+            "500ms",
+            "--engine-call-timeout should be at least one second",
+        ),
+        ("-5s", "--engine-call-timeout should be at least one second"),
+    ] {
+        let err = error(&["manage", "--engine-call-timeout", value, NODES]);
+        assert!(err.contains(message), "{value}: {err}");
     }
 }

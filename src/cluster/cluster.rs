@@ -385,6 +385,7 @@ mod tests {
                 refresh_min: Duration::from_secs(1),
                 refresh_max: Duration::from_secs(2),
                 failure_retry: 3,
+                call_timeout: crate::cluster::engine::DEFAULT_CALL_TIMEOUT,
             },
             heartbeat: Duration::from_secs(1),
             overcommit: 0.05,

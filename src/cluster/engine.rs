@@ -22,6 +22,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::budget::{budget, CallBudget};
 use super::cache::{entry_hash, Container, ContainerDetails, EngineCache, Image, Summary};
 use super::directory::{tag, Directory};
 use super::events::{ClusterEvent, EventBus, NodeRef};
@@ -29,8 +30,16 @@ use super::health::{refresh_delay, EngineState, Health, Outcome, Transition};
 use super::transport::{boxed, empty, Endpoint, Transport, TransportBody};
 use crate::api::version::{ApiVersion, MAX_API, MIN_API};
 
-/// How long a control-plane call (list, inspect, info) may take, body included.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// The default of `--engine-call-timeout`: how long an engine may take to start answering a
+/// call (and, for answers read whole, to finish).
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// The largest answer read whole from an engine (lists, inspects, a pull's progress): a list of
+/// 30,000 containers is about 30 MB.
+pub const MAX_WHOLE_ANSWER: usize = 256 << 20;
+/// The refresh loop's liveness probe (`GET /_ping`) may take at most this long…
+const PROBE_TIMEOUT_MAX: Duration = Duration::from_secs(5);
+/// …and at least this long, whatever the refresh interval.
+const PROBE_TIMEOUT_MIN: Duration = Duration::from_secs(2);
 /// Specs of a healthy engine are re-read this often.
 const SPECS_REFRESH: Duration = Duration::from_secs(300);
 /// Slots of [`Engine::list_hashes`].
@@ -44,6 +53,19 @@ pub struct EngineOptions {
     pub refresh_min: Duration,
     pub refresh_max: Duration,
     pub failure_retry: u32,
+    /// `--engine-call-timeout` (see [`super::budget`]).
+    pub call_timeout: Duration,
+}
+
+impl EngineOptions {
+    /// How long the refresh loop's `/_ping` probe may take: the minimum refresh interval,
+    /// within [2 s, 5 s] and never above the call timeout, so that a frozen engine is found
+    /// out within a few refresh periods.
+    pub fn probe_timeout(&self) -> Duration {
+        self.refresh_min
+            .clamp(PROBE_TIMEOUT_MIN, PROBE_TIMEOUT_MAX)
+            .min(self.call_timeout)
+    }
 }
 
 /// What an engine told about itself (SPEC §3.3).
@@ -80,6 +102,13 @@ pub enum EngineError {
     /// The engine answered with an error status.
     #[error("{message}")]
     Status { status: StatusCode, message: String },
+    /// The engine accepted the call but did not answer in time.
+    #[error("engine {name} ({addr}) did not answer within {after:?}")]
+    TimedOut {
+        name: String,
+        addr: String,
+        after: Duration,
+    },
     /// The engine answered something the manager could not read.
     #[error("invalid response from engine {addr}: {detail}")]
     Invalid { addr: String, detail: String },
@@ -442,13 +471,43 @@ impl Engine {
         format!("{}/v{}{}", self.base, self.api_version(), path_and_query)
     }
 
+    /// `--engine-call-timeout`.
+    pub fn call_timeout(&self) -> Duration {
+        self.opts.call_timeout
+    }
+
+    /// The deadlines of `req` (see [`super::budget`]).
+    pub fn budget_of<B>(&self, req: &Request<B>) -> CallBudget {
+        let pq = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+        budget(req.method(), pq, self.opts.call_timeout)
+    }
+
     /// Sends one request and feeds the outcome into the health record. HTTP error statuses are
-    /// returned as responses, not errors: only the transport failing is an error here.
+    /// returned as responses, not errors: only the transport failing, or the engine not
+    /// starting its answer within the call's deadline, is an error here.
     pub async fn send(
         &self,
         req: Request<TransportBody>,
     ) -> Result<Response<Incoming>, EngineError> {
-        match self.transport.request(req).await {
+        let deadline = self.budget_of(&req).answer;
+        self.send_within(req, deadline).await
+    }
+
+    /// [`Engine::send`] with the deadline for the answer to start given (`None`: no deadline).
+    pub async fn send_within(
+        &self,
+        req: Request<TransportBody>,
+        deadline: Option<Duration>,
+    ) -> Result<Response<Incoming>, EngineError> {
+        let sent = self.transport.request(req);
+        let result = match deadline {
+            Some(limit) => match tokio::time::timeout(limit, sent).await {
+                Ok(r) => r,
+                Err(_) => return Err(self.timed_out(limit)),
+            },
+            None => sent.await,
+        };
+        match result {
             Ok(resp) => {
                 self.record(Outcome::Answered);
                 Ok(resp)
@@ -461,25 +520,51 @@ impl Engine {
         }
     }
 
-    /// Sends one request and reads the whole answer; a body that breaks off counts as the
-    /// engine being unreachable.
+    /// Records that a call got no answer within `after`, and the error a caller sees.
+    pub fn timed_out(&self, after: Duration) -> EngineError {
+        let e = EngineError::TimedOut {
+            name: self.name(),
+            addr: self.addr.clone(),
+            after,
+        };
+        tracing::debug!(engine = %self.addr, timeout = ?after, "Engine call timed out");
+        self.record(Outcome::TimedOut(e.to_string()));
+        e
+    }
+
+    /// Sends one request and reads the whole answer (at most [`MAX_WHOLE_ANSWER`] bytes) within
+    /// the call's deadline; a body that breaks off counts as the engine being unreachable.
     pub async fn call(
         &self,
         req: Request<TransportBody>,
     ) -> Result<(StatusCode, bytes::Bytes), EngineError> {
-        let resp = self.send(req).await?;
-        let status = resp.status();
-        match resp.into_body().collect().await {
-            Ok(b) => Ok((status, b.to_bytes())),
-            Err(e) => {
-                let e = self.unreachable(e);
-                self.record(Outcome::Unreachable(e.to_string()));
-                Err(e)
+        let whole = self.budget_of(&req).whole;
+        let answer = self.budget_of(&req).answer.map_or(whole, |a| a.min(whole));
+        let read = async {
+            let resp = self.send_within(req, Some(answer)).await?;
+            let status = resp.status();
+            match http_body_util::Limited::new(resp.into_body(), MAX_WHOLE_ANSWER)
+                .collect()
+                .await
+            {
+                Ok(b) => Ok((status, b.to_bytes())),
+                Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                    Err(self.invalid(format!("answer larger than {} MiB", MAX_WHOLE_ANSWER >> 20)))
+                }
+                Err(e) => {
+                    let e = self.unreachable(e);
+                    self.record(Outcome::Unreachable(e.to_string()));
+                    Err(e)
+                }
             }
+        };
+        match tokio::time::timeout(whole, read).await {
+            Ok(r) => r,
+            Err(_) => Err(self.timed_out(whole)),
         }
     }
 
-    /// `GET` a JSON document (30 s limit, body included); error statuses become
+    /// `GET` a JSON document (within the call timeout, body included); error statuses become
     /// [`EngineError::Status`] with the engine's message.
     pub async fn get_json<T: DeserializeOwned>(
         &self,
@@ -489,32 +574,41 @@ impl Engine {
         serde_json::from_slice(&body).map_err(|e| self.invalid(e))
     }
 
-    /// `GET` a document's bytes (30 s limit, body included); error statuses become
-    /// [`EngineError::Status`] with the engine's message.
+    /// `GET` a document's bytes (within the call timeout, body included); error statuses
+    /// become [`EngineError::Status`] with the engine's message.
     pub async fn get_body(&self, path_and_query: &str) -> Result<bytes::Bytes, EngineError> {
-        let uri = self.uri(path_and_query);
-        let fut = async {
-            let req = Request::builder()
-                .method(Method::GET)
-                .uri(&uri)
-                .body(empty())
-                .map_err(|e| self.invalid(e))?;
-            let (status, body) = self.call(req).await?;
-            if !status.is_success() {
-                return Err(EngineError::Status {
-                    status,
-                    message: error_message(&body),
-                });
-            }
-            Ok(body)
+        let req = Request::builder()
+            .method(Method::GET)
+            .uri(self.uri(path_and_query))
+            .body(empty())
+            .map_err(|e| self.invalid(e))?;
+        let (status, body) = self.call(req).await?;
+        if !status.is_success() {
+            return Err(EngineError::Status {
+                status,
+                message: error_message(&body),
+            });
+        }
+        Ok(body)
+    }
+
+    /// Whether the engine answers `GET /_ping` within the probe timeout (the refresh loop's
+    /// liveness check: a frozen engine accepts connections but answers nothing).
+    async fn probe(&self) -> Result<(), EngineError> {
+        let req = Request::builder()
+            .uri(self.uri("/_ping"))
+            .body(empty())
+            .map_err(|e| self.invalid(e))?;
+        let limit = self.opts.probe_timeout();
+        let read = async {
+            let resp = self.send_within(req, Some(limit)).await?;
+            // The body is two bytes; reading it returns the connection to the pool.
+            let _ = resp.into_body().collect().await;
+            Ok(())
         };
-        match tokio::time::timeout(REQUEST_TIMEOUT, fut).await {
+        match tokio::time::timeout(limit, read).await {
             Ok(r) => r,
-            Err(_) => {
-                let e = self.unreachable("request timed out");
-                self.record(Outcome::Unreachable(e.to_string()));
-                Err(e)
-            }
+            Err(_) => Err(self.timed_out(limit)),
         }
     }
 
@@ -541,7 +635,7 @@ impl Engine {
                 }
             },
             Some(self.base.clone()),
-            REQUEST_TIMEOUT.as_secs(),
+            self.opts.call_timeout.as_secs().max(1),
             &bollard::ClientVersion {
                 major_version: version.major as usize,
                 minor_version: version.minor as usize,
@@ -568,6 +662,7 @@ impl Engine {
                 return self.invalid(err);
             }
             B::HyperLegacyError { err } => self.unreachable(error_chain(&err)),
+            B::RequestTimeoutError => return self.timed_out(self.opts.call_timeout),
             other => self.unreachable(other),
         };
         self.record(Outcome::Unreachable(e.to_string()));
@@ -733,6 +828,10 @@ impl Engine {
                 _ = self.cancel.cancelled() => return,
                 _ = tokio::time::sleep(delay) => {}
                 _ = self.wake.notified() => {}
+            }
+            if let Err(err) = self.probe().await {
+                tracing::debug!(engine = %self.addr, error = %err, "Engine did not answer its ping");
+                continue;
             }
             let stale = self
                 .specs()
@@ -1145,6 +1244,7 @@ pub(super) fn test_engine() -> Arc<Engine> {
         refresh_min: Duration::from_secs(30),
         refresh_max: Duration::from_secs(60),
         failure_retry: 1,
+        call_timeout: DEFAULT_CALL_TIMEOUT,
     };
     Engine::new(
         "127.0.0.1:1",

@@ -33,8 +33,12 @@ impl EngineState {
 pub enum Outcome {
     /// The engine answered (whatever the HTTP status).
     Answered,
-    /// The engine could not be reached: refused, reset, timed out, DNS failure.
+    /// The engine could not be reached: refused, reset, DNS failure.
     Unreachable(String),
+    /// The engine accepted the call but did not answer within its deadline (a frozen or
+    /// overloaded daemon). Counts as a failure, and the engine is not scheduled onto until it
+    /// answers again.
+    TimedOut(String),
 }
 
 /// A change of state the engine must act on (log, emit a cluster event, wake the refresh loop).
@@ -56,6 +60,8 @@ pub struct Health {
     pub error: String,
     /// When the last outcome was recorded.
     pub updated_at: SystemTime,
+    /// The last failure was a call that timed out, and nothing has answered since.
+    pub timing_out: bool,
 }
 
 impl Health {
@@ -66,6 +72,7 @@ impl Health {
             failures: 0,
             error: String::new(),
             updated_at: now,
+            timing_out: false,
         }
     }
 
@@ -77,6 +84,7 @@ impl Health {
                 let failures = self.failures;
                 self.failures = 0;
                 self.error.clear();
+                self.timing_out = false;
                 if self.state == EngineState::Unhealthy {
                     self.state = EngineState::Healthy;
                     return Some(Transition::CameBack {
@@ -85,31 +93,38 @@ impl Health {
                 }
                 None
             }
-            Outcome::Unreachable(err) => {
-                self.failures = self.failures.saturating_add(1);
-                self.error = err;
-                if self.state == EngineState::Healthy && self.failures >= retry {
-                    self.state = EngineState::Unhealthy;
-                    return Some(Transition::BecameUnhealthy {
-                        failures: self.failures,
-                    });
-                }
-                None
-            }
+            Outcome::Unreachable(err) => self.failed(err, false, retry),
+            Outcome::TimedOut(err) => self.failed(err, true, retry),
         }
+    }
+
+    /// Counts one failure; turns a Healthy engine Unhealthy at `retry` failures in a row.
+    fn failed(&mut self, err: String, timed_out: bool, retry: u32) -> Option<Transition> {
+        self.timing_out = timed_out;
+        self.failures = self.failures.saturating_add(1);
+        self.error = err;
+        if self.state == EngineState::Healthy && self.failures >= retry {
+            self.state = EngineState::Unhealthy;
+            return Some(Transition::BecameUnhealthy {
+                failures: self.failures,
+            });
+        }
+        None
     }
 
     /// Marks a validated engine healthy (end of validation).
     pub fn validated(&mut self, now: SystemTime) {
         self.state = EngineState::Healthy;
         self.failures = 0;
+        self.timing_out = false;
         self.error.clear();
         self.updated_at = now;
     }
 
-    /// The scheduler's health indicator: 0 when not schedulable, else `100 - failures*100/retry`.
+    /// The scheduler's health indicator: 0 when not schedulable (not Healthy, or its calls are
+    /// timing out), else `100 - failures*100/retry`.
     pub fn indicator(&self, retry: u32) -> i64 {
-        if self.state != EngineState::Healthy || self.failures >= retry {
+        if self.state != EngineState::Healthy || self.failures >= retry || self.timing_out {
             return 0;
         }
         let retry = i64::from(retry.max(1));
@@ -215,6 +230,20 @@ mod tests {
         h.record(Outcome::Unreachable("x".into()), t0(), 3);
         assert_eq!(h.indicator(3), 0);
         assert_eq!(Health::pending(t0()).indicator(3), 0);
+    }
+
+    #[test]
+    fn an_engine_whose_calls_time_out_is_not_scheduled_until_it_answers() {
+        let mut h = healthy();
+        h.record(Outcome::TimedOut("no answer within 30s".into()), t0(), 3);
+        assert_eq!(h.state, EngineState::Healthy, "one failure of three");
+        assert_eq!(h.indicator(3), 0, "but not chosen while it does not answer");
+        h.record(Outcome::Unreachable("refused".into()), t0(), 3);
+        assert_eq!(h.indicator(3), 34, "a refusal is not a timeout");
+        h.record(Outcome::TimedOut("again".into()), t0(), 3);
+        assert_eq!(h.state, EngineState::Unhealthy);
+        h.record(Outcome::Answered, t0(), 3);
+        assert_eq!(h.indicator(3), 100);
     }
 
     #[test]

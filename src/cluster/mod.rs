@@ -1,5 +1,6 @@
 //! The cluster side of the manager: engines, their connections and caches, membership, name
 //! resolution and the event bus. Nothing here speaks to API clients.
+pub mod budget;
 pub mod cache;
 #[allow(clippy::module_inception)]
 pub mod cluster;

@@ -33,6 +33,16 @@ pub type TransportBody = UnsyncBoxBody<Bytes, BoxError>;
 
 /// How long establishing a connection to an engine may take before it counts as a failure.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// An engine connection idle this long is probed with TCP keepalives…
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
+/// …this often…
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+/// …and closed after this many unanswered probes: a half-open connection to a host that
+/// vanished (an events stream, a `logs -f`) ends within about a minute instead of never.
+const KEEPALIVE_PROBES: u32 = 3;
+/// Data sent to an engine that stays unacknowledged this long breaks the connection (keepalives
+/// only probe idle connections).
+const USER_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Where an engine listens.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -159,6 +169,7 @@ pub async fn connect(uri: &Uri, tls: Option<&TlsConnector>) -> io::Result<Engine
                     .unwrap_or(if scheme == "https" { 443 } else { 80 });
                 let tcp = TcpStream::connect((host, port)).await?;
                 let _ = tcp.set_nodelay(true);
+                detect_dead_peers(&tcp);
                 if scheme == "https" {
                     let tls = tls.ok_or_else(|| {
                         io::Error::new(io::ErrorKind::InvalidInput, "TLS is not configured")
@@ -182,6 +193,22 @@ pub async fn connect(uri: &Uri, tls: Option<&TlsConnector>) -> io::Result<Engine
             io::ErrorKind::TimedOut,
             "connection timed out",
         )),
+    }
+}
+
+/// Turns on TCP keepalive and the user timeout, so a connection to a host that is gone (no
+/// reset ever comes) is noticed. Best effort: a socket that refuses the options still works.
+fn detect_dead_peers(tcp: &TcpStream) {
+    let socket = socket2::SockRef::from(tcp);
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(KEEPALIVE_IDLE)
+        .with_interval(KEEPALIVE_INTERVAL)
+        .with_retries(KEEPALIVE_PROBES);
+    if let Err(e) = socket.set_tcp_keepalive(&keepalive) {
+        tracing::debug!(error = %e, "Cannot set TCP keepalive on an engine connection");
+    }
+    if let Err(e) = socket.set_tcp_user_timeout(Some(USER_TIMEOUT)) {
+        tracing::debug!(error = %e, "Cannot set the TCP user timeout on an engine connection");
     }
 }
 

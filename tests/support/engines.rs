@@ -528,6 +528,21 @@ impl Engine {
         Self::kill_locked(&mut self.lock(), &self.cgroup);
     }
 
+    /// Freezes dockerd with SIGSTOP: the kernel still accepts connections on its port, but
+    /// nothing answers until [`Engine::thaw`].
+    pub fn freeze(&self) {
+        if let Some(pid) = self.pid() {
+            processes::signal(pid, Signal::STOP);
+        }
+    }
+
+    /// Lets a frozen dockerd run again (SIGCONT).
+    pub fn thaw(&self) {
+        if let Some(pid) = self.pid() {
+            processes::signal(pid, Signal::CONT);
+        }
+    }
+
     /// Stops the engine gracefully: kills its running containers, SIGTERM to dockerd, SIGKILL
     /// if it has not exited after 10 s. The data stays for [`Engine::restart`].
     pub fn stop(&self) {
@@ -535,6 +550,10 @@ impl Engine {
         if !Self::alive(&mut state) {
             Self::kill_locked(&mut state, &self.cgroup);
             return;
+        }
+        // A frozen engine must run to stop.
+        if let Some(running) = state.running.as_ref() {
+            processes::signal(running.dockerd, Signal::CONT);
         }
         // dockerd's own shutdown waits out each container's stop timeout; killing them first
         // keeps teardown fast.

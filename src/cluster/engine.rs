@@ -27,6 +27,7 @@ use super::cache::{entry_hash, Container, ContainerDetails, EngineCache, Image, 
 use super::directory::{tag, Directory};
 use super::events::{ClusterEvent, EventBus, NodeRef};
 use super::health::{refresh_delay, EngineState, Health, Outcome, Transition};
+use super::order::WriteOrder;
 use super::transport::{boxed, empty, Endpoint, Transport, TransportBody};
 use crate::api::version::{ApiVersion, MAX_API, MIN_API};
 
@@ -151,6 +152,9 @@ pub struct Engine {
     cache: ArcSwap<EngineCache>,
     /// Serialises cache writers (refresh loop and events monitor) so updates are not lost.
     cache_write: Mutex<()>,
+    /// Tickets of container reads, so that an older read never overwrites a newer one's write
+    /// (taken inside `cache_write` when both are held).
+    write_order: Mutex<WriteOrder>,
     /// Wakes the refresh loop early (engine came back, events stream broke).
     pub(super) wake: Notify,
     pub(super) cancel: CancellationToken,
@@ -244,6 +248,7 @@ impl Engine {
             specs: ArcSwapOption::empty(),
             cache: ArcSwap::from_pointee(EngineCache::default()),
             cache_write: Mutex::new(()),
+            write_order: Mutex::new(WriteOrder::default()),
             wake: Notify::new(),
             cancel: parent.child_token(),
             tasks: TaskTracker::new(),
@@ -852,6 +857,7 @@ impl Engine {
     /// engine lists exactly as before keep their records, and an unchanged list publishes
     /// nothing (the memoised snapshots and `/info` rows stay valid).
     pub async fn refresh_containers(&self) -> Result<(), EngineError> {
+        let ticket = self.read_ticket();
         let body = self.get_body("/containers/json?all=1").await?;
         let entries: Vec<&serde_json::value::RawValue> =
             serde_json::from_slice(&body).map_err(|e| self.invalid(e))?;
@@ -901,8 +907,56 @@ impl Engine {
             .chain(records)
             .map(|c| (c.id.clone(), c))
             .collect();
-        self.update_cache(|cache| cache.containers = Arc::new(map));
+        self.write_containers(&ticket, ContainerWrite::All(map));
         Ok(())
+    }
+
+    /// A ticket for a container read about to start (see [`super::order`]).
+    fn read_ticket(&self) -> ReadTicket<'_> {
+        let ticket = self
+            .write_order
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .issue();
+        ReadTicket {
+            order: &self.write_order,
+            ticket,
+        }
+    }
+
+    /// Writes what the read with `ticket` found, except for containers a newer read has
+    /// written since: those keep what the cache shows.
+    fn write_containers(&self, ticket: &ReadTicket<'_>, write: ContainerWrite) {
+        let ticket = ticket.ticket;
+        self.update_cache(|cache| {
+            let mut order = self.write_order.lock().unwrap_or_else(|e| e.into_inner());
+            match write {
+                ContainerWrite::All(mut listed) => {
+                    for id in order.newer_than(ticket) {
+                        match cache.containers.get(id) {
+                            Some(c) => listed.insert(id.to_string(), c.clone()),
+                            None => listed.remove(id),
+                        };
+                    }
+                    for id in cache.containers.keys().chain(listed.keys()) {
+                        order.wrote(id, ticket);
+                    }
+                    cache.containers = Arc::new(listed);
+                }
+                ContainerWrite::One(id, record) => {
+                    if !order.may_write(&id, ticket) {
+                        return;
+                    }
+                    order.wrote(&id, ticket);
+                    let mut map = (*cache.containers).clone();
+                    match record {
+                        Some(c) => map.insert(id, c),
+                        None => map.remove(&id),
+                    };
+                    cache.containers = Arc::new(map);
+                }
+            }
+        });
     }
 
     async fn inspect(&self, id: &str) -> Result<ContainerDetails, EngineError> {
@@ -915,6 +969,7 @@ impl Engine {
         if id.is_empty() {
             return Ok(());
         }
+        let ticket = self.read_ticket();
         let filters = format!("{{\"id\":[\"{}\"]}}", id.replace(['"', '\\'], ""));
         let path = format!(
             "/containers/json?all=1&filters={}",
@@ -939,37 +994,21 @@ impl Engine {
             },
             None => None,
         };
-        self.update_cache(|cache| {
-            let mut map = (*cache.containers).clone();
-            match record {
-                Some(c) => {
-                    map.insert(id.to_string(), c);
-                }
-                None => {
-                    map.remove(id);
-                }
-            }
-            cache.containers = Arc::new(map);
-        });
+        self.write_containers(&ticket, ContainerWrite::One(id.to_string(), record));
         Ok(())
     }
 
     /// Drops a container from the cache (rescheduling frees its name before re-creating it).
+    /// Reads already in flight cannot bring it back.
     pub fn forget_container(&self, id: &str) {
-        self.update_cache(|cache| {
-            let mut map = (*cache.containers).clone();
-            map.remove(id);
-            cache.containers = Arc::new(map);
-        });
+        let ticket = self.read_ticket();
+        self.write_containers(&ticket, ContainerWrite::One(id.to_string(), None));
     }
 
     /// Puts a container record back into the cache.
     pub fn restore_container(&self, c: Arc<Container>) {
-        self.update_cache(|cache| {
-            let mut map = (*cache.containers).clone();
-            map.insert(c.id.clone(), c);
-            cache.containers = Arc::new(map);
-        });
+        let ticket = self.read_ticket();
+        self.write_containers(&ticket, ContainerWrite::One(c.id.clone(), Some(c)));
     }
 
     /// Records an exec created through the manager, so `/exec/{id}/…` can be routed at once.
@@ -1153,6 +1192,29 @@ impl Engine {
     }
 }
 
+/// What one container read found.
+enum ContainerWrite {
+    /// The whole list: containers it does not hold are gone.
+    All(HashMap<String, Arc<Container>>),
+    /// One container, or `None` when it is gone.
+    One(String, Option<Arc<Container>>),
+}
+
+/// A read's place in the order of container writes; handed back when the read ends.
+struct ReadTicket<'a> {
+    order: &'a Mutex<WriteOrder>,
+    ticket: u64,
+}
+
+impl Drop for ReadTicket<'_> {
+    fn drop(&mut self) {
+        self.order
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .done(self.ticket);
+    }
+}
+
 /// The records of `next` that `old` does not have as they are, and those of `old` that `next`
 /// does not.
 fn changed_records<'a>(
@@ -1287,6 +1349,54 @@ mod tests {
         );
         e.restore_container(record(4));
         assert!(e.directory.holders(&web).is_empty(), "and adds nothing");
+    }
+
+    #[tokio::test]
+    async fn a_refresh_that_listed_before_a_change_does_not_undo_it() {
+        let e = test_engine();
+        let record = |id: &str, name: &str| {
+            let raw = format!(r#"{{"Id":"{id}","Names":["/{name}"]}}"#);
+            Arc::new(Container::new(
+                serde_json::from_str(&raw).unwrap(),
+                ContainerDetails::default(),
+                1,
+            ))
+        };
+        let names = |e: &Engine| {
+            let mut n: Vec<String> = e
+                .cache()
+                .containers
+                .values()
+                .map(|c| format!("{}={}", c.id, c.names().next().unwrap_or("")))
+                .collect();
+            n.sort();
+            n
+        };
+        e.restore_container(record("c1", "test"));
+        e.restore_container(record("c2", "gone"));
+        // A full refresh lists the containers…
+        let refresh = e.read_ticket();
+        let listed: HashMap<String, Arc<Container>> = [
+            ("c1".to_string(), record("c1", "test")),
+            ("c2".to_string(), record("c2", "gone")),
+        ]
+        .into();
+        // …then a rename and a removal are read and written…
+        e.restore_container(record("c1", "renamed"));
+        e.forget_container("c2");
+        // …and the refresh's write, which finishes last, keeps them.
+        e.write_containers(&refresh, ContainerWrite::All(listed));
+        assert_eq!(names(&e), ["c1=/renamed"]);
+        // A single re-read that started before the rename cannot undo it either.
+        let stale = e.read_ticket();
+        e.restore_container(record("c1", "again"));
+        e.write_containers(
+            &stale,
+            ContainerWrite::One("c1".into(), Some(record("c1", "renamed"))),
+        );
+        drop(stale);
+        drop(refresh);
+        assert_eq!(names(&e), ["c1=/again"]);
     }
 
     #[tokio::test]

@@ -12,6 +12,7 @@ pub mod fanout;
 pub mod health;
 pub mod monitor;
 pub mod names;
+pub mod order;
 pub mod transport;
 pub mod watchdog;
 

@@ -229,7 +229,7 @@ async fn place_build(
         None => state
             .cluster
             .rank_engines(&request)
-            .map_err(|e| ApiError::internal(e.to_string()))?
+            .map_err(ApiError::from)?
             .into_iter()
             .next()
             .ok_or_else(|| ApiError::internal("No nodes available in the cluster"))?,

@@ -5,6 +5,7 @@ use axum::response::{IntoResponse, Response};
 use http::{header, HeaderValue, StatusCode};
 
 use crate::cluster::EngineError;
+use crate::scheduler::SchedulerError;
 
 /// An error answered by the manager itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +52,18 @@ impl From<EngineError> for ApiError {
                 ApiError::new(StatusCode::GATEWAY_TIMEOUT, timed_out.to_string())
             }
             other => ApiError::internal(other.to_string()),
+        }
+    }
+}
+
+/// A scheduling failure: 400 when the client's request is malformed (an expression that does
+/// not parse, a bad reschedule policy), else the classic 500 with the scheduler's text.
+impl From<SchedulerError> for ApiError {
+    fn from(err: SchedulerError) -> ApiError {
+        if err.is_client_error() {
+            ApiError::bad_request(err.to_string())
+        } else {
+            ApiError::internal(err.to_string())
         }
     }
 }

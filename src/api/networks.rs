@@ -27,7 +27,7 @@ use super::system::json_response;
 use crate::cluster::names::{find_container, find_network, NetworkRef};
 use crate::cluster::transport::boxed;
 use crate::cluster::{Engine, EngineError};
-use crate::scheduler::SchedulingRequest;
+use crate::scheduler::{Expression, SchedulingRequest};
 
 const BUILTIN: [&str; 3] = ["bridge", "host", "none"];
 
@@ -171,6 +171,31 @@ pub fn take_node(body: &mut Map<String, Value>) -> (Option<String>, String) {
     (node, bare)
 }
 
+/// The constraint that places an object named `node/name` on `node` (classic: `node==<node>`,
+/// so a glob or an ID works as well as a name). A node that no validated engine answers to,
+/// healthy or not, is the client's mistake: 404 `No such node: <node>` rather than the
+/// scheduler's 500 (a known node that is down still gets the scheduler's answer).
+pub fn node_constraint(state: &AppState, node: &str) -> ApiResult<String> {
+    let constraint = format!("node=={node}");
+    let known = match Expression::parse(&constraint) {
+        // `~node/name` asks for the node softly; any node will do when it is missing.
+        Ok(expression) if expression.soft => true,
+        Ok(expression) => state
+            .cluster
+            .engines()
+            .validated
+            .values()
+            .any(|e| expression.matches([e.id().as_str(), e.name().as_str()])),
+        // No node can be called something the expression syntax refuses.
+        Err(_) => false,
+    };
+    if known {
+        Ok(constraint)
+    } else {
+        Err(ApiError::not_found(format!("No such node: {node}")))
+    }
+}
+
 fn is_local(network: &Value) -> bool {
     matches!(text(network, "Scope"), "local" | "")
 }
@@ -190,7 +215,7 @@ pub async fn create(State(state): State<AppState>, req: Request) -> ApiResult<Re
     }
     let mut request = SchedulingRequest::default();
     match &node {
-        Some(node) => request.add_constraint(format!("node=={node}")),
+        Some(node) => request.add_constraint(node_constraint(&state, node)?),
         None => {
             // One daemon refuses a second network of the same name, and the cluster answers as
             // one daemon would; `node/name` still makes a same-named network on another node.
@@ -212,7 +237,7 @@ pub async fn create(State(state): State<AppState>, req: Request) -> ApiResult<Re
     let engine = state
         .cluster
         .rank_engines(&request)
-        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(ApiError::from)?
         .into_iter()
         .next()
         .ok_or_else(|| ApiError::internal("No nodes available in the cluster"))?;
@@ -405,4 +430,126 @@ pub fn routes() -> axum::Router<AppState> {
             get(inspect).post(post_route).delete(remove),
         )
         .method_not_allowed_fallback(no_such_route)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use axum::body::Body;
+    use http::Request;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::api::server::{app, ApiOptions};
+    use crate::cluster::{Cluster, ClusterOptions, EngineOptions};
+    use crate::scheduler::{Scheduler, DEFAULT_FILTERS};
+
+    /// The whole API over a cluster that has no engine at all.
+    fn app_without_engines() -> axum::Router {
+        let opts = ClusterOptions {
+            engine: EngineOptions {
+                refresh_min: Duration::from_secs(30),
+                refresh_max: Duration::from_secs(60),
+                failure_retry: 3,
+            },
+            heartbeat: Duration::from_secs(60),
+            overcommit: 0.05,
+            strategy: "spread".into(),
+            filters: DEFAULT_FILTERS.iter().map(|f| f.to_string()).collect(),
+            experimental: false,
+            refresh_on_node_filter: false,
+            container_name_refresh_filter: None,
+            create_retry: 0,
+        };
+        let scheduler = Scheduler::new("spread", &opts.filters).unwrap();
+        let transport = crate::cluster::transport::Transport::new(None);
+        app(AppState {
+            cluster: Cluster::new(opts, transport, scheduler),
+            opts: Arc::new(ApiOptions::default()),
+            shutdown: Default::default(),
+            replication: None,
+            info: Default::default(),
+        })
+    }
+
+    /// POSTs `body` to `path`; the status and the error message.
+    async fn post(path: &str, body: &str) -> (StatusCode, String) {
+        let request = Request::post(path)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        let resp = app_without_engines().oneshot(request).await.unwrap();
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let value: Value = serde_json::from_slice(&bytes).unwrap();
+        (status, value["message"].as_str().unwrap_or("").to_string())
+    }
+
+    #[tokio::test]
+    async fn a_network_or_volume_on_an_unknown_node_is_404_no_such_node() {
+        for (path, body, node) in [
+            ("/networks/create", r#"{"Name":"nosuch/net"}"#, "nosuch"),
+            (
+                "/v1.47/volumes/create",
+                r#"{"Name":"nosuch/vol"}"#,
+                "nosuch",
+            ),
+            ("/networks/create", r#"{"Name":"node-*/net"}"#, "node-*"),
+            ("/volumes/create", r#"{"Name":"a,b/vol"}"#, "a,b"),
+        ] {
+            assert_eq!(
+                post(path, body).await,
+                (StatusCode::NOT_FOUND, format!("No such node: {node}")),
+                "{path} {body}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_soft_node_prefix_is_left_to_the_scheduler() {
+        let (status, message) = post("/networks/create", r#"{"Name":"~nosuch/net"}"#).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(message, "No healthy node available in the cluster");
+    }
+
+    #[tokio::test]
+    async fn malformed_expressions_are_400_before_any_node_is_looked_at() {
+        // With no engine, scheduling could only have answered "No healthy node" (500).
+        for (path, body, message) in [
+            (
+                "/containers/create",
+                r#"{"Image":"busybox","Env":["constraint:node=="]}"#,
+                "invalid constraint expression 'node==': Value '' is invalid",
+            ),
+            (
+                "/containers/create",
+                r#"{"Image":"busybox","Env":["affinity:image=~["]}"#,
+                "invalid affinity expression 'image=~[': One of operator ==, != is expected",
+            ),
+            (
+                "/volumes/create",
+                r#"{"Labels":{"com.docker.swarm.whitelists":"[\"node==\"]"}}"#,
+                "invalid whitelist expression 'node==': Value '' is invalid",
+            ),
+        ] {
+            assert_eq!(
+                post(path, body).await,
+                (StatusCode::BAD_REQUEST, message.to_string()),
+                "{body}"
+            );
+        }
+        let (status, message) = post(
+            "/containers/create",
+            r#"{"Image":"busybox","Env":["constraint:node==x"]}"#,
+        )
+        .await;
+        assert_eq!(
+            (status, message.as_str()),
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "No healthy node available in the cluster"
+            )
+        );
+    }
 }

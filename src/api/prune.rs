@@ -173,7 +173,7 @@ fn merge_df(answers: &[(String, Value)]) -> Value {
                     let count = |x: &Value| x.get("Containers").and_then(Value::as_i64);
                     if let (Some(a), Some(b)) = (count(seen), count(img)) {
                         if a >= 0 && b >= 0 {
-                            seen["Containers"] = json!(a + b);
+                            seen["Containers"] = json!(a.saturating_add(b));
                         }
                     }
                 }
@@ -301,5 +301,23 @@ mod tests {
         assert_eq!(merged["Volumes"][0]["Name"], "node-0/v");
         assert_eq!(merged["Volumes"][1]["Name"], "g");
         assert_eq!(merged["Volumes"].as_array().unwrap().len(), 4);
+    }
+
+    #[test]
+    fn disk_usage_sums_saturate_instead_of_wrapping() {
+        let node = |n: &str| {
+            (
+                n.to_string(),
+                json!({
+                    "LayersSize": i64::MAX,
+                    "BuilderSize": i64::MAX,
+                    "Images": [{"Id": "sha256:a", "Containers": i64::MAX}],
+                }),
+            )
+        };
+        let merged = merge_df(&[node("node-0"), node("node-1")]);
+        assert_eq!(merged["LayersSize"], i64::MAX);
+        assert_eq!(merged["BuilderSize"], i64::MAX);
+        assert_eq!(merged["Images"][0]["Containers"], i64::MAX);
     }
 }

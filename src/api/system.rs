@@ -19,6 +19,7 @@ use crate::cluster::cache::EngineCache;
 use crate::cluster::engine::InfoPart;
 use crate::cluster::events::ClusterEvent;
 use crate::cluster::{Engine, EngineSpecs, EngineState};
+use crate::scheduler::resources::{shares_to_cpus, total_with_overcommit};
 
 /// `GET|HEAD /_ping`.
 pub async fn ping(method: Method) -> Response {
@@ -175,25 +176,41 @@ pub fn reservations(engine: &Engine, overcommit: f64) -> Reservations {
     reservations_of(&engine.cache(), engine.specs().as_deref(), overcommit)
 }
 
-/// Reservations of the containers in `cache` on an engine with `specs`.
+/// Reservations of the containers in `cache` on an engine with `specs`, counted as the
+/// scheduler counts them. The numbers are the engine's, so sums saturate instead of wrapping
+/// (two containers reserving `i64::MAX` bytes once showed `Reserved Memory: -2 B`).
 fn reservations_of(
     cache: &EngineCache,
     specs: Option<&EngineSpecs>,
     overcommit: f64,
 ) -> Reservations {
     let (cpus, memory) = specs.map(|s| (s.cpus, s.memory)).unwrap_or((0, 0));
-    let mut used_cpus = 0;
-    let mut used_memory = 0;
+    let mut used_cpus: i64 = 0;
+    let mut used_memory: i64 = 0;
     for c in cache.containers.values() {
-        used_memory += c.details.memory;
-        used_cpus += c.details.cpu_shares * cpus / 1024;
+        used_memory = used_memory.saturating_add(c.details.memory);
+        used_cpus = used_cpus.saturating_add(shares_to_cpus(c.details.cpu_shares, cpus));
     }
-    let p = (overcommit * 100.0) as i64;
     Reservations {
         used_cpus,
-        total_cpus: cpus + cpus * p / 100,
+        total_cpus: total_with_overcommit(cpus, overcommit),
         used_memory,
-        total_memory: memory + memory * p / 100,
+        total_memory: total_with_overcommit(memory, overcommit),
+    }
+}
+
+/// Adds one engine's counts to the cluster totals, saturating (the counts are the engines').
+fn add_to_totals(totals: &mut InfoPart, part: &InfoPart) {
+    for (total, value) in [
+        (&mut totals.containers, part.containers),
+        (&mut totals.running, part.running),
+        (&mut totals.paused, part.paused),
+        (&mut totals.stopped, part.stopped),
+        (&mut totals.images, part.images),
+        (&mut totals.cpus, part.cpus),
+        (&mut totals.memory, part.memory),
+    ] {
+        *total = total.saturating_add(value);
     }
 }
 
@@ -297,13 +314,7 @@ impl InfoTree {
         }
         let mut totals = InfoPart::default();
         for p in &parts[..validated] {
-            totals.containers += p.containers;
-            totals.running += p.running;
-            totals.paused += p.paused;
-            totals.stopped += p.stopped;
-            totals.images += p.images;
-            totals.cpus += p.cpus;
-            totals.memory += p.memory;
+            add_to_totals(&mut totals, p);
         }
         let mut sorted: Vec<&Arc<InfoPart>> = parts.iter().collect();
         sorted.sort_by(|a, b| natural_cmp(&a.name, &b.name));
@@ -660,6 +671,82 @@ mod tests {
         assert_eq!(human_size(26_543_865_446.0), "24.72 GiB");
         assert_eq!(human_size(1023.0), "1023 B");
         assert_eq!(human_size(1536.0), "1.5 KiB");
+    }
+
+    /// A cache of containers reserving `(memory, cpu_shares)` each.
+    fn cache_with(reservations: &[(i64, i64)]) -> EngineCache {
+        use crate::cluster::cache::{Container, ContainerDetails};
+        let containers = reservations
+            .iter()
+            .enumerate()
+            .map(|(i, &(memory, cpu_shares))| {
+                let id = format!("c{i}");
+                let summary = serde_json::from_str(&json!({"Id": id}).to_string()).unwrap();
+                let mut details = ContainerDetails::default();
+                details.memory = memory;
+                details.cpu_shares = cpu_shares;
+                (id, Arc::new(Container::new(summary, details, i as u64)))
+            })
+            .collect();
+        let mut cache = EngineCache::default();
+        cache.containers = Arc::new(containers);
+        cache
+    }
+
+    fn specs(cpus: i64, memory: i64) -> EngineSpecs {
+        EngineSpecs {
+            id: "ID|127.0.0.1:1".into(),
+            daemon_id: "ID".into(),
+            name: "node-0".into(),
+            cpus,
+            memory,
+            labels: Default::default(),
+            version: String::new(),
+            api_version: MAX_API,
+            ip: "127.0.0.1".into(),
+            read_at: tokio::time::Instant::now(),
+        }
+    }
+
+    #[test]
+    fn reservations_count_like_the_scheduler() {
+        let cache = cache_with(&[(1 << 20, 512), (2 << 20, 1024)]);
+        let r = reservations_of(&cache, Some(&specs(4, 100 << 30)), 0.05);
+        assert_eq!((r.used_memory, r.used_cpus), (3 << 20, 2 + 4));
+        assert_eq!((r.total_memory, r.total_cpus), (105 << 30, 4));
+    }
+
+    #[test]
+    fn huge_engine_reported_reservations_saturate_instead_of_wrapping() {
+        let cache = cache_with(&[(i64::MAX, i64::MAX), (i64::MAX, i64::MAX)]);
+        let r = reservations_of(&cache, Some(&specs(i64::MAX, i64::MAX)), 0.05);
+        assert_eq!(r.used_memory, i64::MAX);
+        assert_eq!(r.used_cpus, i64::MAX);
+        assert_eq!((r.total_memory, r.total_cpus), (i64::MAX, i64::MAX));
+        assert_eq!(human_size(r.used_memory as f64), "8 EiB");
+    }
+
+    #[test]
+    fn cluster_totals_saturate_instead_of_wrapping() {
+        let huge = InfoPart {
+            containers: i64::MAX,
+            running: i64::MAX,
+            paused: 1,
+            stopped: 2,
+            images: i64::MAX,
+            cpus: i64::MAX,
+            memory: i64::MAX,
+            ..Default::default()
+        };
+        let mut totals = InfoPart::default();
+        add_to_totals(&mut totals, &huge);
+        add_to_totals(&mut totals, &huge);
+        assert_eq!(
+            (totals.containers, totals.running, totals.images),
+            (i64::MAX, i64::MAX, i64::MAX)
+        );
+        assert_eq!((totals.cpus, totals.memory), (i64::MAX, i64::MAX));
+        assert_eq!((totals.paused, totals.stopped), (2, 4));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use super::error::{ApiError, ApiResult};
 use super::filters::{label_matches, Filters};
 use super::images::{no_such_route, requested_version};
-use super::networks::{json_body, read_json_object, take_node};
+use super::networks::{json_body, node_constraint, read_json_object, take_node};
 use super::proxy::fetch_json;
 use super::server::{AppState, RequestedVersion};
 use super::system::json_response;
@@ -138,17 +138,17 @@ pub async fn create(State(state): State<AppState>, req: Request) -> ApiResult<Re
         .unwrap_or_default();
     let engines: Vec<Arc<Engine>> = if let Some(node) = node {
         let mut request = SchedulingRequest::default();
-        request.add_constraint(format!("node=={node}"));
+        request.add_constraint(node_constraint(&state, &node)?);
         let ranked = state
             .cluster
             .rank_engines(&request)
-            .map_err(|e| ApiError::internal(e.to_string()))?;
+            .map_err(ApiError::from)?;
         ranked.into_iter().take(1).collect()
     } else if labels.contains_key(MetadataKind::Whitelist.label()) {
         state
             .cluster
             .rank_engines(&SchedulingRequest::from_labels(&labels))
-            .map_err(|e| ApiError::internal(e.to_string()))?
+            .map_err(ApiError::from)?
     } else {
         state.cluster.validated()
     };

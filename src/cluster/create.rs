@@ -28,10 +28,11 @@ pub enum CreateError {
     /// The name is taken (409).
     #[error("{0}")]
     Conflict(String),
-    /// The request is malformed (400).
+    /// The request is malformed (400): bad JSON, a scheduling expression that does not parse,
+    /// an unknown reschedule policy.
     #[error("{0}")]
     BadRequest(String),
-    /// No node can take it, or the metadata is invalid (500, classic text).
+    /// A well-formed request no node can take (500, classic text).
     #[error("{0}")]
     Scheduling(String),
     /// The engine refused or failed.
@@ -39,9 +40,14 @@ pub enum CreateError {
     Engine(EngineError),
 }
 
+/// The client's mistakes (malformed metadata) are 400; a request no node can take is 500.
 impl From<SchedulerError> for CreateError {
     fn from(e: SchedulerError) -> CreateError {
-        CreateError::Scheduling(e.to_string())
+        if e.is_client_error() {
+            CreateError::BadRequest(e.to_string())
+        } else {
+            CreateError::Scheduling(e.to_string())
+        }
     }
 }
 
@@ -256,11 +262,13 @@ impl Cluster {
     }
 
     /// The engines the scheduler ranks for `request`, best first (used by build, network and
-    /// volume creation, and routes that want "some good engine").
+    /// volume creation, and routes that want "some good engine"). A malformed expression is
+    /// reported before any node is looked at.
     pub fn rank_engines(
         &self,
         request: &SchedulingRequest,
     ) -> Result<Vec<Arc<Engine>>, SchedulerError> {
+        self.placement.scheduler.check(request)?;
         let nodes = self.node_snapshots(request);
         let refs: Vec<&NodeSnapshot> = nodes.iter().map(|n| n.as_ref()).collect();
         let ranked = self.placement.scheduler.select_among(&refs, request)?;
@@ -274,6 +282,7 @@ impl Cluster {
     /// Creates a container on the node the scheduler picks (SPEC §4.6).
     pub async fn create_container(&self, mut req: CreateRequest) -> Result<Created, CreateError> {
         let mut sched = extract(&mut req.body)?;
+        self.placement.scheduler.check(&sched)?;
         let image = req
             .body
             .get("Image")
@@ -440,7 +449,12 @@ impl Cluster {
                 .collect();
             add_pending(&mut nodes, &set.items);
             let refs: Vec<&NodeSnapshot> = nodes.iter().map(|n| n.as_ref()).collect();
-            let ranked = placement.scheduler.select_among(&refs, &sched)?;
+            // The request was checked before the loop; what fails here is placement (or the
+            // image affinity of a retry, which the client did not write): a 500.
+            let ranked = placement
+                .scheduler
+                .select_among(&refs, &sched)
+                .map_err(|e| CreateError::Scheduling(e.to_string()))?;
             let chosen = ranked.first().ok_or_else(|| {
                 CreateError::Scheduling("No nodes available in the cluster".into())
             })?;

@@ -87,6 +87,17 @@ pub enum SchedulerError {
         /// The parse error.
         cause: ExprError,
     },
+    /// An expression of the request does not parse, found by [`Scheduler::check`] before any
+    /// node is considered: the client's mistake, named with the expression and the reason.
+    #[error("invalid {filter} expression '{expression}': {cause}")]
+    MalformedExpression {
+        /// The filter that reads the expression: `affinity`, `constraint` or `whitelist`.
+        filter: &'static str,
+        /// The expression as the client wrote it.
+        expression: String,
+        /// Why it does not parse.
+        cause: ExprError,
+    },
     /// The filters passed an empty node list through (only possible with an empty cluster and a
     /// filter list without health or containerslots).
     #[error("No nodes available in the cluster")]
@@ -102,8 +113,9 @@ pub enum SchedulerError {
     InvalidReschedulePolicy(String),
 }
 
-/// Who is to blame for a [`SchedulerError`]; the classic manager answers 500 for all of them at
-/// request time, so this is for logs and for callers that want finer statuses.
+/// Who is to blame for a [`SchedulerError`]. The classic manager answered 500 for all of them at
+/// request time; the API answers 400 for [`SchedulerErrorKind::InvalidRequest`] and 500 for the
+/// others.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SchedulerErrorKind {
     /// The manager's own configuration is wrong (unknown strategy or filter).
@@ -122,6 +134,7 @@ impl SchedulerError {
                 SchedulerErrorKind::Configuration
             }
             SchedulerError::InvalidExpression { .. }
+            | SchedulerError::MalformedExpression { .. }
             | SchedulerError::TooManyReschedulePolicies
             | SchedulerError::InvalidReschedulePolicy(_) => SchedulerErrorKind::InvalidRequest,
             SchedulerError::NoHealthyNode
@@ -181,6 +194,25 @@ impl Scheduler {
     /// The configured filter names, in order.
     pub fn filter_names(&self) -> Vec<&'static str> {
         self.filters.iter().map(|f| f.name()).collect()
+    }
+
+    /// Parses every expression the configured filters would read, in filter order, so that a
+    /// malformed one is answered as the client's mistake before any node is considered (the
+    /// classic manager only found it while filtering, after the health filter, and answered 500).
+    /// Expressions no configured filter reads are not looked at, as before.
+    pub fn check(&self, request: &SchedulingRequest) -> Result<(), SchedulerError> {
+        for filter in &self.filters {
+            for expression in filter.expressions(request) {
+                if let Err(cause) = Expression::parse(expression) {
+                    return Err(SchedulerError::MalformedExpression {
+                        filter: filter.name(),
+                        expression: expression.clone(),
+                        cause,
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Ranks the nodes that can take the request, best first; callers use the first one (or all

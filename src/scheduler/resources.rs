@@ -64,4 +64,15 @@ mod tests {
         assert_eq!(total_with_overcommit(100, -0.5), 50);
         assert_eq!(total_with_overcommit(100, 0.0), 100);
     }
+
+    #[test]
+    fn engine_reported_extremes_saturate_instead_of_wrapping() {
+        assert_eq!(total_with_overcommit(i64::MAX, 0.05), i64::MAX);
+        assert_eq!(total_with_overcommit(i64::MAX, f64::MAX), i64::MAX);
+        assert_eq!(total_with_overcommit(i64::MIN, 0.05), i64::MIN);
+        assert_eq!(shares_to_cpus(i64::MAX, i64::MAX), i64::MAX);
+        assert_eq!(shares_to_cpus(i64::MIN, i64::MAX), i64::MIN);
+        assert_eq!(cpus_to_shares(i64::MAX, 1), i64::MAX);
+        assert_eq!(cpus_to_shares(i64::MIN, 1), i64::MIN);
+    }
 }

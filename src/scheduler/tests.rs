@@ -415,3 +415,84 @@ fn a_volume_whitelist_label_selects_every_listed_node() {
     chosen.sort_unstable();
     assert_eq!(chosen, ["node-0", "node-2"]);
 }
+
+#[test]
+fn check_names_the_malformed_expression_before_any_node_is_considered() {
+    let scheduler = default_scheduler("spread");
+    for (request, message) in [
+        (
+            constrained(&["node=="]),
+            "invalid constraint expression 'node==': Value '' is invalid",
+        ),
+        (
+            constrained(&["region==west", "node=~["]),
+            "invalid constraint expression 'node=~[': One of operator ==, != is expected",
+        ),
+        (
+            SchedulingRequest {
+                affinities: vec!["container==".into()],
+                ..Default::default()
+            },
+            "invalid affinity expression 'container==': Value '' is invalid",
+        ),
+        (
+            SchedulingRequest {
+                affinities: vec!["image=~[".into()],
+                ..Default::default()
+            },
+            "invalid affinity expression 'image=~[': One of operator ==, != is expected",
+        ),
+        (
+            SchedulingRequest {
+                whitelists: vec!["node==a,b".into()],
+                ..Default::default()
+            },
+            "invalid whitelist expression 'node==a,b': Value 'a,b' is invalid",
+        ),
+    ] {
+        let err = scheduler.check(&request).unwrap_err();
+        assert_eq!(err.to_string(), message);
+        assert!(err.is_client_error(), "{err}");
+        // With no node at all, selection would only have said no node is healthy.
+        assert_eq!(
+            scheduler.select(&[], &request).unwrap_err(),
+            SchedulerError::NoHealthyNode
+        );
+    }
+}
+
+#[test]
+fn check_reports_expressions_in_filter_order() {
+    let request = SchedulingRequest {
+        affinities: vec!["container".into()],
+        ..constrained(&["node"])
+    };
+    let err = default_scheduler("spread").check(&request).unwrap_err();
+    assert!(
+        err.to_string().starts_with("invalid affinity expression"),
+        "{err}"
+    );
+}
+
+#[test]
+fn check_accepts_well_formed_requests_and_unmatchable_regexes() {
+    let scheduler = default_scheduler("spread");
+    let request = SchedulingRequest {
+        affinities: vec!["container==~web".into(), "image==busy*".into()],
+        whitelists: vec!["node==node-0|node-1".into()],
+        ..constrained(&["node==/node-[/", "region!=eu"])
+    };
+    assert_eq!(scheduler.check(&request), Ok(()));
+    assert_eq!(scheduler.check(&SchedulingRequest::default()), Ok(()));
+}
+
+#[test]
+fn check_skips_expressions_no_configured_filter_reads() {
+    let scheduler = Scheduler::new("spread", &["health", "affinity"]).unwrap();
+    assert_eq!(scheduler.check(&constrained(&["node=="])), Ok(()));
+    let request = SchedulingRequest {
+        affinities: vec!["container==".into()],
+        ..Default::default()
+    };
+    assert!(scheduler.check(&request).is_err());
+}

@@ -62,6 +62,13 @@ pub trait Filter: Send + Sync + std::fmt::Debug {
     /// What this filter requires of a node for this request, one entry per condition, as listed
     /// in the scheduling error text; empty when it requires nothing worth showing.
     fn describe(&self, request: &SchedulingRequest) -> Result<Vec<String>, ExprError>;
+
+    /// The request's expressions this filter parses (none for filters that read no
+    /// expressions), so a malformed one is found before any node is looked at.
+    fn expressions<'r>(&self, request: &'r SchedulingRequest) -> &'r [String] {
+        let _ = request;
+        &[]
+    }
 }
 
 /// The filter registered under `name`, if any.
@@ -122,6 +129,10 @@ impl<T: ExpressionFilter> Filter for T {
     fn describe(&self, request: &SchedulingRequest) -> Result<Vec<String>, ExprError> {
         let expressions = Expression::parse_all(T::expressions(request))?;
         Ok(expressions.iter().map(T::describe_expression).collect())
+    }
+
+    fn expressions<'r>(&self, request: &'r SchedulingRequest) -> &'r [String] {
+        T::expressions(request)
     }
 }
 

@@ -452,6 +452,7 @@ mod tests {
                 refresh_min: Duration::from_secs(30),
                 refresh_max: Duration::from_secs(60),
                 failure_retry: 3,
+                call_timeout: Duration::from_secs(30),
             },
             heartbeat: Duration::from_secs(60),
             overcommit: 0.05,

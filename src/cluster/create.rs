@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use serde_json::{Map, Value};
 
-use super::cache::{Container, EngineCache};
+use super::cache::{Container, ContainerDetails, EngineCache};
 use super::cluster::Cluster;
 use super::engine::{error_message, Engine, EngineError};
 use super::names::split_reference;
@@ -305,6 +305,11 @@ impl Cluster {
             if matches!(err, CreateError::Conflict(_) | CreateError::BadRequest(_)) {
                 return Err(err);
             }
+            if may_have_created(&err) {
+                // The engine may hold the container although its answer was lost: a retry
+                // elsewhere would put the name on two nodes once that engine is back.
+                return Err(err);
+            }
             if let CreateError::Scheduling(_) = &err {
                 // A scheduling failure does not change by retrying at once, except through
                 // the classic createretry count.
@@ -500,6 +505,11 @@ impl Cluster {
         expected.settle();
         if let Err(err) = engine.refresh_container(&id).await {
             tracing::debug!(container = %id, error = %err, "Reading the new container failed");
+            // The engine made it (and may have died since): until a refresh of that engine
+            // reads it, the manager must still list it and hold its name.
+            if let Some(record) = provisional_record(&id, req.name.as_deref(), &encoded) {
+                engine.restore_container(Arc::new(record));
+            }
         }
         drop(guard);
         Ok(Created {
@@ -617,6 +627,48 @@ fn add_pending(nodes: &mut [Arc<NodeSnapshot>], pending: &[PendingContainer]) {
     }
 }
 
+/// A record of a container the engine created but that could not be read back, from what the
+/// create asked for (name, image, labels with the Swarm ID). Its list-entry hash and `Status`
+/// match no real entry, so the engine's next container refresh inspects the container and
+/// replaces the record with what the engine says.
+fn provisional_record(id: &str, name: Option<&str>, body: &[u8]) -> Option<Container> {
+    let body: Value = serde_json::from_slice(body).ok()?;
+    let names: Vec<String> = name
+        .filter(|n| !n.is_empty())
+        .map(|n| format!("/{}", n.trim_start_matches('/')))
+        .into_iter()
+        .collect();
+    let created = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let entry = serde_json::json!({
+        "Id": id,
+        "Names": names,
+        "Image": body.get("Image").cloned().unwrap_or(Value::Null),
+        "Created": created,
+        "State": "created",
+        "Status": "Created (not read back yet)",
+        "Labels": body.get("Labels").cloned().unwrap_or(Value::Null),
+    });
+    let summary = serde_json::from_str(&entry.to_string()).ok()?;
+    Some(Container::new(summary, ContainerDetails::default(), 0))
+}
+
+/// Whether a failed create may still have made the container: the request may have reached
+/// the engine and only the answer was lost (the connection broke, or the answer was unreadable).
+/// Only a failure to connect, or an error the engine answered, proves nothing was made.
+fn may_have_created(err: &CreateError) -> bool {
+    match err {
+        CreateError::Engine(EngineError::Unreachable { detail, .. }) => {
+            // hyper's client says so when the connection could not be opened at all.
+            !detail.starts_with("client error (Connect)")
+        }
+        CreateError::Engine(EngineError::Status { .. } | EngineError::Rejected(_)) => false,
+        CreateError::Engine(_) => true,
+        CreateError::Conflict(_) | CreateError::BadRequest(_) | CreateError::Scheduling(_) => false,
+    }
+}
+
 fn is_image_missing(text: &str) -> bool {
     text.contains("not found") && (text.contains("image") || text.contains("repository"))
         || text.contains("repository does not exist")
@@ -641,4 +693,82 @@ fn set_label(body: &mut Map<String, Value>, key: &str, value: &str) {
 /// Whether a scheduler error is the client's fault.
 pub fn is_client_error(e: &SchedulerError) -> bool {
     e.kind() == SchedulerErrorKind::InvalidRequest
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::transport::Transport;
+    use tokio::io::AsyncReadExt;
+
+    /// What the engine's health and create paths see when `addr` fails a create.
+    async fn unreachable_detail(addr: std::net::SocketAddr) -> CreateError {
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri(format!("http://{addr}/containers/create?name=x"))
+            .body(boxed(http_body_util::Full::new(Bytes::from_static(b"{}"))))
+            .unwrap();
+        let err = Transport::new(None).request(request).await.unwrap_err();
+        let mut detail = err.to_string();
+        let mut source = std::error::Error::source(&err);
+        while let Some(s) = source {
+            detail.push_str(": ");
+            detail.push_str(&s.to_string());
+            source = s.source();
+        }
+        CreateError::Engine(EngineError::Unreachable {
+            url: format!("tcp://{addr}"),
+            detail,
+        })
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_proves_no_container_was_made() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = closed.local_addr().unwrap();
+        drop(closed);
+        let err = unreachable_detail(addr).await;
+        assert!(!may_have_created(&err), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_breaks_after_the_request_may_have_made_the_container() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = socket.read(&mut buf).await;
+            // Dies like a killed engine: the request was read, no answer follows.
+        });
+        let err = unreachable_detail(addr).await;
+        assert!(may_have_created(&err), "{err:?}");
+    }
+
+    #[test]
+    fn a_container_not_read_back_is_recorded_with_its_name_and_swarm_id() {
+        let body = br#"{"Image":"busybox","Labels":{"com.docker.swarm.id":"s1"}}"#;
+        let c = provisional_record("abc", Some("/web"), body).unwrap();
+        assert_eq!(c.id, "abc");
+        assert_eq!(c.name(), "web");
+        assert_eq!(c.swarm_id(), Some("s1"));
+        assert_eq!(c.image(), "busybox");
+        assert_eq!(c.state(), "created");
+        let unnamed = provisional_record("abc", None, b"{}").unwrap();
+        assert_eq!(unnamed.names().count(), 0);
+    }
+
+    #[test]
+    fn answered_errors_and_unreadable_answers_are_told_apart() {
+        let status = CreateError::Engine(EngineError::Status {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: "no".into(),
+        });
+        assert!(!may_have_created(&status));
+        let unreadable = CreateError::Engine(EngineError::Invalid {
+            addr: "a".into(),
+            detail: "not JSON".into(),
+        });
+        assert!(may_have_created(&unreadable));
+    }
 }

@@ -385,16 +385,20 @@ impl Manager {
             .start(&engines.nodes_url());
         let want = engines.len();
         super::wait_until(Duration::from_secs(30), "every node healthy", || {
-            super::http::get(&m.addr(), "/info")
-                .ok()
-                .and_then(|r| r.json().ok())
-                .and_then(|v| {
-                    v["SystemStatus"]
-                        .as_array()
-                        .map(|rows| rows.iter().filter(|r| r[1] == "Healthy").count())
-                })
-                == Some(want)
+            m.healthy_nodes() == Some(want)
         });
         m
+    }
+
+    /// How many nodes `GET /info` reports Healthy right now; `None` when it does not answer.
+    pub fn healthy_nodes(&self) -> Option<usize> {
+        super::http::get(&self.addr(), "/info")
+            .ok()
+            .and_then(|r| r.json().ok())
+            .and_then(|v| {
+                v["SystemStatus"]
+                    .as_array()
+                    .map(|rows| rows.iter().filter(|r| r[1] == "Healthy").count())
+            })
     }
 }

@@ -10,7 +10,9 @@
 //!
 //! A BuildKit client opens the session and starts the build at the same time, so whichever
 //! comes second waits (up to [`PLACEMENT_WAIT`]) for the node the first one was given. Nodes
-//! are remembered per build ID and session ID for [`PLACEMENT_RETENTION`].
+//! are remembered per build ID and session ID for [`PLACEMENT_RETENTION`], at most
+//! [`MAX_PLACEMENTS`] of them, each ID at most [`MAX_ID_BYTES`] long: a build that would need
+//! more is refused (503, or 400 for a longer ID) rather than held without bound.
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -42,6 +44,12 @@ pub const PLACEMENT_WAIT: Duration = Duration::from_secs(5);
 /// How long the node of a build or session is remembered.
 pub const PLACEMENT_RETENTION: Duration = Duration::from_secs(3600);
 
+/// How many build and session placements are remembered at once.
+pub const MAX_PLACEMENTS: usize = 4_096;
+
+/// The longest build or session ID remembered (BuildKit's are 25 characters).
+pub const MAX_ID_BYTES: usize = 128;
+
 /// The header a BuildKit client names its session with.
 const SESSION_HEADER: &str = "X-Docker-Expose-Session-Uuid";
 
@@ -64,15 +72,30 @@ pub struct BuildPlacements {
 }
 
 impl BuildPlacements {
-    /// Remembers where `key` went.
-    pub fn remember(&self, key: String, placement: Placement) {
+    /// Remembers where `key` went. Refused (503) when [`MAX_PLACEMENTS`] others, none older
+    /// than [`PLACEMENT_RETENTION`], are remembered already.
+    pub fn remember(&self, key: String, placement: Placement) -> ApiResult<()> {
         let now = Instant::now();
         {
             let mut chosen = self.chosen.lock().unwrap_or_else(|e| e.into_inner());
             chosen.retain(|_, (_, at)| now.duration_since(*at) < PLACEMENT_RETENTION);
+            if chosen.len() >= MAX_PLACEMENTS && !chosen.contains_key(&key) {
+                tracing::warn!(
+                    limit = MAX_PLACEMENTS,
+                    "Build refused: too many builds and sessions are placed"
+                );
+                return Err(ApiError::new(
+                    http::StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "too many builds in progress: {MAX_PLACEMENTS} builds and sessions were placed in the last {} minutes; try again later",
+                        PLACEMENT_RETENTION.as_secs() / 60
+                    ),
+                ));
+            }
             chosen.insert(key, (placement, now));
         }
         self.added.notify_waiters();
+        Ok(())
     }
 
     fn get(&self, key: &str) -> Option<Placement> {
@@ -157,7 +180,8 @@ pub async fn build(
         .collect();
     let fail = |e: ApiError| {
         for key in &keys {
-            placements.remember(key.clone(), Placement::Failed);
+            // With no room left, a waiting request gives up after its own timeout instead.
+            let _ = placements.remember(key.clone(), Placement::Failed);
         }
         e
     };
@@ -221,6 +245,13 @@ async fn place_build(
     request.memory = param("memory").and_then(|v| v.parse().ok()).unwrap_or(0);
 
     let build_id = param("buildid");
+    for (what, id) in [("build ID", build_id), ("session ID", param("session"))] {
+        if id.is_some_and(|id| id.len() > MAX_ID_BYTES) {
+            return Err(ApiError::bad_request(format!(
+                "invalid {what}: longer than {MAX_ID_BYTES} bytes"
+            )));
+        }
+    }
     let engine = match build_id.and_then(|b| b.strip_prefix("upload-request:")) {
         // The context of a build that is already placed: it goes where that build runs.
         Some(upload) => placed_engine(state, placements, &format!("build:{upload}"))
@@ -235,10 +266,10 @@ async fn place_build(
             .ok_or_else(|| ApiError::internal("No nodes available in the cluster"))?,
     };
     if let Some(id) = build_id.filter(|b| !b.starts_with("upload-request:")) {
-        placements.remember(format!("build:{id}"), Placement::Engine(engine.id()));
+        placements.remember(format!("build:{id}"), Placement::Engine(engine.id()))?;
     }
     if let Some(session) = param("session") {
-        placements.remember(format!("session:{session}"), Placement::Engine(engine.id()));
+        placements.remember(format!("session:{session}"), Placement::Engine(engine.id()))?;
     }
     tracing::debug!(engine = %engine.addr, buildkit, "Build placed");
 
@@ -416,7 +447,9 @@ mod tests {
             tokio::spawn(async move { p.wait_for("session:s1", PLACEMENT_WAIT).await })
         };
         tokio::time::sleep(Duration::from_secs(1)).await;
-        placements.remember("session:s1".into(), Placement::Engine("engine-a".into()));
+        placements
+            .remember("session:s1".into(), Placement::Engine("engine-a".into()))
+            .unwrap();
         assert_eq!(
             waiter.await.unwrap(),
             Some(Placement::Engine("engine-a".into()))
@@ -425,5 +458,28 @@ mod tests {
             placements.wait_for("session:other", PLACEMENT_WAIT).await,
             None
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn placements_are_bounded_and_a_build_over_the_cap_is_refused_until_old_ones_expire() {
+        let placements = BuildPlacements::default();
+        let engine = || Placement::Engine("engine-a".into());
+        for i in 0..MAX_PLACEMENTS {
+            placements.remember(format!("build:{i}"), engine()).unwrap();
+        }
+        let refused = placements
+            .remember("build:extra".into(), engine())
+            .unwrap_err();
+        assert_eq!(refused.status, http::StatusCode::SERVICE_UNAVAILABLE);
+        assert!(refused.message.contains("too many builds"), "{refused}");
+        // A build already remembered may still be marked failed.
+        placements
+            .remember("build:7".into(), Placement::Failed)
+            .unwrap();
+        assert_eq!(placements.get("build:7"), Some(Placement::Failed));
+
+        tokio::time::advance(PLACEMENT_RETENTION).await;
+        placements.remember("build:extra".into(), engine()).unwrap();
+        assert_eq!(placements.chosen.lock().unwrap().len(), 1);
     }
 }

@@ -559,9 +559,15 @@ fn event_matches(ev: &ClusterEvent, filters: &Filters) -> bool {
 }
 
 /// `GET /events?since=&until=&filters=`: the merged stream, one JSON object per line.
+///
+/// The body pulls from the listener's bounded queue only when the connection asks for more, so
+/// a client that stops reading holds no more than its queue (the bus's per-listener budget)
+/// and the connection's own write buffer. When the bus drops it for falling behind, the body
+/// ends after what was already written.
 pub async fn events(
     State(state): State<AppState>,
     Query(q): Query<HashMap<String, String>>,
+    extensions: http::Extensions,
 ) -> ApiResult<Response> {
     let parse = |key: &str| -> ApiResult<Option<i64>> {
         match q.get(key).map(|s| s.trim()).filter(|s| !s.is_empty()) {
@@ -575,77 +581,31 @@ pub async fn events(
     let until = parse("until")?;
     let filters = Filters::parse(q.get("filters").map(String::as_str))?;
 
+    let who = extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.to_string())
+        .unwrap_or_else(|| "an /events client".to_string());
     let bus = state.cluster.bus().clone();
-    let (replay, mut rx) = bus.subscribe(since);
-    let guard = bus.listener_guard();
-    let (tx, body_rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(64);
-    let shutdown = state.shutdown.clone();
-    tokio::spawn(async move {
-        let _guard = guard;
-        let line = |ev: &ClusterEvent| {
-            let mut b = Vec::with_capacity(ev.json.len() + 1);
-            b.extend_from_slice(ev.json.as_bytes());
-            b.push(b'\n');
-            Bytes::from(b)
-        };
-        let past_until = |ev: &ClusterEvent| until.is_some_and(|u| ev.time_nano > u);
-        for ev in replay {
-            if past_until(&ev) {
-                return;
-            }
-            if event_matches(&ev, &filters) && tx.send(Ok(line(&ev))).await.is_err() {
-                return;
-            }
-        }
-        let deadline = until.map(|u| {
-            let now = crate::cluster::engine::now_nanos();
-            tokio::time::Instant::now() + Duration::from_nanos(u.saturating_sub(now).max(0) as u64)
-        });
-        loop {
-            let next = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tx.closed() => return,
-                _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => return,
-                ev = rx.recv() => ev,
-            };
-            match next {
-                Ok(first) => {
-                    // Write everything already queued as one chunk: bursts from many engines
-                    // cost one write, not one per event.
-                    let mut chunk = Vec::new();
-                    let mut pending = Some(first);
-                    while let Some(ev) = pending.take() {
-                        if past_until(&ev) {
-                            if !chunk.is_empty() {
-                                let _ = tx.send(Ok(Bytes::from(chunk))).await;
-                            }
-                            return;
-                        }
-                        if event_matches(&ev, &filters) {
-                            chunk.extend_from_slice(ev.json.as_bytes());
-                            chunk.push(b'\n');
-                        }
-                        if chunk.len() < 1 << 20 {
-                            pending = rx.try_recv().ok();
-                        }
-                    }
-                    if !chunk.is_empty() && tx.send(Ok(Bytes::from(chunk))).await.is_err() {
-                        return;
-                    }
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                    tracing::warn!(
-                        dropped = n,
-                        "Events listener fell behind; closing its stream"
-                    );
-                    return;
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-            }
-        }
+    let (replay, live) = bus.subscribe(since, &who);
+    let deadline = until.map(|u| {
+        let now = crate::cluster::engine::now_nanos();
+        tokio::time::Instant::now() + Duration::from_nanos(u.saturating_sub(now).max(0) as u64)
     });
-    let stream = tokio_stream_from(body_rx);
-    let mut resp = Response::new(Body::from_stream(stream));
+    let stream = EventStream {
+        replay: replay.into_iter(),
+        live,
+        filters,
+        until,
+        deadline: deadline.map(|d| Box::pin(tokio::time::sleep_until(d))),
+        shutdown: state.shutdown.clone(),
+        finished: false,
+        _guard: bus.listener_guard(),
+    };
+    let body = futures_util::stream::unfold(stream, |mut stream| async move {
+        let chunk = stream.next_chunk().await?;
+        Some((Ok::<_, std::convert::Infallible>(chunk), stream))
+    });
+    let mut resp = Response::new(Body::from_stream(body));
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
@@ -653,11 +613,75 @@ pub async fn events(
     Ok(resp)
 }
 
-/// Turns a channel receiver into a body stream.
-pub fn tokio_stream_from<T: Send + 'static>(
-    mut rx: tokio::sync::mpsc::Receiver<T>,
-) -> impl futures_util::Stream<Item = T> + Send + 'static {
-    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+/// Events already queued are written together up to this size, so bursts of small events cost
+/// one write rather than one each; a larger event goes out alone, as the bus's shared bytes.
+const EVENTS_CHUNK: usize = 64 << 10;
+
+/// One `/events` response: the replay, then the live subscription, filtered, until `until`.
+struct EventStream {
+    replay: std::vec::IntoIter<Arc<ClusterEvent>>,
+    live: crate::cluster::events::Subscription,
+    filters: Filters,
+    until: Option<i64>,
+    /// When `until` is reached, for a stream that would otherwise wait for events.
+    deadline: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+    shutdown: tokio_util::sync::CancellationToken,
+    /// `until` was passed: the next call ends the stream.
+    finished: bool,
+    _guard: crate::cluster::events::ListenerGuard,
+}
+
+impl EventStream {
+    /// The next event that passes the filters, with those queued behind it up to
+    /// [`EVENTS_CHUNK`]; `None` when the stream ends.
+    async fn next_chunk(&mut self) -> Option<Bytes> {
+        let mut lines: Vec<Bytes> = Vec::new();
+        let mut size = 0;
+        while !self.finished && size < EVENTS_CHUNK {
+            let next = if lines.is_empty() {
+                self.next_event().await
+            } else {
+                self.replay.next().or_else(|| self.live.try_recv())
+            };
+            let Some(ev) = next else { break };
+            if self.until.is_some_and(|u| ev.time_nano > u) {
+                self.finished = true;
+            } else if event_matches(&ev, &self.filters) {
+                size += ev.line().len();
+                lines.push(ev.line());
+            }
+        }
+        match lines.len() {
+            0 => None,
+            1 => lines.pop(),
+            _ => Some(Bytes::from(lines.concat())),
+        }
+    }
+
+    /// The next event of the replay or the live stream, waiting for one; `None` when the
+    /// stream ends (shutdown, `until` reached, or the listener dropped by the bus).
+    async fn next_event(&mut self) -> Option<Arc<ClusterEvent>> {
+        if let Some(ev) = self.replay.next() {
+            return Some(ev);
+        }
+        let deadline = async {
+            match self.deadline.as_mut() {
+                Some(d) => d.await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = self.shutdown.cancelled() => None,
+            _ = deadline => None,
+            ev = self.live.recv() => match ev {
+                Ok(ev) => Some(ev),
+                Err(ended) => {
+                    tracing::debug!(?ended, "Events stream ends");
+                    None
+                }
+            },
+        }
+    }
 }
 
 #[cfg(test)]

@@ -22,6 +22,10 @@ const EXPECT_DURING_CALL: Duration = Duration::from_secs(60);
 /// before answering, so it is normally already here.
 const EXPECT_AFTER_CALL: Duration = Duration::from_secs(2);
 
+/// The longest event an engine may send: a longer one would have to be held whole before it
+/// could be decoded, so its stream is dropped and subscribed again instead.
+pub const MAX_EVENT_BYTES: usize = 4 << 20;
+
 /// A container event one of the manager's own calls is about to cause.
 #[derive(Debug)]
 pub struct OwnEvent {
@@ -189,7 +193,8 @@ impl Engine {
         }
     }
 
-    /// Reads events until the stream ends; returns why it ended.
+    /// Reads events until the stream ends or an event is still incomplete after
+    /// [`MAX_EVENT_BYTES`]; returns why it ended.
     async fn consume_events(self: &Arc<Self>, mut body: Incoming) -> String {
         let mut buf = BytesMut::new();
         loop {
@@ -230,6 +235,13 @@ impl Engine {
             buf.advance(consumed);
             for ev in events {
                 self.handle_event(ev).await;
+            }
+            // What is left is one event still incomplete: the buffer holds at most the limit
+            // and one frame.
+            if buf.len() > MAX_EVENT_BYTES {
+                tracing::warn!(engine = %self.addr, limit = MAX_EVENT_BYTES,
+                    "Engine sent an event longer than the limit; dropping its events stream");
+                return format!("an event longer than {MAX_EVENT_BYTES} bytes");
             }
         }
     }
@@ -334,5 +346,76 @@ mod tests {
         drop(expected);
         assert!(!e.take_expected("start", "c1", &event("")));
         assert!(e.own_events.lock().unwrap().is_empty());
+    }
+
+    /// The body of an `/events` response whose chunks are `chunks`, from a local server.
+    async fn events_body(chunks: Vec<Vec<u8>>) -> Incoming {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            // The request is read, so that closing does not reset the connection.
+            let mut request = [0u8; 1024];
+            let _ = conn.read(&mut request).await;
+            let head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+            conn.write_all(head).await.unwrap();
+            for chunk in chunks {
+                let size = format!("{:x}\r\n", chunk.len());
+                // The client may stop reading once it gives up on the stream.
+                if conn.write_all(size.as_bytes()).await.is_err()
+                    || conn.write_all(&chunk).await.is_err()
+                    || conn.write_all(b"\r\n").await.is_err()
+                {
+                    return;
+                }
+            }
+            let _ = conn.write_all(b"0\r\n\r\n").await;
+        });
+        let io = hyper_util::rt::TokioIo::new(tokio::net::TcpStream::connect(addr).await.unwrap());
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+        tokio::spawn(conn);
+        let req = Request::get("/events").body(empty()).unwrap();
+        sender.send_request(req).await.unwrap().into_body()
+    }
+
+    #[tokio::test]
+    async fn an_event_longer_than_the_limit_drops_the_stream() {
+        let e = engine();
+        let (_, mut rx) = e.bus.subscribe(None, "test");
+        let small = br#"{"Type":"plugin","Action":"enable","Actor":{"ID":"p1"}}"#.to_vec();
+        let mut huge =
+            br#"{"Type":"plugin","Action":"enable","Actor":{"ID":"p2","Attributes":{"x":""#
+                .to_vec();
+        huge.resize(huge.len() + MAX_EVENT_BYTES, b'x');
+        // The huge event comes in pieces, after a small one that is delivered.
+        let mut chunks = vec![[small.as_slice(), b"\n"].concat()];
+        chunks.extend(huge.chunks(64 << 10).map(<[u8]>::to_vec));
+        chunks.push(b"\"}}}\n".to_vec());
+        let reason = e.consume_events(events_body(chunks).await).await;
+        assert!(reason.contains("longer than"), "{reason}");
+        assert_eq!(
+            rx.try_recv().map(|ev| ev.actor_id().to_string()),
+            Some("p1".into())
+        );
+        assert!(rx.try_recv().is_none());
+    }
+
+    #[tokio::test]
+    async fn events_split_across_chunks_are_decoded() {
+        let e = engine();
+        let (_, mut rx) = e.bus.subscribe(None, "test");
+        let two = b"{\"Type\":\"plugin\",\"Actor\":{\"ID\":\"p1\"}}\n{\"Type\":\"plugin\",\"Actor\":{\"ID\":\"p2\"}}\n";
+        let chunks = two.chunks(7).map(<[u8]>::to_vec).collect();
+        let reason = e.consume_events(events_body(chunks).await).await;
+        assert_eq!(reason, "end of stream");
+        assert_eq!(
+            rx.try_recv().map(|ev| ev.actor_id().to_string()),
+            Some("p1".into())
+        );
+        assert_eq!(
+            rx.try_recv().map(|ev| ev.actor_id().to_string()),
+            Some("p2".into())
+        );
     }
 }

@@ -20,7 +20,7 @@ pub type IsPrimary = Arc<dyn Fn() -> bool + Send + Sync>;
 
 /// Starts the watchdog; it ends with `shutdown`.
 pub fn start(cluster: Arc<Cluster>, is_primary: IsPrimary, shutdown: CancellationToken) {
-    let (_, mut rx) = cluster.bus().subscribe(None);
+    let (_, mut rx) = cluster.bus().subscribe(None, "watchdog");
     tokio::spawn(async move {
         loop {
             let ev = tokio::select! {
@@ -29,8 +29,11 @@ pub fn start(cluster: Arc<Cluster>, is_primary: IsPrimary, shutdown: Cancellatio
             };
             let ev = match ev {
                 Ok(ev) => ev,
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(_) => return,
+                Err(super::events::Ended::FellBehind) => {
+                    rx = cluster.bus().subscribe(None, "watchdog").1;
+                    continue;
+                }
+                Err(super::events::Ended::Closed) => return,
             };
             if ev.kind() != "swarm" || !is_primary() {
                 continue;

@@ -9,31 +9,16 @@ use std::time::{Duration, Instant};
 
 use support::{http, wait_for, wait_until, DockerCli, EngineSet, Manager};
 
-/// The flags the robustness budget is stated for, with a short call timeout to keep the test
-/// short.
-const FLAGS: [&str; 10] = [
+/// With the fast refresh of `Manager::start_healthy`, the flags the robustness budget is stated
+/// for, plus a short call timeout to keep the test short.
+const FLAGS: [&str; 6] = [
     "--heartbeat",
     "1s",
-    "--engine-refresh-min-interval",
-    "1s",
-    "--engine-refresh-max-interval",
-    "2s",
     "--engine-failure-retry",
     "2",
     "--engine-call-timeout",
     "4s",
 ];
-
-/// `node`'s `└ Status` row in `/info`.
-fn status_of(m: &Manager, node: &str) -> Option<String> {
-    let info: serde_json::Value = http::get(&m.addr(), "/info").ok()?.json().ok()?;
-    let rows = info["SystemStatus"].as_array()?.clone();
-    let at = rows.iter().position(|r| r[0] == format!(" {node}"))?;
-    rows[at..]
-        .iter()
-        .find(|r| r[0] == "  └ Status")
-        .and_then(|r| r[1].as_str().map(str::to_string))
-}
 
 fn request(m: &Manager, method: &str, path: &str, body: Option<&[u8]>) -> http::HttpResponse {
     http::request(
@@ -101,7 +86,7 @@ fn a_frozen_engine_turns_unhealthy_answers_504_and_comes_back_when_thawed() {
     wait_until(
         Duration::from_secs(15),
         "the frozen engine shown Unhealthy within 15 s",
-        || status_of(&manager, frozen.name()).as_deref() == Some("Unhealthy"),
+        || manager.node_status(frozen.name()).as_deref() == Some("Unhealthy"),
     );
     println!("Unhealthy {:?} after the freeze", frozen_at.elapsed());
 
@@ -134,7 +119,7 @@ fn a_frozen_engine_turns_unhealthy_answers_504_and_comes_back_when_thawed() {
     wait_until(
         Duration::from_secs(30),
         "the thawed engine Healthy again",
-        || status_of(&manager, frozen.name()).as_deref() == Some("Healthy"),
+        || manager.node_status(frozen.name()).as_deref() == Some("Healthy"),
     );
     let top = wait_for(
         Duration::from_secs(10),
@@ -172,7 +157,7 @@ fn a_long_stop_is_not_cut_short_by_the_call_timeout() {
     .assert_success();
     let stop = cli.run(&host, &["stop", "-t", "6", "slow-stop"]);
     stop.assert_success();
-    let status = status_of(&manager, engines[0].name());
+    let status = manager.node_status(engines[0].name());
     assert_eq!(
         status.as_deref(),
         Some("Healthy"),

@@ -46,16 +46,6 @@ fn healthy(m: &Manager) -> usize {
         .unwrap_or(0)
 }
 
-fn status_of(m: &Manager, name: &str) -> Option<String> {
-    let info = info(m);
-    let rows = info["SystemStatus"].as_array()?.clone();
-    let at = rows.iter().position(|r| r[0] == format!(" {name}"))?;
-    rows[at..]
-        .iter()
-        .find(|r| r[0] == "  └ Status")
-        .and_then(|r| r[1].as_str().map(str::to_string))
-}
-
 fn list_len(m: &Manager) -> usize {
     let resp = http::request(
         &m.addr(),
@@ -83,12 +73,12 @@ fn dead_and_hanging_engines_go_unhealthy_without_slowing_the_list() {
     wait_until(
         Duration::from_secs(30),
         "the refusing engine unhealthy",
-        || status_of(&m, "sim-0").as_deref() == Some("Unhealthy"),
+        || m.node_status("sim-0").as_deref() == Some("Unhealthy"),
     );
     wait_until(
         Duration::from_secs(90),
         "the hanging engine unhealthy",
-        || status_of(&m, "sim-1").as_deref() == Some("Unhealthy"),
+        || m.node_status("sim-1").as_deref() == Some("Unhealthy"),
     );
     let running = http::get(&m.addr(), "/containers/json")
         .unwrap()

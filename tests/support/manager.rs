@@ -390,6 +390,17 @@ impl Manager {
         m
     }
 
+    /// The `└ Status` row of node `name` in `GET /info` (`Healthy`, `Unhealthy`, …).
+    pub fn node_status(&self, name: &str) -> Option<String> {
+        let info: serde_json::Value = super::http::get(&self.addr(), "/info").ok()?.json().ok()?;
+        let rows = info["SystemStatus"].as_array()?;
+        let at = rows.iter().position(|r| r[0] == format!(" {name}"))?;
+        rows[at..]
+            .iter()
+            .find(|r| r[0] == "  └ Status")
+            .and_then(|r| r[1].as_str().map(str::to_string))
+    }
+
     /// How many nodes `GET /info` reports Healthy right now; `None` when it does not answer.
     pub fn healthy_nodes(&self) -> Option<usize> {
         super::http::get(&self.addr(), "/info")

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 
 use super::{config, tricky_string};
+use crate::scheduler::expr::{user_regex, MAX_USER_REGEX_BYTES};
 use crate::scheduler::{
     ContainerSnapshot, Expression, NodeSnapshot, Operator, Scheduler, SchedulerErrorKind,
     SchedulingRequest, DEFAULT_FILTERS,
@@ -129,6 +130,21 @@ proptest! {
                 let _ = e.matches(candidates.iter().map(String::as_str));
             }
             Err(err) => prop_assert!(!err.to_string().is_empty()),
+        }
+    }
+
+    #[test]
+    fn client_regexes_compile_within_their_limits_or_say_why(
+        pattern in prop_oneof![value(), "\\PC{0,64}", tricky_string()],
+        repeat in 1usize..400,
+    ) {
+        let long = pattern.repeat(repeat);
+        match user_regex(&long) {
+            Ok(regex) => {
+                prop_assert!(long.len() <= MAX_USER_REGEX_BYTES);
+                let _ = regex.is_match(&long);
+            }
+            Err(err) => prop_assert!(!err.is_empty()),
         }
     }
 

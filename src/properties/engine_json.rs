@@ -9,6 +9,7 @@ use crate::api::version::{split_version_prefix, ApiVersion};
 use crate::cluster::cache::{entry_hash, Container, ContainerDetails, Image, Summary};
 use crate::cluster::engine::error_message;
 use crate::cluster::events::{ClusterEvent, NodeRef};
+use crate::cluster::fanout::{JsonMessages, StreamItem};
 
 /// Members of a list entry and an inspect body, at any depth.
 const CONTAINER_KEYS: &[&str] = &[
@@ -308,4 +309,71 @@ fn an_event_with_a_huge_time_and_no_time_nano_saturates() {
     assert_eq!(event(i64::MAX).time_nano, i64::MAX);
     assert_eq!(event(i64::MIN).time_nano, i64::MIN);
     assert_eq!(event(2).time_nano, 2_000_000_000);
+}
+
+/// Splits `bytes` at the given fractions of its length.
+fn chunks(bytes: &[u8], cuts: &[prop::sample::Index]) -> Vec<Vec<u8>> {
+    let mut at: Vec<usize> = cuts.iter().map(|c| c.index(bytes.len() + 1)).collect();
+    at.push(0);
+    at.push(bytes.len());
+    at.sort_unstable();
+    at.windows(2).map(|w| bytes[w[0]..w[1]].to_vec()).collect()
+}
+
+proptest! {
+    #![proptest_config(config(500))]
+
+    #[test]
+    fn engine_message_streams_split_the_same_however_they_are_chunked(
+        messages in prop::collection::vec(json_map(EVENT_KEYS), 0..5),
+        separator in prop::sample::select(&["\r\n", "\n", "", " "][..]),
+        cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..12),
+    ) {
+        let stream: String = messages
+            .iter()
+            .map(|m| format!("{}{separator}", Value::Object(m.clone())))
+            .collect();
+        let mut splitter = JsonMessages::new();
+        let mut read = Vec::new();
+        for chunk in chunks(stream.as_bytes(), &cuts) {
+            read.extend(splitter.push(&chunk));
+        }
+        // Compared with the stream read at once: serde_json's float parsing need not give back
+        // the very float that was printed.
+        let whole = JsonMessages::new().push(stream.as_bytes());
+        prop_assert_eq!(whole.len(), messages.len());
+        prop_assert!(whole.iter().all(|m| matches!(m, StreamItem::Message(Value::Object(_)))));
+        prop_assert_eq!(read, whole);
+        prop_assert_eq!(splitter.finish(), None);
+    }
+
+    #[test]
+    fn any_engine_stream_bytes_come_out_as_messages_or_text(
+        text in json_text(EVENT_KEYS),
+        cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..12),
+    ) {
+        let mut splitter = JsonMessages::new();
+        for chunk in chunks(text.as_bytes(), &cuts) {
+            let _ = splitter.push(&chunk);
+        }
+        let _ = splitter.finish();
+    }
+}
+
+#[test]
+fn a_message_delivered_byte_by_byte_is_read_once_whole() {
+    let message = serde_json::json!({"status": "a \"}\" ]{[ \\", "id": "x".repeat(64 << 10)});
+    let text = format!("{message}\r\n{{\"b\":1}}");
+    let mut splitter = JsonMessages::new();
+    let mut read = Vec::new();
+    for byte in text.as_bytes() {
+        read.extend(splitter.push(std::slice::from_ref(byte)));
+    }
+    assert_eq!(
+        read,
+        [
+            StreamItem::Message(message),
+            StreamItem::Message(serde_json::json!({"b": 1}))
+        ]
+    );
 }

@@ -547,7 +547,11 @@ impl JsonLines {
         loop {
             let unscanned = self.pending.get(self.scanned..).unwrap_or_default();
             let newline = memchr::memchr(b'\n', unscanned).map(|at| self.scanned + at);
-            self.scanned = if newline.is_some() { 0 } else { self.pending.len() };
+            self.scanned = if newline.is_some() {
+                0
+            } else {
+                self.pending.len()
+            };
             if let Some(end) = newline {
                 let line: Vec<u8> = self.pending.drain(..=end).collect();
                 let line = line.trim_ascii();

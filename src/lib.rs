@@ -25,5 +25,8 @@ pub mod manage;
 pub mod scheduler;
 pub mod tls;
 
+#[cfg(test)]
+mod properties;
+
 /// The version this build reports (`swarm -v`, `/version`).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

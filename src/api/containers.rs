@@ -17,6 +17,7 @@ use super::system::json_response;
 use crate::cluster::cache::Container;
 use crate::cluster::names::{find_container, ContainerRef};
 use crate::cluster::{Engine, EngineState};
+use crate::scheduler::expr::user_regex;
 
 /// Docker's boolean query values: empty, `0`, `no`, `false`, `none` are false.
 pub fn query_bool(q: &HashMap<String, String>, key: &str) -> bool {
@@ -244,7 +245,7 @@ fn regexes(filters: &Filters, key: &str) -> ApiResult<Vec<Regex>> {
         .values(key)
         .iter()
         .map(|v| {
-            Regex::new(v)
+            user_regex(v)
                 .map_err(|e| ApiError::bad_request(format!("invalid filter '{key}={v}': {e}")))
         })
         .collect()

@@ -27,6 +27,7 @@ use super::system::json_response;
 use crate::cluster::names::{find_container, find_network, NetworkRef};
 use crate::cluster::transport::boxed;
 use crate::cluster::{Engine, EngineError};
+use crate::scheduler::expr::user_regex;
 use crate::scheduler::{Expression, SchedulingRequest};
 
 const BUILTIN: [&str; 3] = ["bridge", "host", "none"];
@@ -52,7 +53,7 @@ pub async fn list(
         .values("name")
         .iter()
         .map(|n| {
-            Regex::new(n)
+            user_regex(n)
                 .map_err(|e| ApiError::bad_request(format!("invalid filter 'name={n}': {e}")))
         })
         .collect::<ApiResult<_>>()?;

@@ -143,7 +143,7 @@ impl ClusterEvent {
                 value
                     .get("time")
                     .and_then(Value::as_i64)
-                    .map(|t| t * 1_000_000_000)
+                    .map(|t| t.saturating_mul(1_000_000_000))
             })
             .unwrap_or(0);
         let text =

@@ -225,6 +225,53 @@ pub enum StreamItem {
 #[derive(Debug, Default)]
 pub struct JsonMessages {
     buf: BytesMut,
+    /// Where a message can end, found by scanning each byte once: re-parsing a large incomplete
+    /// message on every chunk would cost time quadratic in its size.
+    scan: MessageEnd,
+}
+
+/// A scan of a JSON stream for the places where a top-level value may end.
+#[derive(Debug, Default)]
+struct MessageEnd {
+    /// Bytes of the buffer already scanned.
+    scanned: usize,
+    /// Open objects and arrays.
+    depth: usize,
+    in_string: bool,
+    after_backslash: bool,
+}
+
+impl MessageEnd {
+    /// Scans what `buf` holds past the last scan; true when a top-level value may have ended
+    /// (or top-level bytes that are no object or array came, for the parser to judge).
+    fn advance(&mut self, buf: &[u8]) -> bool {
+        let mut may_end = false;
+        for &byte in buf.get(self.scanned..).unwrap_or_default() {
+            if self.in_string {
+                if self.after_backslash {
+                    self.after_backslash = false;
+                } else if byte == b'\\' {
+                    self.after_backslash = true;
+                } else if byte == b'"' {
+                    self.in_string = false;
+                    may_end |= self.depth == 0;
+                }
+                continue;
+            }
+            match byte {
+                b'"' => self.in_string = true,
+                b'{' | b'[' => self.depth += 1,
+                b'}' | b']' => {
+                    self.depth = self.depth.saturating_sub(1);
+                    may_end |= self.depth == 0;
+                }
+                byte if byte.is_ascii_whitespace() => {}
+                _ => may_end |= self.depth == 0,
+            }
+        }
+        self.scanned = buf.len();
+        may_end
+    }
 }
 
 impl JsonMessages {
@@ -233,10 +280,22 @@ impl JsonMessages {
         JsonMessages::default()
     }
 
+    /// How many bytes of an incomplete message are buffered.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
     /// Adds `data` and returns every message now complete, in order.
     pub fn push(&mut self, data: &[u8]) -> Vec<StreamItem> {
         self.buf.extend_from_slice(data);
         let mut out = Vec::new();
+        if !self.scan.advance(&self.buf) {
+            if self.buf.len() > MESSAGE_LIMIT {
+                self.scan = MessageEnd::default();
+                out.push(StreamItem::Text(self.buf.split().freeze()));
+            }
+            return out;
+        }
         let mut consumed = 0;
         {
             let mut iter = serde_json::Deserializer::from_slice(&self.buf).into_iter::<Value>();
@@ -263,7 +322,13 @@ impl JsonMessages {
             }
         }
         self.buf.advance(consumed);
+        // What was consumed were whole values (the scan state holds for the rest), or everything.
+        self.scan.scanned = self.buf.len();
+        if self.buf.is_empty() {
+            self.scan = MessageEnd::default();
+        }
         if self.buf.len() > MESSAGE_LIMIT {
+            self.scan = MessageEnd::default();
             out.push(StreamItem::Text(self.buf.split().freeze()));
         }
         out

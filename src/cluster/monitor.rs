@@ -6,7 +6,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BytesMut};
 use http::Request;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -14,6 +13,7 @@ use serde_json::{Map, Value};
 
 use super::engine::Engine;
 use super::events::ClusterEvent;
+use super::fanout::{JsonMessages, StreamItem};
 use super::transport::empty;
 
 /// How long an expected event is waited for while the call that causes it runs.
@@ -194,51 +194,30 @@ impl Engine {
     }
 
     /// Reads events until the stream ends or an event is still incomplete after
-    /// [`MAX_EVENT_BYTES`]; returns why it ended.
+    /// [`MAX_EVENT_BYTES`]; returns why it ended. Events are split as the engine's other JSON
+    /// streams are ([`JsonMessages`]: each byte scanned once).
     async fn consume_events(self: &Arc<Self>, mut body: Incoming) -> String {
-        let mut buf = BytesMut::new();
+        let mut messages = JsonMessages::new();
         loop {
-            match body.frame().await {
+            let items = match body.frame().await {
                 None => return "end of stream".into(),
                 Some(Err(e)) => return e.to_string(),
-                Some(Ok(frame)) => {
-                    if let Ok(data) = frame.into_data() {
-                        buf.extend_from_slice(&data);
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => messages.push(&data),
+                    Err(_) => continue,
+                },
+            };
+            for item in items {
+                match item {
+                    StreamItem::Message(Value::Object(ev)) => self.handle_event(ev).await,
+                    StreamItem::Message(_) | StreamItem::Text(_) => {
+                        tracing::warn!(engine = %self.addr, "Undecodable event from engine; skipped");
                     }
                 }
-            }
-            // Decode every complete JSON value in the buffer; keep a trailing partial one.
-            let mut consumed = 0;
-            let mut events = Vec::new();
-            {
-                let mut iter =
-                    serde_json::Deserializer::from_slice(&buf).into_iter::<Map<String, Value>>();
-                loop {
-                    match iter.next() {
-                        Some(Ok(ev)) => {
-                            consumed = iter.byte_offset();
-                            events.push(ev);
-                        }
-                        Some(Err(e)) if e.is_eof() => break,
-                        Some(Err(e)) => {
-                            tracing::warn!(engine = %self.addr, error = %e, "Undecodable event from engine; skipped");
-                            consumed = buf.len();
-                            break;
-                        }
-                        None => {
-                            consumed = buf.len();
-                            break;
-                        }
-                    }
-                }
-            }
-            buf.advance(consumed);
-            for ev in events {
-                self.handle_event(ev).await;
             }
             // What is left is one event still incomplete: the buffer holds at most the limit
             // and one frame.
-            if buf.len() > MAX_EVENT_BYTES {
+            if messages.buffered() > MAX_EVENT_BYTES {
                 tracing::warn!(engine = %self.addr, limit = MAX_EVENT_BYTES,
                     "Engine sent an event longer than the limit; dropping its events stream");
                 return format!("an event longer than {MAX_EVENT_BYTES} bytes");

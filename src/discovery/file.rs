@@ -11,7 +11,11 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{expand_ranges, AddrError, Backend, DiscoveryError, Entry, RegisterFuture, WatchEvent};
+use super::{push_expanded, AddrError, Backend, DiscoveryError, Entry, RegisterFuture, WatchEvent};
+
+/// The largest file read; a bigger one (far more than [`super::MAX_LIST_ADDRESSES`] lines) is
+/// reported as an error rather than read into memory every heartbeat.
+const MAX_FILE_BYTES: u64 = 16 << 20;
 
 /// A heartbeat of zero would spin; polls are at least this far apart.
 const MIN_POLL_PERIOD: Duration = Duration::from_millis(10);
@@ -29,9 +33,7 @@ pub fn parse_content(content: &str) -> Result<Vec<Entry>, AddrError> {
         if line.is_empty() {
             continue;
         }
-        for addr in expand_ranges(line) {
-            entries.push(Entry::parse(&addr)?);
-        }
+        push_expanded(line, &mut entries)?;
     }
     Ok(entries)
 }
@@ -104,13 +106,17 @@ impl Backend for FileBackend {
 /// Reads the whole file, wording failures the way the original did (`open /x: no such file or
 /// directory`), since users compare these log lines with the classic ones.
 async fn read(path: &Path) -> Result<Vec<u8>, String> {
-    let mut file = tokio::fs::File::open(path)
+    let file = tokio::fs::File::open(path)
         .await
         .map_err(|e| go_style_error("open", path, &e))?;
     let mut content = Vec::new();
-    file.read_to_end(&mut content)
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut content)
         .await
         .map_err(|e| go_style_error("read", path, &e))?;
+    if content.len() as u64 > MAX_FILE_BYTES {
+        return Err(format!("read {}: file larger than 16 MiB", path.display()));
+    }
     Ok(content)
 }
 

@@ -525,6 +525,8 @@ pub(crate) struct JsonLines {
     body: Incoming,
     /// Bytes received after the last complete line.
     pending: Vec<u8>,
+    /// How much of `pending` is known to hold no newline, so each byte is searched once.
+    scanned: usize,
 }
 
 /// The longest line [`JsonLines`] accepts; a longer one is a broken stream.
@@ -536,13 +538,21 @@ impl JsonLines {
         JsonLines {
             body,
             pending: Vec::new(),
+            scanned: 0,
         }
     }
 
     /// The next document; `Ok(None)` when the stream ends.
     pub async fn next(&mut self) -> Result<Option<serde_json::Value>, String> {
         loop {
-            if let Some(end) = self.pending.iter().position(|&b| b == b'\n') {
+            let unscanned = self.pending.get(self.scanned..).unwrap_or_default();
+            let newline = memchr::memchr(b'\n', unscanned).map(|at| self.scanned + at);
+            self.scanned = if newline.is_some() {
+                0
+            } else {
+                self.pending.len()
+            };
+            if let Some(end) = newline {
                 let line: Vec<u8> = self.pending.drain(..=end).collect();
                 let line = line.trim_ascii();
                 if line.is_empty() {

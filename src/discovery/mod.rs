@@ -32,9 +32,14 @@ pub mod zk;
 /// `kv.path` discovery option says otherwise. The classic `swarm` binary always passed this value.
 pub const DEFAULT_KV_PATH: &str = "docker/swarm/nodes";
 
-/// A range wider than this many values is left unexpanded (and then fails to parse as an address)
-/// instead of allocating without bound; 65536 covers a whole port range or a /16.
+/// A range wider than this many values is left unexpanded by [`expand_ranges`] instead of
+/// allocating without bound, and refused by [`push_expanded`]; 65536 covers a whole port range or
+/// a /16.
 pub const MAX_RANGE_VALUES: u64 = 65_536;
+
+/// The most addresses one list (a `nodes://` URL or a `file://` file) may expand to: many ranges
+/// of [`MAX_RANGE_VALUES`] each would otherwise multiply past any memory.
+pub const MAX_LIST_ADDRESSES: usize = 65_536;
 
 /// One discovered engine address, `host:port`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -286,30 +291,64 @@ static RANGE: LazyLock<regex::Regex> =
 /// and its bounds are not numbers, so the item comes back unchanged (and fails to parse later).
 /// A range wider than [`MAX_RANGE_VALUES`] is also left unchanged.
 pub fn expand_ranges(pattern: &str) -> Vec<String> {
-    let unchanged = || vec![pattern.to_string()];
-    let Some(captures) = RANGE.captures(pattern) else {
-        return unchanged();
+    let Some(range) = NumericRange::find(pattern) else {
+        return vec![pattern.to_string()];
     };
-    let (Some(whole), Some(from), Some(to)) = (captures.get(0), captures.get(1), captures.get(2))
-    else {
-        return unchanged();
-    };
-    // `i64::from_str` accepts exactly what Go's `strconv.Atoi` does: a sign and decimal digits.
-    let (Ok(from_value), Ok(to_value)) = (from.as_str().parse::<i64>(), to.as_str().parse::<i64>())
-    else {
-        return unchanged();
-    };
-    if from_value > to_value {
-        return Vec::new();
+    if range.count() > u128::from(MAX_RANGE_VALUES) {
+        return vec![pattern.to_string()];
     }
-    let count = (i128::from(to_value) - i128::from(from_value) + 1) as u128;
-    if count > u128::from(MAX_RANGE_VALUES) {
-        return unchanged();
-    }
-    let (before, after) = (&pattern[..whole.start()], &pattern[whole.end()..]);
-    (from_value..=to_value)
+    let (before, after) = (&pattern[..range.start], &pattern[range.end..]);
+    (range.from..=range.to)
         .map(|value| format!("{before}{value}{after}"))
         .collect()
+}
+
+/// Expands `item`'s range and appends the addresses to `entries`, which holds the list read so
+/// far. Refuses, with a message that says so, a range wider than [`MAX_RANGE_VALUES`] and a list
+/// that would grow past [`MAX_LIST_ADDRESSES`]; any other error is the address's own.
+pub fn push_expanded(item: &str, entries: &mut Vec<Entry>) -> Result<(), AddrError> {
+    let fail = |reason| AddrError {
+        addr: item.to_string(),
+        reason,
+    };
+    let count = NumericRange::find(item).map_or(1, |range| range.count());
+    if count > u128::from(MAX_RANGE_VALUES) {
+        return Err(fail("range of more than 65536 addresses"));
+    }
+    if entries.len() as u128 + count > MAX_LIST_ADDRESSES as u128 {
+        return Err(fail("the list expands to more than 65536 addresses"));
+    }
+    for addr in expand_ranges(item) {
+        entries.push(Entry::parse(&addr)?);
+    }
+    Ok(())
+}
+
+/// The first `[from:to]` of a pattern whose bounds are decimal integers, and where it stands.
+struct NumericRange {
+    start: usize,
+    end: usize,
+    from: i64,
+    to: i64,
+}
+
+impl NumericRange {
+    fn find(pattern: &str) -> Option<NumericRange> {
+        let captures = RANGE.captures(pattern)?;
+        let (whole, from, to) = (captures.get(0)?, captures.get(1)?, captures.get(2)?);
+        // `i64::from_str` accepts exactly what Go's `strconv.Atoi` does: a sign and decimal digits.
+        Some(NumericRange {
+            start: whole.start(),
+            end: whole.end(),
+            from: from.as_str().parse().ok()?,
+            to: to.as_str().parse().ok()?,
+        })
+    }
+
+    /// How many values the range holds (0 when `from > to`).
+    fn count(&self) -> u128 {
+        u128::try_from(i128::from(self.to) - i128::from(self.from) + 1).unwrap_or(0)
+    }
 }
 
 /// Settings every backend receives.

@@ -5,16 +5,14 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{expand_ranges, Backend, DiscoveryError, Entry, RegisterFuture, WatchEvent};
+use super::{push_expanded, Backend, DiscoveryError, Entry, RegisterFuture, WatchEvent};
 
 /// Parses a comma-separated list of `host:port` items, each of which may hold one `[a:b]` range.
 /// Every item must parse, empty ones included (as in the original, `a:1,` is an error).
 pub fn parse_list(list: &str) -> Result<Vec<Entry>, DiscoveryError> {
     let mut entries = Vec::new();
     for item in list.split(',') {
-        for addr in expand_ranges(item) {
-            entries.push(Entry::parse(&addr).map_err(DiscoveryError::NodeAddress)?);
-        }
+        push_expanded(item, &mut entries).map_err(DiscoveryError::NodeAddress)?;
     }
     Ok(entries)
 }

@@ -13,7 +13,6 @@ use axum::extract::{Path, Query, Request, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
-use http_body_util::BodyExt;
 use regex::Regex;
 use serde_json::{Map, Value};
 
@@ -121,19 +120,12 @@ pub async fn inspect(
     Ok(json_response(StatusCode::OK, &body))
 }
 
-/// The largest create, connect or disconnect body accepted.
-const BODY_LIMIT: usize = 1 << 20;
-
 /// The driver a network gets when the request names none (see the module docs).
 pub const DEFAULT_DRIVER: &str = "bridge";
 
 /// Reads a small JSON object body; anything else is the client's error (400).
 pub async fn read_json_object(req: Request, what: &str) -> ApiResult<Map<String, Value>> {
-    let bytes = http_body_util::Limited::new(req.into_body(), BODY_LIMIT)
-        .collect()
-        .await
-        .map_err(|e| ApiError::bad_request(format!("reading request body: {e}")))?
-        .to_bytes();
+    let (_, bytes) = super::limits::read_whole_body(req).await?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Map::new());
     }

@@ -312,7 +312,11 @@ async fn attach(state: &AppState, id: &str, action: &str, req: Request) -> ApiRe
     let version = requested_version(&req);
     let mut body = read_json_object(req, "network connect")
         .await
-        .map_err(|_| ApiError::not_found("Container is not specified"))?;
+        .map_err(|e| match e.status {
+            // The classic's answer to a body it cannot read; an oversize or slow body keeps its own.
+            StatusCode::BAD_REQUEST => ApiError::not_found("Container is not specified"),
+            _ => e,
+        })?;
     let container = body
         .get("Container")
         .and_then(Value::as_str)

@@ -180,7 +180,7 @@ async fn outer_layer(State(state): State<AppState>, mut req: Request, next: Next
 /// refuse them, so they are made valid first.
 fn lossy_utf8_path(path: &str) -> Option<String> {
     use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTROLS};
-    /// Everything but RFC 3986's unreserved characters and sub-delimiters, and `/`.
+    /// What cannot stand unescaped inside one path segment (non-ASCII is always escaped).
     const SEGMENT: &AsciiSet = &CONTROLS
         .add(b' ')
         .add(b'"')

@@ -60,7 +60,7 @@ fn connect(addr: &str) -> TcpStream {
 }
 
 /// Reads one response (head, then a `Content-Length` body or up to EOF).
-fn read_response(stream: &mut TcpStream) -> io::Result<RawResponse> {
+fn read_response(stream: &mut impl Read) -> io::Result<RawResponse> {
     let mut raw = Vec::new();
     let mut buf = [0u8; 8192];
     let head_end = loop {
@@ -320,5 +320,74 @@ fn a_wrong_method_gets_a_json_404() {
         assert_eq!(resp.status, 404, "{method} {path}");
         assert_eq!(resp.header("content-type"), Some("application/json"));
         assert_eq!(resp.json().unwrap()["message"], "404 page not found");
+    }
+}
+
+#[test]
+fn a_unix_listener_is_served_by_the_same_loop_with_the_same_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("swarm.sock");
+    let unix = format!("unix://{}", socket.display());
+    let manager = Manager::builder().args(&["-H", &unix]).start(NO_ENGINE);
+    assert!(ping_answers(&manager.addr()));
+    let ping =
+        support::http::request(&unix, "GET", "/_ping", None, Duration::from_secs(10)).unwrap();
+    assert_eq!((ping.status, ping.text().as_str()), (200, "OK"));
+    let mut stream = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+        .write_all(
+            format!(
+                "POST /volumes/create HTTP/1.1\r\nHost: swarm\r\nContent-Type: application/json\r\n\
+                 Content-Length: {}\r\n\r\n",
+                BODY_BUDGET + 1
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    let resp = read_response(&mut stream).unwrap();
+    assert_eq!(resp.status, 413, "{}", resp.head);
+    assert_eq!(resp.content_type(), Some("application/json"));
+}
+
+#[test]
+fn shutdown_closes_idle_half_sent_and_streaming_connections_within_the_grace() {
+    let manager = Manager::start(NO_ENGINE);
+    let addr = manager.addr();
+    let mut idle = connect(&addr);
+    idle.write_all(b"GET /_ping HTTP/1.1\r\nHost: swarm\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut idle).unwrap().status, 200);
+    let mut half = connect(&addr);
+    half.write_all(b"GET /_ping HTTP/1.1\r\nHost: sw").unwrap();
+    let mut events = connect(&addr);
+    events
+        .write_all(b"GET /events HTTP/1.1\r\nHost: swarm\r\n\r\n")
+        .unwrap();
+    // The stream has started once its head is there.
+    let mut head = [0u8; 12];
+    events.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+
+    let pid = manager.pid().expect("the manager runs");
+    let pid = rustix::process::Pid::from_raw(pid as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    let status = manager.wait_exit(Duration::from_secs(15));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "the manager did not exit cleanly within 15 s of SIGTERM: {status:?}\n{}",
+        manager.logs()
+    );
+    for (name, stream) in [
+        ("idle", &mut idle),
+        ("half-sent", &mut half),
+        ("events", &mut events),
+    ] {
+        assert!(
+            closed_by_peer(stream, Duration::from_secs(5)),
+            "the {name} connection is still open"
+        );
     }
 }

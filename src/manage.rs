@@ -114,6 +114,7 @@ pub async fn run(global: GlobalOptions, opts: ManageOptions) -> Result<(), Manag
         scheduler,
     );
 
+    let open_file_limit = api::listener::raise_open_file_limit();
     let mut listeners = Vec::new();
     for host in &opts.hosts {
         let listener = api::bind(host).await.map_err(ManageError::Listen)?;
@@ -141,11 +142,18 @@ pub async fn run(global: GlobalOptions, opts: ManageOptions) -> Result<(), Manag
         opts: Arc::new(ApiOptions {
             cors: opts.cors,
             experimental: global.experimental,
+            limits: api::ClientLimits::default(),
         }),
         shutdown: shutdown.clone(),
         replication: replication.clone(),
         info: Default::default(),
     };
+    let gate = api::ConnectionGate::new(state.opts.limits.clone(), open_file_limit);
+    tracing::info!(
+        open_file_limit = open_file_limit.map_or("unlimited".to_string(), |l| l.to_string()),
+        max_connections = gate.cap(),
+        "Client connections capped"
+    );
     let app = api::app(state);
 
     cluster.start();
@@ -169,8 +177,9 @@ pub async fn run(global: GlobalOptions, opts: ManageOptions) -> Result<(), Manag
         let failed = failed_tx.clone();
         let name = listener.describe();
         let tls = server_tls.clone();
+        let gate = gate.clone();
         servers.spawn(async move {
-            if let Err(e) = api::serve(listener, app, token.cancelled_owned(), tls).await {
+            if let Err(e) = api::serve(listener, app, token.cancelled_owned(), tls, gate).await {
                 let _ = failed.send(format!("{name}: {e}")).await;
             }
         });

@@ -733,9 +733,6 @@ async fn inspect(state: &AppState, name: &str, req: Request) -> ApiResult<Respon
     Ok(json_response(StatusCode::OK, &body))
 }
 
-/// The largest create body accepted.
-const CREATE_BODY_LIMIT: usize = 8 << 20;
-
 fn valid_container_name(name: &str) -> bool {
     let n = name.strip_prefix('/').unwrap_or(name);
     let mut chars = n.chars();
@@ -783,8 +780,8 @@ struct PortBindingCheck {
 
 /// `POST /containers/create?name=`: scheduled onto a node (SPEC §4.6).
 pub async fn create(State(state): State<AppState>, req: Request) -> ApiResult<Response> {
+    use super::limits::read_whole_body;
     use crate::cluster::create::{CreateError, CreateRequest};
-    use http_body_util::BodyExt;
     let name = query_value(&req, "name").filter(|n| !n.is_empty());
     if let Some(n) = &name {
         if !valid_container_name(n) {
@@ -803,11 +800,7 @@ pub async fn create(State(state): State<AppState>, req: Request) -> ApiResult<Re
         .get("X-Registry-Auth")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let bytes = http_body_util::Limited::new(req.into_body(), CREATE_BODY_LIMIT)
-        .collect()
-        .await
-        .map_err(|e| ApiError::bad_request(format!("reading request body: {e}")))?
-        .to_bytes();
+    let (_, bytes) = read_whole_body(req).await?;
     let body: Map<String, Value> = match serde_json::from_slice::<Value>(&bytes) {
         Ok(Value::Object(m)) => m,
         Ok(_) => {

@@ -86,5 +86,110 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The largest plain-text error body [`in_json_form`] rewrites; larger or unsized bodies are not
+/// errors the router made and pass untouched.
+const PLAIN_ERROR_LIMIT: usize = 64 << 10;
+
+/// How long [`in_json_form`] waits for a plain-text error body. The router's own are in memory
+/// and ready at once; this only bounds one relayed from an engine.
+const PLAIN_ERROR_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Gives an error answered in plain text (an extractor's or the router's rejection: bad path
+/// parameters, a bad query, a JSON body of the wrong type) Docker's JSON form, keeping its
+/// status and its text as the message. Answers that are already JSON, successes, answers to
+/// `HEAD`, answers relayed from an engine and bodies larger than [`PLAIN_ERROR_LIMIT`] are
+/// returned as they are.
+pub async fn in_json_form(resp: Response, head: bool) -> Response {
+    use http_body::Body as _;
+    use http_body_util::BodyExt;
+    let status = resp.status();
+    if head || !(status.is_client_error() || status.is_server_error()) {
+        return resp;
+    }
+    // Every Docker engine answer carries `Ostype` (the manager adds its own only after this):
+    // what an engine said is relayed as it said it.
+    let relayed = resp.headers().contains_key("ostype");
+    let plain = !relayed
+        && match resp.headers().get(header::CONTENT_TYPE) {
+            None => true,
+            Some(v) => v.as_bytes().starts_with(b"text/plain"),
+        };
+    let small = resp
+        .body()
+        .size_hint()
+        .exact()
+        .is_some_and(|n| n <= PLAIN_ERROR_LIMIT as u64);
+    if !plain || !small {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let text = match tokio::time::timeout(PLAIN_ERROR_WAIT, body.collect()).await {
+        Ok(Ok(collected)) => String::from_utf8_lossy(&collected.to_bytes())
+            .trim()
+            .to_string(),
+        _ => String::new(),
+    };
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_string()
+    } else {
+        text
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.remove(header::CONTENT_TYPE);
+    let (json_parts, json_body) = ApiError::new(status, message).into_response().into_parts();
+    parts.headers.extend(json_parts.headers);
+    Response::from_parts(parts, json_body)
+}
+
 /// Result type of handlers.
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    async fn json_of(resp: Response) -> serde_json::Value {
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_plain_text_rejection_becomes_docker_json_with_its_status() {
+        let plain = (
+            StatusCode::BAD_REQUEST,
+            "Failed to deserialize query string",
+        )
+            .into_response();
+        let resp = in_json_form(plain, false).await;
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(resp.headers()[header::CONTENT_TYPE], "application/json");
+        assert_eq!(
+            json_of(resp).await["message"],
+            "Failed to deserialize query string"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_empty_error_gets_its_reason_as_the_message() {
+        let resp = in_json_form(StatusCode::METHOD_NOT_ALLOWED.into_response(), false).await;
+        assert_eq!(resp.headers()[header::CONTENT_TYPE], "application/json");
+        assert_eq!(json_of(resp).await["message"], "Method Not Allowed");
+    }
+
+    #[tokio::test]
+    async fn json_errors_successes_and_head_answers_pass_untouched() {
+        let json = ApiError::not_found("No such container: x").into_response();
+        assert_eq!(
+            json_of(in_json_form(json, false).await).await["message"],
+            "No such container: x"
+        );
+        let ok = in_json_form((StatusCode::OK, "OK").into_response(), false).await;
+        assert_eq!(
+            ok.headers()[header::CONTENT_TYPE],
+            "text/plain; charset=utf-8"
+        );
+        let head = in_json_form(StatusCode::NOT_FOUND.into_response(), true).await;
+        assert!(head.headers().get(header::CONTENT_TYPE).is_none());
+    }
+}

@@ -14,9 +14,6 @@ use super::proxy::{forward, hijack};
 use super::server::AppState;
 use crate::cluster::names::ContainerRef;
 
-/// The largest exec create body accepted.
-const BODY_LIMIT: usize = 1 << 20;
-
 /// `POST /containers/{name}/exec`.
 pub async fn create(
     state: &AppState,
@@ -24,12 +21,7 @@ pub async fn create(
     req: Request,
     path: &str,
 ) -> ApiResult<Response> {
-    let (parts, body) = req.into_parts();
-    let bytes = http_body_util::Limited::new(body, BODY_LIMIT)
-        .collect()
-        .await
-        .map_err(|e| ApiError::bad_request(format!("reading request body: {e}")))?
-        .to_bytes();
+    let (parts, bytes) = super::limits::read_whole_body(req).await?;
     let config: Value = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::bad_request(format!("invalid exec configuration: {e}")))?;
     let has_cmd = config

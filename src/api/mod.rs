@@ -6,6 +6,8 @@ pub mod error;
 pub mod exec;
 pub mod filters;
 pub mod images;
+pub mod limits;
+pub mod listener;
 pub mod networks;
 pub mod proxy;
 pub mod prune;
@@ -14,4 +16,6 @@ pub mod system;
 pub mod version;
 pub mod volumes;
 
-pub use server::{app, bind, serve, ApiOptions, AppState, Listener};
+pub use limits::ClientLimits;
+pub use listener::{bind, serve, ConnectionGate, Listener};
+pub use server::{app, ApiOptions, AppState};

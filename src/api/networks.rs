@@ -13,7 +13,6 @@ use axum::extract::{Path, Query, Request, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
-use http_body_util::BodyExt;
 use regex::Regex;
 use serde_json::{Map, Value};
 
@@ -122,19 +121,12 @@ pub async fn inspect(
     Ok(json_response(StatusCode::OK, &body))
 }
 
-/// The largest create, connect or disconnect body accepted.
-const BODY_LIMIT: usize = 1 << 20;
-
 /// The driver a network gets when the request names none (see the module docs).
 pub const DEFAULT_DRIVER: &str = "bridge";
 
 /// Reads a small JSON object body; anything else is the client's error (400).
 pub async fn read_json_object(req: Request, what: &str) -> ApiResult<Map<String, Value>> {
-    let bytes = http_body_util::Limited::new(req.into_body(), BODY_LIMIT)
-        .collect()
-        .await
-        .map_err(|e| ApiError::bad_request(format!("reading request body: {e}")))?
-        .to_bytes();
+    let (_, bytes) = super::limits::read_whole_body(req).await?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Map::new());
     }
@@ -346,7 +338,11 @@ async fn attach(state: &AppState, id: &str, action: &str, req: Request) -> ApiRe
     let version = requested_version(&req);
     let mut body = read_json_object(req, "network connect")
         .await
-        .map_err(|_| ApiError::not_found("Container is not specified"))?;
+        .map_err(|e| match e.status {
+            // The classic's answer to a body it cannot read; an oversize or slow body keeps its own.
+            StatusCode::BAD_REQUEST => ApiError::not_found("Container is not specified"),
+            _ => e,
+        })?;
     let container = body
         .get("Container")
         .and_then(Value::as_str)
@@ -439,6 +435,7 @@ mod tests {
 
     use axum::body::Body;
     use http::Request;
+    use http_body_util::BodyExt;
     use tower::ServiceExt;
 
     use super::*;

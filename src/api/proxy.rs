@@ -5,7 +5,7 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::response::Response;
 use http::{header, HeaderName, StatusCode};
-use http_body_util::BodyExt;
+
 use serde_json::Value;
 
 use super::error::{ApiError, ApiResult};
@@ -211,9 +211,6 @@ pub async fn fetch_json(
     })
 }
 
-/// The largest request body read whole before a hijack (attach and exec start bodies are tiny).
-const HIJACK_BODY_LIMIT: usize = 1 << 20;
-
 /// Relays an upgraded connection (attach, exec start, websocket attach) to `engine`: the
 /// request goes up on a connection of its own; when the engine switches protocols, the client
 /// gets the same `101` and then bytes are copied both ways as they come. When one side stops
@@ -231,12 +228,8 @@ pub async fn hijack(
         .copied()
         .unwrap_or(RequestedVersion(None));
     let client_upgrade = hyper::upgrade::on(&mut req);
-    let (parts, body) = req.into_parts();
-    let body = http_body_util::Limited::new(body, HIJACK_BODY_LIMIT)
-        .collect()
-        .await
-        .map_err(|e| ApiError::bad_request(format!("reading request body: {e}")))?
-        .to_bytes();
+    // Attach and exec start bodies are tiny; they are read whole before the hijack.
+    let (parts, body) = super::limits::read_whole_body(req).await?;
 
     let uri: http::Uri = engine_uri(engine, version, path_and_query)
         .parse()

@@ -1,9 +1,6 @@
-//! The HTTP side: the router, the layer every request passes (API version prefix, headers,
-//! CORS), and serving on bound tcp and unix listeners until shutdown.
-//!
-//! The library never binds on its own initiative: [`bind`] turns `-H` addresses into listeners
-//! and [`serve`] takes those and a shutdown future, so tests can bind port 0.
-use std::future::Future;
+//! The HTTP side: the router and the layer every request passes (API version prefix, headers,
+//! CORS, the body budget, errors in Docker's JSON form). Listening and connections are
+//! [`super::listener`].
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
@@ -13,7 +10,8 @@ use axum::routing::{get, post};
 use axum::Router;
 use http::{header, HeaderValue, Method, StatusCode};
 
-use super::error::ApiError;
+use super::error::{in_json_form, ApiError};
+use super::limits::ClientLimits;
 use super::version::{split_version_prefix, ApiVersion, MAX_API, MIN_API};
 use super::{containers, exec, images, networks, system, volumes};
 use crate::cluster::Cluster;
@@ -25,6 +23,8 @@ pub struct ApiOptions {
     pub cors: bool,
     /// `--experimental`.
     pub experimental: bool,
+    /// What one client may cost: timeouts, connection cap, body budget.
+    pub limits: ClientLimits,
 }
 
 /// What handlers share.
@@ -150,7 +150,9 @@ async fn outer_layer(State(state): State<AppState>, mut req: Request, next: Next
             }
         },
     };
-    if version.is_some() {
+    let lossy = lossy_utf8_path(rest);
+    if version.is_some() || lossy.is_some() {
+        let rest = lossy.as_deref().unwrap_or(rest);
         let new_uri = match req.uri().query() {
             Some(q) => format!("{rest}?{q}"),
             None => rest.to_string(),
@@ -160,15 +162,55 @@ async fn outer_layer(State(state): State<AppState>, mut req: Request, next: Next
         }
     }
     req.extensions_mut().insert(RequestedVersion(requested));
+    req.extensions_mut().insert(state.opts.limits.body_budget());
     if state.opts.cors && req.method() == Method::OPTIONS {
         return finish(&state, StatusCode::OK.into_response());
     }
     let started = std::time::Instant::now();
     let method = req.method().clone();
-    let resp = next.run(req).await;
+    let resp = in_json_form(next.run(req).await, method == Method::HEAD).await;
     tracing::debug!(%method, path = %path, status = resp.status().as_u16(),
         elapsed_ms = started.elapsed().as_millis() as u64, "Request served");
     finish(&state, resp)
+}
+
+/// `path` with every segment that percent-decodes to invalid UTF-8 decoded lossily (invalid
+/// bytes become U+FFFD) and encoded again, or `None` when every segment is valid. dockerd
+/// looks such names up as they are and answers "No such container: \u{fffd}"; the router would
+/// refuse them, so they are made valid first.
+fn lossy_utf8_path(path: &str) -> Option<String> {
+    use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTROLS};
+    /// What cannot stand unescaped inside one path segment (non-ASCII is always escaped).
+    const SEGMENT: &AsciiSet = &CONTROLS
+        .add(b' ')
+        .add(b'"')
+        .add(b'#')
+        .add(b'%')
+        .add(b'/')
+        .add(b'<')
+        .add(b'>')
+        .add(b'?')
+        .add(b'`')
+        .add(b'{')
+        .add(b'}');
+    let invalid = |segment: &&str| {
+        std::str::from_utf8(&percent_decode_str(segment).collect::<Vec<u8>>()).is_err()
+    };
+    if !path.split('/').any(|segment| invalid(&segment)) {
+        return None;
+    }
+    let segments: Vec<String> = path
+        .split('/')
+        .map(|segment| {
+            if invalid(&segment) {
+                let decoded: Vec<u8> = percent_decode_str(segment).collect();
+                utf8_percent_encode(&String::from_utf8_lossy(&decoded), SEGMENT).to_string()
+            } else {
+                segment.to_string()
+            }
+        })
+        .collect();
+    Some(segments.join("/"))
 }
 
 /// The cleaned form of a path with empty, `.` or `..` segments, or `None` when already clean.
@@ -231,137 +273,6 @@ fn finish(state: &AppState, mut resp: Response) -> Response {
 /// [`MAX_API`] as a header value.
 const MAX_API_STR: &str = "1.47";
 
-/// A bound listener.
-pub enum Listener {
-    Tcp(tokio::net::TcpListener),
-    Unix(tokio::net::UnixListener, std::path::PathBuf),
-}
-
-impl Listener {
-    /// Where it listens, as `tcp://ip:port` or `unix:///path`.
-    pub fn describe(&self) -> String {
-        match self {
-            Listener::Tcp(l) => match l.local_addr() {
-                Ok(a) => format!("tcp://{a}"),
-                Err(_) => "tcp://?".into(),
-            },
-            Listener::Unix(_, p) => format!("unix://{}", p.display()),
-        }
-    }
-}
-
-/// Binds one `-H` address (`tcp://host:port` or `unix:///path`).
-pub async fn bind(addr: &str) -> Result<Listener, String> {
-    if let Some(path) = addr.strip_prefix("unix://") {
-        let path = std::path::PathBuf::from(path);
-        let _ = std::fs::remove_file(&path);
-        let listener = tokio::net::UnixListener::bind(&path)
-            .map_err(|e| format!("listen unix {}: {e}", path.display()))?;
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
-        return Ok(Listener::Unix(listener, path));
-    }
-    let hostport = addr.strip_prefix("tcp://").unwrap_or(addr);
-    let listener = tokio::net::TcpListener::bind(hostport).await.map_err(|e| {
-        let mut msg = format!("listen tcp {hostport}: {e}");
-        if e.kind() == std::io::ErrorKind::AddrInUse && hostport.contains(":2375") {
-            msg.push_str(": is Docker already running on this machine? Try using a different port");
-        }
-        msg
-    })?;
-    Ok(Listener::Tcp(listener))
-}
-
-/// Serves `app` on `listener` until `shutdown` completes; with `tls`, every connection is a TLS
-/// connection first (unix sockets included, as in the classic).
-pub async fn serve(
-    listener: Listener,
-    app: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-    tls: Option<Arc<rustls::ServerConfig>>,
-) -> std::io::Result<()> {
-    if let Some(tls) = tls {
-        return serve_tls(listener, app, shutdown, tls).await;
-    }
-    match listener {
-        Listener::Tcp(l) => axum::serve(l, app).with_graceful_shutdown(shutdown).await,
-        Listener::Unix(l, path) => {
-            let r = axum::serve(l, app).with_graceful_shutdown(shutdown).await;
-            let _ = std::fs::remove_file(path);
-            r
-        }
-    }
-}
-
-/// How long a client may take to finish the TLS handshake.
-const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-
-async fn serve_tls(
-    listener: Listener,
-    app: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-    tls: Arc<rustls::ServerConfig>,
-) -> std::io::Result<()> {
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    tokio::pin!(shutdown);
-    loop {
-        let accepted: std::io::Result<Box<dyn Stream>> = tokio::select! {
-            _ = &mut shutdown => break,
-            r = async {
-                match &listener {
-                    Listener::Tcp(l) => l.accept().await.map(|(s, _)| {
-                        let _ = s.set_nodelay(true);
-                        Box::new(s) as Box<dyn Stream>
-                    }),
-                    Listener::Unix(l, _) => l.accept().await.map(|(s, _)| Box::new(s) as Box<dyn Stream>),
-                }
-            } => r,
-        };
-        let stream = match accepted {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, "Accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let acceptor = acceptor.clone();
-        let app = app.clone();
-        tokio::spawn(async move {
-            let tls_stream =
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => {
-                        tracing::debug!(error = %e, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::debug!("TLS handshake timed out");
-                        return;
-                    }
-                };
-            let service = hyper_util::service::TowerToHyperService::new(app);
-            let builder =
-                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-            if let Err(e) = builder
-                .http1_only()
-                .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(tls_stream), service)
-                .await
-            {
-                tracing::debug!(error = %e, "Connection ended with an error");
-            }
-        });
-    }
-    if let Listener::Unix(_, path) = &listener {
-        let _ = std::fs::remove_file(path);
-    }
-    Ok(())
-}
-
-/// A byte stream a client connected over.
-trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
-impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> Stream for T {}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -373,6 +284,21 @@ mod tests {
         assert_eq!(cleaned_path("//info").as_deref(), Some("/info"));
         assert_eq!(cleaned_path("/a/../info").as_deref(), Some("/info"));
         assert_eq!(cleaned_path("/./info").as_deref(), Some("/info"));
+    }
+
+    #[test]
+    fn invalid_utf8_in_a_path_segment_becomes_the_replacement_character() {
+        assert_eq!(lossy_utf8_path("/containers/abc/json"), None);
+        assert_eq!(lossy_utf8_path("/containers/%C3%A9t%C3%A9/json"), None);
+        assert_eq!(
+            lossy_utf8_path("/containers/%FF/json").as_deref(),
+            Some("/containers/%EF%BF%BD/json")
+        );
+        // Only the broken segment changes; an escaped slash elsewhere stays escaped.
+        assert_eq!(
+            lossy_utf8_path("/images/a%2Fb/x%FFy").as_deref(),
+            Some("/images/a%2Fb/x%EF%BF%BDy")
+        );
     }
 
     #[test]

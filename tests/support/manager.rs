@@ -84,6 +84,8 @@ pub struct ManagerBuilder {
     start_timeout: Duration,
     /// The manager serves TLS: it is ready when its port accepts connections.
     tls: bool,
+    /// Soft and hard open-file limit to run it under (util-linux `prlimit`).
+    open_files: Option<u64>,
 }
 
 impl ManagerBuilder {
@@ -121,6 +123,12 @@ impl ManagerBuilder {
     /// Runs this program instead of the `swarm` binary (it gets the same arguments).
     pub fn binary(mut self, path: &Path) -> Self {
         self.binary = Some(path.to_path_buf());
+        self
+    }
+
+    /// Runs the manager with this soft and hard open-file limit (`ulimit -n`).
+    pub fn open_file_limit(mut self, limit: u64) -> Self {
+        self.open_files = Some(limit);
         self
     }
 
@@ -166,6 +174,7 @@ impl ManagerBuilder {
             id,
             start_timeout: self.start_timeout,
             tls: self.tls,
+            open_files: self.open_files,
             child: Mutex::new(None),
             _dir: dir,
         };
@@ -196,6 +205,8 @@ pub struct Manager {
     start_timeout: Duration,
     /// See [`ManagerBuilder::tls`].
     tls: bool,
+    /// See [`ManagerBuilder::open_file_limit`].
+    open_files: Option<u64>,
     child: Mutex<Option<Child>>,
     /// Holds the log; declared last so it is removed after the process is stopped.
     _dir: TempDir,
@@ -218,6 +229,7 @@ impl Manager {
             port: None,
             start_timeout: DEFAULT_MANAGER_START_TIMEOUT,
             tls: false,
+            open_files: None,
         }
     }
 
@@ -313,7 +325,17 @@ impl Manager {
 
     fn launch(&self, slot: &mut Option<Child>) -> Result<(), SupportError> {
         let log = append_log(&self.log_path)?;
-        let mut command = processes::tied_command(&self.binary);
+        let mut command = match self.open_files {
+            Some(limit) => {
+                let mut command = processes::tied_command("prlimit");
+                command
+                    .arg(format!("--nofile={limit}:{limit}"))
+                    .arg("--")
+                    .arg(&self.binary);
+                command
+            }
+            None => processes::tied_command(&self.binary),
+        };
         command
             .args(&self.args)
             .envs(self.envs.iter().map(|(k, v)| (k, v)))

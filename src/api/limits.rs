@@ -34,6 +34,11 @@ pub struct ClientLimits {
     /// How long open connections get to finish their requests at shutdown before they are
     /// closed.
     pub shutdown_grace: Duration,
+    /// How long a client may leave the manager unable to write to it (it stopped reading, and
+    /// the socket's buffers are full) before the connection is closed: an `/events` listener
+    /// that never reads, a `docker logs -f` whose reader hung. What such a client holds is then
+    /// given back instead of kept for as long as the client lives.
+    pub write_stall_timeout: Duration,
 }
 
 /// File descriptors kept out of the derived connection cap for everything that is not a
@@ -52,6 +57,7 @@ impl Default for ClientLimits {
             max_body_bytes: 16 << 20,
             body_read_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(5),
+            write_stall_timeout: Duration::from_secs(120),
         }
     }
 }

@@ -251,6 +251,8 @@ pub async fn serve(
         let io = Admitted {
             stream,
             _slot: slot,
+            stall_limit: gate.limits.write_stall_timeout,
+            stalled: None,
         };
         let acceptor = acceptor.clone();
         let builder = builder.clone();
@@ -318,6 +320,41 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin> Stream for T {}
 struct Admitted {
     stream: Box<dyn Stream>,
     _slot: OwnedSemaphorePermit,
+    /// [`ClientLimits::write_stall_timeout`].
+    stall_limit: Duration,
+    /// Set while writes to the client cannot proceed: fires when the stall has lasted too long.
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Admitted {
+    /// Passes a write's result on, watching for a client that stopped reading: a write still
+    /// pending after the stall limit fails the connection (hyper then closes it). The timer is
+    /// polled with the same waker, so the connection is woken when it fires even though the
+    /// socket never becomes writable again.
+    fn watch<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        result: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if result.is_ready() {
+            self.stalled = None;
+            return result;
+        }
+        let limit = self.stall_limit;
+        let timer = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match timer.as_mut().poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(()) => {
+                tracing::debug!(stall = ?limit, "Client stopped reading; closing its connection");
+                Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the client did not read for too long",
+                )))
+            }
+        }
+    }
 }
 
 impl AsyncRead for Admitted {
@@ -336,7 +373,8 @@ impl AsyncWrite for Admitted {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
+        let result = Pin::new(&mut self.stream).poll_write(cx, buf);
+        self.watch(cx, result)
     }
 
     fn poll_write_vectored(
@@ -344,7 +382,8 @@ impl AsyncWrite for Admitted {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+        let result = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        self.watch(cx, result)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -352,7 +391,8 @@ impl AsyncWrite for Admitted {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
+        let result = Pin::new(&mut self.stream).poll_flush(cx);
+        self.watch(cx, result)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -372,6 +412,28 @@ mod tests {
         assert_eq!(t.occurred(WARN_INTERVAL), None);
         tokio::time::advance(WARN_INTERVAL).await;
         assert_eq!(t.occurred(WARN_INTERVAL), Some(3));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_stops_reading_is_cut_off_after_the_stall_limit() {
+        use tokio::io::AsyncWriteExt;
+        let (ours, theirs) = tokio::io::duplex(1024);
+        let slot = Arc::new(tokio::sync::Semaphore::new(1))
+            .try_acquire_owned()
+            .unwrap();
+        let mut conn = Admitted {
+            stream: Box::new(ours),
+            _slot: slot,
+            stall_limit: Duration::from_secs(120),
+            stalled: None,
+        };
+        // The client reads a little, then nothing more.
+        conn.write_all(&[0; 1024]).await.unwrap();
+        let started = tokio::time::Instant::now();
+        let err = conn.write_all(&[0; 4096]).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(started.elapsed(), Duration::from_secs(120));
+        drop(theirs);
     }
 
     #[test]

@@ -419,6 +419,7 @@ async fn main() {
         .await
     else {
         eprintln!("the engines were not all Healthy within 120 s");
+        drop(manager);
         std::process::exit(1);
     };
     println!("all engines Healthy after {:.1} s", healthy.as_secs_f64());
@@ -439,6 +440,7 @@ async fn main() {
             .collect(),
         Err(e) => {
             eprintln!("listing the containers failed: {e}");
+            drop(manager);
             std::process::exit(1);
         }
     };
@@ -448,6 +450,7 @@ async fn main() {
         .collect();
     if inspect_urls.is_empty() {
         eprintln!("the fleet has no containers to inspect (--containers 0?)");
+        drop(manager);
         std::process::exit(2);
     }
 

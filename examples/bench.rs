@@ -10,6 +10,7 @@
 //! `--manager` is any Docker-API-compatible manager command; the benchmark appends
 //! `-H tcp://127.0.0.1:<port> file://<engines file>`, so the classic manager can be measured
 //! under the same load.
+mod measure;
 mod simulator;
 
 use std::sync::Arc;
@@ -17,54 +18,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use measure::{
+    arg, current_rss, http_client, ms, percentile, proc_stats, request, HttpClient, ManagerProcess,
+};
 use serde_json::Value;
 use simulator::SimFleet;
-
-type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
-
-fn arg(args: &[String], name: &str, default: &str) -> String {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-        .unwrap_or_else(|| default.to_string())
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
-}
-
-async fn request(
-    client: &HttpClient,
-    method: &str,
-    url: &str,
-    body: &str,
-) -> Result<(u16, Bytes), String> {
-    let req = hyper::Request::builder()
-        .method(method)
-        .uri(url)
-        .header("Content-Type", "application/json")
-        .body(Full::new(Bytes::from(body.to_string())))
-        .map_err(|e| e.to_string())?;
-    let resp = client.request(req).await.map_err(|e| e.to_string())?;
-    let status = resp.status().as_u16();
-    let body = resp
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
-    Ok((status, body))
-}
 
 /// Runs `per_client` GETs of `url` from `clients` concurrent clients; returns sorted latencies.
 async fn measure_get(
@@ -175,35 +133,6 @@ async fn measure_create(
     (all, errors, started.elapsed())
 }
 
-/// Resident set now (VmRSS) of a process.
-fn current_rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(0)
-        * 1024
-}
-
-/// Resident set peak (VmHWM) and CPU seconds of a process.
-fn proc_stats(pid: u32) -> (u64, f64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let hwm_kb = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0u64);
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit(')').next().unwrap_or("");
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
-        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
-    (hwm_kb * 1024, ticks as f64 / 100.0)
-}
-
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -217,48 +146,16 @@ async fn main() {
             .await
             .expect("simulator"),
     );
-    let dir = tempfile::tempdir().expect("temp dir");
-    let file = dir.path().join("engines");
-    std::fs::write(&file, fleet.addrs().join("\n") + "\n").unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut words = manager_cmd.split_whitespace();
-    let program = words.next().expect("manager command");
-    let mut cmd = std::process::Command::new(program);
-    cmd.args(words)
-        .arg("-H")
-        .arg(format!("tcp://127.0.0.1:{port}"))
-        .arg(format!("file://{}", file.display()))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    let started = Instant::now();
-    let mut child = cmd.spawn().expect("start the manager");
-    let pid = child.id();
-    let base = format!("http://127.0.0.1:{port}");
-    let client: HttpClient = Client::builder(TokioExecutor::new())
-        .pool_max_idle_per_host(64)
-        .build_http();
+    let manager = ManagerProcess::start(&manager_cmd, &fleet.addrs()).expect("start the manager");
+    let pid = manager.pid;
+    let base = manager.base.clone();
+    let client = http_client();
 
     println!("Shoal benchmark: {engines} simulated engines x {containers} containers, manager: {manager_cmd}");
     // 1. Time until every engine is Healthy.
-    let mut healthy_after = None;
-    while started.elapsed() < Duration::from_secs(120) {
-        if let Ok((200, body)) = request(&client, "GET", &format!("{base}/info"), "").await {
-            let v: Value = serde_json::from_slice(&body).unwrap_or_default();
-            let healthy = v["SystemStatus"]
-                .as_array()
-                .map(|rows| rows.iter().filter(|r| r[1] == "Healthy").count())
-                .unwrap_or(0);
-            if healthy == engines {
-                healthy_after = Some(started.elapsed());
-                break;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let healthy_after = manager
+        .wait_healthy(&client, engines, Duration::from_secs(120))
+        .await;
     let mut rows: Vec<(String, String)> = Vec::new();
     rows.push((
         "all engines Healthy after".into(),
@@ -392,6 +289,5 @@ async fn main() {
     for (k, v) in rows {
         println!("{k:width$}  {v}");
     }
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(manager);
 }

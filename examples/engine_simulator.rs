@@ -7,6 +7,7 @@
 //!
 //! A control port (printed at start) takes fault injections:
 //! `POST /engines/<index>/refuse`, `/hang`, `/up`, `/break-events`, `/latency?ms=N`.
+mod measure;
 mod simulator;
 
 use std::convert::Infallible;
@@ -15,14 +16,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use measure::arg;
 use simulator::{Mode, SimFleet};
-
-fn arg(args: &[String], name: &str, default: &str) -> String {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-        .unwrap_or_else(|| default.to_string())
-}
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {

@@ -174,6 +174,28 @@ impl SimFleet {
             .sum()
     }
 
+    /// Emits `per_second` events across the fleet, one engine after the other, for as long as
+    /// the future is polled. The events are `exec_start` of an existing container: a manager
+    /// relays them and has nothing to re-read, so the rate measures the event path alone.
+    pub async fn emit_events_steadily(&self, per_second: u32) {
+        if per_second == 0 || self.engines.is_empty() {
+            return std::future::pending().await;
+        }
+        // Ticks of 10 ms keep the stream smooth; the remainder of a second is spread over it.
+        let mut tick = tokio::time::interval(Duration::from_millis(10));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let (mut next, mut owed) = (0usize, 0u32);
+        loop {
+            tick.tick().await;
+            owed += per_second;
+            while owed >= 100 {
+                owed -= 100;
+                self.engines[next % self.engines.len()].emit_exec_event();
+                next = next.wrapping_add(1);
+            }
+        }
+    }
+
     /// Requests answered across the fleet.
     pub fn requests(&self) -> u64 {
         self.engines
@@ -223,6 +245,25 @@ impl SimEngine {
             "tag",
             "sha256:5151",
             json!({"name": "busybox:latest"}),
+        );
+    }
+
+    /// Emits `exec_start` of one of the engine's containers (or of a made-up one if it has
+    /// none), an event that changes nothing a manager keeps.
+    pub fn emit_exec_event(&self) {
+        let (id, name) = self
+            .containers
+            .lock()
+            .unwrap()
+            .values()
+            .next()
+            .map(|c| (c.id.clone(), c.name.clone()))
+            .unwrap_or_else(|| ("0".repeat(64), "none".into()));
+        self.emit(
+            "container",
+            "exec_start: sh",
+            &id,
+            json!({"name": name, "image": "busybox:latest", "execID": "5151"}),
         );
     }
 

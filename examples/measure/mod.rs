@@ -1,0 +1,186 @@
+//! What the scale programs share: reading their options, starting the manager under test as a
+//! separate process against a fleet of simulated engines, timing requests to it, and reading
+//! its memory and open files from `/proc`. It makes no load of its own and prints nothing.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+use tokio::time::Instant;
+
+/// The client the programs talk to the manager with (plain HTTP on loopback).
+pub type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
+
+/// A pooled client, with enough idle connections for the programs' concurrent clients.
+pub fn http_client() -> HttpClient {
+    Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(64)
+        .build_http()
+}
+
+/// The value after `name` on the command line, or `default`.
+pub fn arg(args: &[String], name: &str, default: &str) -> String {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+        .unwrap_or_else(|| default.to_string())
+}
+
+/// The `p` quantile (0.0–1.0) of sorted latencies; zero when there are none.
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// A duration in milliseconds, for tables.
+pub fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// One request; the status and the whole body.
+pub async fn request(
+    client: &HttpClient,
+    method: &str,
+    url: &str,
+    body: &str,
+) -> Result<(u16, Bytes), String> {
+    let req = hyper::Request::builder()
+        .method(method)
+        .uri(url)
+        .header("Content-Type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .map_err(|e| e.to_string())?;
+    let resp = client.request(req).await.map_err(|e| e.to_string())?;
+    let status = resp.status().as_u16();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok((status, body))
+}
+
+/// Resident set now (VmRSS) of a process, in bytes.
+pub fn current_rss(pid: u32) -> u64 {
+    status_kb(pid, "VmRSS:") * 1024
+}
+
+/// Resident set peak (VmHWM) in bytes and CPU seconds of a process.
+pub fn proc_stats(pid: u32) -> (u64, f64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
+        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+    (status_kb(pid, "VmHWM:") * 1024, ticks as f64 / 100.0)
+}
+
+/// Open file descriptors of a process (sockets included).
+pub fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|dir| dir.count())
+        .unwrap_or(0)
+}
+
+/// A `kB` line of `/proc/<pid>/status`.
+fn status_kb(pid: u32, key: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with(key))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The manager under test, started from a command line with `-H tcp://127.0.0.1:<port>
+/// file://<engines file>` appended, so any Docker-API-compatible manager can be measured.
+/// Killed when dropped.
+pub struct ManagerProcess {
+    child: Child,
+    /// Its process ID, for `/proc`.
+    pub pid: u32,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    /// When it was started.
+    pub started: Instant,
+    /// Holds the engines file for the manager's lifetime.
+    _dir: tempfile::TempDir,
+}
+
+impl ManagerProcess {
+    /// Starts `command` (words split on whitespace) against the engines at `addrs`.
+    pub fn start(command: &str, addrs: &[String]) -> std::io::Result<ManagerProcess> {
+        let dir = tempfile::tempdir()?;
+        let file: PathBuf = dir.path().join("engines");
+        std::fs::write(&file, addrs.join("\n") + "\n")?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let mut words = command.split_whitespace();
+        let program = words.next().ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "empty manager command")
+        })?;
+        let started = Instant::now();
+        let child = Command::new(program)
+            .args(words)
+            .arg("-H")
+            .arg(format!("tcp://127.0.0.1:{port}"))
+            .arg(format!("file://{}", file.display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        Ok(ManagerProcess {
+            pid: child.id(),
+            child,
+            port,
+            base: format!("http://127.0.0.1:{port}"),
+            started,
+            _dir: dir,
+        })
+    }
+
+    /// Polls `/info` until it lists `engines` Healthy nodes; the time since the start, or
+    /// `None` if that took longer than `bound`.
+    pub async fn wait_healthy(
+        &self,
+        client: &HttpClient,
+        engines: usize,
+        bound: Duration,
+    ) -> Option<Duration> {
+        let url = format!("{}/info", self.base);
+        while self.started.elapsed() < bound {
+            if let Ok((200, body)) = request(client, "GET", &url, "").await {
+                let v: Value = serde_json::from_slice(&body).unwrap_or_default();
+                let healthy = v["SystemStatus"]
+                    .as_array()
+                    .map(|rows| rows.iter().filter(|r| r[1] == "Healthy").count())
+                    .unwrap_or(0);
+                if healthy == engines {
+                    return Some(self.started.elapsed());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
+    }
+}
+
+impl Drop for ManagerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -142,7 +142,13 @@ pub async fn run(global: GlobalOptions, opts: ManageOptions) -> Result<(), Manag
         opts: Arc::new(ApiOptions {
             cors: opts.cors,
             experimental: global.experimental,
-            limits: api::ClientLimits::default(),
+            limits: api::ClientLimits {
+                header_read_timeout: opts.api_header_timeout,
+                max_connections: opts.api_max_connections,
+                max_body_bytes: opts.api_max_body_size,
+                write_stall_timeout: opts.api_write_stall_timeout,
+                ..api::ClientLimits::default()
+            },
         }),
         shutdown: shutdown.clone(),
         replication: replication.clone(),

@@ -391,3 +391,53 @@ fn shutdown_closes_idle_half_sent_and_streaming_connections_within_the_grace() {
         );
     }
 }
+
+#[test]
+fn the_client_limits_follow_their_flags() {
+    let manager = Manager::builder()
+        .args(&[
+            "--api-header-timeout",
+            "2s",
+            "--api-max-connections",
+            "3",
+            "--api-max-body-size",
+            "2048",
+        ])
+        .start(NO_ENGINE);
+    let addr = manager.addr();
+    // The header timeout: a half-sent request is closed after 2 s, not 30.
+    let mut half = connect(&addr);
+    half.write_all(b"GET /_ping HTTP/1.1\r\nHo").unwrap();
+    assert!(closed_by_peer(&mut half, Duration::from_secs(15)));
+    // The body budget: 2,049 declared bytes are too many.
+    let resp = exchange(
+        &addr,
+        "POST /containers/create HTTP/1.1\r\nHost: swarm\r\nContent-Type: application/json\r\n\
+         Content-Length: 2049\r\n\r\n",
+    );
+    assert_eq!(resp.status, 413, "{}", resp.head);
+    assert_eq!(
+        resp.json()["message"],
+        "request body is too large: the limit is 2048 bytes"
+    );
+    // The connection cap: with three idle connections open, a fourth is closed unanswered.
+    let held: Vec<TcpStream> = (0..3).map(|_| connect(&addr)).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut fourth = connect(&addr);
+    let _ = fourth.write_all(b"GET /_ping HTTP/1.1\r\nHost: swarm\r\n\r\n");
+    fourth
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = fourth.read_to_end(&mut answer);
+    assert!(
+        answer.is_empty(),
+        "over the cap, yet answered: {}",
+        String::from_utf8_lossy(&answer)
+    );
+    drop(held);
+    // Slots come back once the idle connections are closed.
+    assert!(support::poll_until(Duration::from_secs(10), || {
+        ping_answers(&addr)
+    }));
+}

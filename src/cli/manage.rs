@@ -186,6 +186,45 @@ const FLAGS: &[FlagDef] = &[
                504 and the call counts as a failure; at least 1s",
     },
     FlagDef {
+        name: "api-header-timeout",
+        aliases: &[],
+        arity: Arity::Single,
+        value_name: "<duration>",
+        default: Some("30s"),
+        env: None,
+        help: "How long a client may take to send a request's headers (also the idle timeout \
+               of kept-alive connections); at least 1s",
+    },
+    FlagDef {
+        name: "api-max-connections",
+        aliases: &[],
+        arity: Arity::Single,
+        value_name: "<count>",
+        default: Some("0"),
+        env: None,
+        help: "Client connections open at once over all listeners; 0 derives the cap from the \
+               open-file limit",
+    },
+    FlagDef {
+        name: "api-max-body-size",
+        aliases: &[],
+        arity: Arity::Single,
+        value_name: "<bytes>",
+        default: Some("16777216"),
+        env: None,
+        help: "Largest request body read whole (create, exec, network and volume bodies); \
+               larger ones get 413",
+    },
+    FlagDef {
+        name: "api-write-stall-timeout",
+        aliases: &[],
+        arity: Arity::Single,
+        value_name: "<duration>",
+        default: Some("2m"),
+        env: None,
+        help: "How long a client may stop reading an answer before its connection is closed",
+    },
+    FlagDef {
         name: "engine-refresh-retry",
         aliases: &[],
         arity: Arity::Single,
@@ -320,11 +359,25 @@ fn build(context: &mut Context<'_>, matches: &Matches<'_>) -> Result<Command, Cl
     if failure_retry <= 0 {
         return Err(invalid("invalid failure retry count"));
     }
-    let engine_call_timeout = duration::parse(matches.value("engine-call-timeout"))
-        .map_err(|error| invalid(format!("invalid --engine-call-timeout: {error}")))?
-        .to_std()
-        .filter(|t| *t >= Duration::from_secs(1))
-        .ok_or_else(|| invalid("--engine-call-timeout should be at least one second"))?;
+    let at_least_a_second = |name: &str| {
+        duration::parse(matches.value(name))
+            .map_err(|error| invalid(format!("invalid --{name}: {error}")))?
+            .to_std()
+            .filter(|t| *t >= Duration::from_secs(1))
+            .ok_or_else(|| invalid(format!("--{name} should be at least one second")))
+    };
+    let engine_call_timeout = at_least_a_second("engine-call-timeout")?;
+    let api_header_timeout = at_least_a_second("api-header-timeout")?;
+    let api_write_stall_timeout = at_least_a_second("api-write-stall-timeout")?;
+    let api_max_connections = match int_flag("api-max-connections")? {
+        0 => None,
+        n if n < 0 => return Err(invalid("--api-max-connections cannot be negative")),
+        n => Some(usize::try_from(n).unwrap_or(usize::MAX)),
+    };
+    let api_max_body_size = match int_flag("api-max-body-size")? {
+        n if n < 1024 => return Err(invalid("--api-max-body-size should be at least 1024 bytes")),
+        n => usize::try_from(n).unwrap_or(usize::MAX),
+    };
 
     // 3–4. Discovery.
     let discovery = discovery_argument(matches, env);
@@ -424,6 +477,10 @@ fn build(context: &mut Context<'_>, matches: &Matches<'_>) -> Result<Command, Cl
         engine_refresh_max_interval: Duration::from_nanos(max_interval as u64),
         engine_failure_retry: u32::try_from(failure_retry).unwrap_or(u32::MAX),
         engine_call_timeout,
+        api_header_timeout,
+        api_max_connections,
+        api_max_body_size,
+        api_write_stall_timeout,
         heartbeat,
         cors: matches.switch("api-enable-cors"),
         overcommit,

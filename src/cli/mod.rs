@@ -54,6 +54,15 @@ pub struct ManageOptions {
     /// `--engine-call-timeout` (default 30s, at least 1s): how long an engine may take to start
     /// answering a call.
     pub engine_call_timeout: Duration,
+    /// `--api-header-timeout` (default 30s, at least 1s).
+    pub api_header_timeout: Duration,
+    /// `--api-max-connections`; `None` (the default, `0`) derives the cap from the open-file
+    /// limit.
+    pub api_max_connections: Option<usize>,
+    /// `--api-max-body-size` in bytes (default 16 MiB, at least 1 KiB).
+    pub api_max_body_size: usize,
+    /// `--api-write-stall-timeout` (default 2m, at least 1s).
+    pub api_write_stall_timeout: Duration,
     /// `--heartbeat` (default 60s, at least 1s): discovery poll period and KV watch retry delay.
     pub heartbeat: Duration,
     /// `--cors`/`--api-enable-cors`: send CORS headers.
@@ -88,6 +97,10 @@ impl Default for ManageOptions {
             engine_refresh_max_interval: Duration::from_secs(60),
             engine_failure_retry: 3,
             engine_call_timeout: Duration::from_secs(30),
+            api_header_timeout: Duration::from_secs(30),
+            api_max_connections: None,
+            api_max_body_size: 16 << 20,
+            api_write_stall_timeout: Duration::from_secs(120),
             heartbeat: Duration::from_secs(60),
             cors: false,
             overcommit: 0.05,

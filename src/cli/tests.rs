@@ -459,6 +459,9 @@ fn manage_reads_every_flag() {
         "7",
         "--engine-call-timeout",
         "1m30s",
+        "--api-max-connections",
+        "500",
+        "--api-write-stall-timeout=45s",
         "--engine-refresh-retry",
         "3",
         "--heartbeat",
@@ -502,6 +505,10 @@ fn manage_reads_every_flag() {
             engine_refresh_max_interval: Duration::from_secs(60),
             engine_failure_retry: 7,
             engine_call_timeout: Duration::from_secs(90),
+            api_header_timeout: Duration::from_secs(30),
+            api_max_connections: Some(500),
+            api_max_body_size: 16 << 20,
+            api_write_stall_timeout: Duration::from_secs(45),
             heartbeat: Duration::from_secs(2),
             cors: true,
             overcommit: 0.5,
@@ -1295,4 +1302,40 @@ fn the_engine_call_timeout_must_be_a_duration_of_at_least_a_second() {
         let err = error(&["manage", "--engine-call-timeout", value, NODES]);
         assert!(err.contains(message), "{value}: {err}");
     }
+}
+
+#[test]
+fn client_limits_are_checked() {
+    for (flag, value, message) in [
+        (
+            "--api-header-timeout",
+            "0s",
+            "--api-header-timeout should be at least one second",
+        ),
+        (
+            "--api-write-stall-timeout",
+            "x",
+            "invalid --api-write-stall-timeout",
+        ),
+        (
+            "--api-max-connections",
+            "-1",
+            "--api-max-connections cannot be negative",
+        ),
+        (
+            "--api-max-body-size",
+            "100",
+            "--api-max-body-size should be at least 1024 bytes",
+        ),
+    ] {
+        let err = error(&["manage", flag, value, NODES]);
+        assert!(err.contains(message), "{flag} {value}: {err}");
+    }
+    let defaults = manage(&[NODES]);
+    assert_eq!(defaults.api_max_connections, None, "0 derives the cap");
+    assert_eq!(defaults.api_max_body_size, 16 << 20);
+    assert_eq!(
+        manage(&["--api-max-body-size", "0x100000", NODES]).api_max_body_size,
+        1 << 20
+    );
 }

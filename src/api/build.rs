@@ -31,7 +31,7 @@ use super::containers::query_value;
 use super::error::{ApiError, ApiResult};
 use super::images::no_such_route;
 use super::proxy::{forward, hijack};
-use super::server::AppState;
+use super::state::AppState;
 use crate::cluster::fanout::{
     encode_message, message_error, receiver_stream, JsonMessages, StreamItem,
 };

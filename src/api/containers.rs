@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use super::error::{ApiError, ApiResult};
 use super::filters::{label_filter_matches, Filters};
 use super::proxy::{fetch_json, forward, hijack};
-use super::server::{AppState, RequestedVersion};
+use super::state::{AppState, RequestedVersion};
 use super::system::json_response;
 use crate::cluster::cache::Container;
 use crate::cluster::names::{find_container, ContainerRef};
@@ -543,11 +543,12 @@ const GET_ACTIONS: [&str; 8] = [
 pub async fn get_route(
     State(state): State<AppState>,
     axum::extract::Path(rest): axum::extract::Path<String>,
+    version: RequestedVersion,
     req: Request,
 ) -> ApiResult<Response> {
     let (name, action) = split_name_action(&rest, &GET_ACTIONS);
     match action {
-        Some("json") => inspect(&state, name, req).await,
+        Some("json") => inspect(&state, name, version, req).await,
         Some("attach/ws") => {
             let c = resolve(&state, name, |n| format!("No such container: {n}"))?;
             let path = container_path(&c, action, &req);
@@ -682,13 +683,13 @@ pub fn conflict(name: &str) -> ApiError {
 
 /// `GET /containers/{name}/json`: a fresh inspect from the owning engine with the `Node`
 /// object added and unspecified port addresses replaced by the node IP.
-async fn inspect(state: &AppState, name: &str, req: Request) -> ApiResult<Response> {
+async fn inspect(
+    state: &AppState,
+    name: &str,
+    version: RequestedVersion,
+    req: Request,
+) -> ApiResult<Response> {
     let found = resolve(state, name, |n| format!("No such container: {n}"))?;
-    let version = req
-        .extensions()
-        .get::<RequestedVersion>()
-        .copied()
-        .unwrap_or(RequestedVersion(None));
     let size = req
         .uri()
         .query()
@@ -779,7 +780,11 @@ struct PortBindingCheck {
 }
 
 /// `POST /containers/create?name=`: scheduled onto a node (SPEC §4.6).
-pub async fn create(State(state): State<AppState>, req: Request) -> ApiResult<Response> {
+pub async fn create(
+    State(state): State<AppState>,
+    version: RequestedVersion,
+    req: Request,
+) -> ApiResult<Response> {
     use super::limits::read_whole_body;
     use crate::cluster::create::{CreateError, CreateRequest};
     let name = query_value(&req, "name").filter(|n| !n.is_empty());
@@ -790,11 +795,6 @@ pub async fn create(State(state): State<AppState>, req: Request) -> ApiResult<Re
             )));
         }
     }
-    let version = req
-        .extensions()
-        .get::<RequestedVersion>()
-        .copied()
-        .unwrap_or(RequestedVersion(None));
     let registry_auth = req
         .headers()
         .get("X-Registry-Auth")

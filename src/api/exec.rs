@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::containers::{split_name_action, wants_upgrade};
 use super::error::{ApiError, ApiResult};
 use super::proxy::{forward, hijack};
-use super::server::AppState;
+use super::state::AppState;
 use crate::cluster::names::ContainerRef;
 
 /// `POST /containers/{name}/exec`.

@@ -24,7 +24,7 @@ use super::containers::{query_bool, query_value, resolve, split_name_action};
 use super::error::{ApiError, ApiResult};
 use super::filters::{label_matches, Filters};
 use super::proxy::forward;
-use super::server::{AppState, RequestedVersion};
+use super::state::{AppState, RequestedVersion};
 use super::system::json_response;
 use super::version::ApiVersion;
 use crate::cluster::cache::Image;
@@ -193,14 +193,6 @@ pub async fn viz() -> ApiError {
     )
 }
 
-/// The API version the client asked for (its `/vX.Y` prefix), if any.
-pub fn requested_version(req: &Request) -> Option<ApiVersion> {
-    req.extensions()
-        .get::<RequestedVersion>()
-        .copied()
-        .and_then(|v| v.0)
-}
-
 /// The request's path and query as the engine gets them (the version prefix is already gone):
 /// image names need no rewriting, engines know them as the client wrote them.
 fn same_path(req: &Request) -> String {
@@ -244,11 +236,12 @@ pub async fn get_route(
 pub async fn post_route(
     State(state): State<AppState>,
     Path(rest): Path<String>,
+    RequestedVersion(version): RequestedVersion,
     req: Request,
 ) -> ApiResult<Response> {
     match split_name_action(&rest, &["push", "tag"]) {
         (name, Some("push")) => push(&state, name, req).await,
-        (name, Some("tag")) => tag(&state, name, req).await,
+        (name, Some("tag")) => tag(&state, name, version, req).await,
         _ => Err(ApiError::no_route()),
     }
 }
@@ -293,12 +286,16 @@ fn relay_then_refresh(resp: Response, engine: Arc<Engine>) -> Response {
 }
 
 /// `POST /images/{name}/tag?repo=&tag=`: on every engine holding the image; 201.
-async fn tag(state: &AppState, name: &str, req: Request) -> ApiResult<Response> {
+async fn tag(
+    state: &AppState,
+    name: &str,
+    version: Option<ApiVersion>,
+    req: Request,
+) -> ApiResult<Response> {
     let engines = state.cluster.engines_with_image(|i| names_image(i, name));
     if engines.is_empty() {
         return Err(ApiError::not_found(format!("No such image: {name}")));
     }
-    let version = requested_version(&req);
     let path = same_path(&req);
     let (ok, failures) = on_each(&engines, Method::POST, version, &path).await;
     refresh_images(&engines).await;
@@ -354,10 +351,10 @@ async fn refresh_images(engines: &[Arc<Engine>]) {
 pub async fn remove(
     State(state): State<AppState>,
     Path(name): Path<String>,
+    RequestedVersion(version): RequestedVersion,
     req: Request,
 ) -> ApiResult<Response> {
     let engines = state.cluster.engines_with_image(|i| names_image(i, &name));
-    let version = requested_version(&req);
     let path = same_path(&req);
     let (ok, failures) = on_each(&engines, Method::DELETE, version, &path).await;
     refresh_images(&engines).await;
@@ -566,6 +563,7 @@ fn os_mismatch(error: &str) -> Option<(String, String)> {
 pub async fn create(
     State(state): State<AppState>,
     Query(q): Query<HashMap<String, String>>,
+    RequestedVersion(version): RequestedVersion,
     req: Request,
 ) -> ApiResult<Response> {
     let engines = state.cluster.validated();
@@ -582,10 +580,10 @@ pub async fn create(
             query.append_pair("platform", p);
         }
         let path = format!("/images/create?{}", query.finish());
-        return Ok(pull(engines, req, reference, path));
+        return Ok(pull(engines, version, req, reference, path));
     }
     if !from_src.is_empty() {
-        return Ok(import(engines, req, from_src == "-"));
+        return Ok(import(engines, version, req, from_src == "-"));
     }
     Err(ApiError::bad_request(
         "either fromImage or fromSrc must be given",
@@ -613,8 +611,13 @@ fn bodies(req: Request, count: usize, with_body: bool) -> Vec<TransportBody> {
 }
 
 /// A pull on every validated engine at once, with per-node progress (SPEC §5.9).
-fn pull(engines: Vec<Arc<Engine>>, req: Request, reference: String, path: String) -> Response {
-    let version = requested_version(&req);
+fn pull(
+    engines: Vec<Arc<Engine>>,
+    version: Option<ApiVersion>,
+    req: Request,
+    reference: String,
+    path: String,
+) -> Response {
     let headers = passed_headers(&req);
     let (tx, resp) = json_stream();
     tokio::spawn(async move {
@@ -669,8 +672,12 @@ fn pull(engines: Vec<Arc<Engine>>, req: Request, reference: String, path: String
 }
 
 /// An import (`fromSrc`) on every validated engine at once, the body duplicated to each.
-fn import(engines: Vec<Arc<Engine>>, req: Request, with_body: bool) -> Response {
-    let version = requested_version(&req);
+fn import(
+    engines: Vec<Arc<Engine>>,
+    version: Option<ApiVersion>,
+    req: Request,
+    with_body: bool,
+) -> Response {
     let headers = passed_headers(&req);
     let path = same_path(&req);
     let copies = bodies(req, engines.len(), with_body);
@@ -678,12 +685,15 @@ fn import(engines: Vec<Arc<Engine>>, req: Request, with_body: bool) -> Response 
 }
 
 /// `POST /images/load`: on every validated engine at once, the body duplicated to each.
-pub async fn load(State(state): State<AppState>, req: Request) -> ApiResult<Response> {
+pub async fn load(
+    State(state): State<AppState>,
+    RequestedVersion(version): RequestedVersion,
+    req: Request,
+) -> ApiResult<Response> {
     let engines = state.cluster.validated();
     if engines.is_empty() {
         return Err(ApiError::internal("No nodes available in the cluster"));
     }
-    let version = requested_version(&req);
     let headers = passed_headers(&req);
     let path = same_path(&req);
     let copies = bodies(req, engines.len(), true);

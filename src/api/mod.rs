@@ -12,10 +12,12 @@ pub mod networks;
 pub mod proxy;
 pub mod prune;
 pub mod server;
+pub mod state;
 pub mod system;
 pub mod version;
 pub mod volumes;
 
 pub use limits::ClientLimits;
 pub use listener::{bind, serve, ConnectionGate, Listener};
-pub use server::{app, ApiOptions, AppState};
+pub use server::app;
+pub use state::{ApiOptions, AppState};

@@ -19,10 +19,11 @@ use serde_json::{Map, Value};
 use super::containers::split_name_action;
 use super::error::{ApiError, ApiResult};
 use super::filters::{label_matches, Filters};
-use super::images::{no_such_route, requested_version};
+use super::images::no_such_route;
 use super::proxy::fetch_json;
-use super::server::{AppState, RequestedVersion};
+use super::state::{AppState, RequestedVersion};
 use super::system::json_response;
+use super::version::ApiVersion;
 use crate::cluster::names::{find_container, find_network, NetworkRef};
 use crate::cluster::transport::boxed;
 use crate::cluster::{Engine, EngineError};
@@ -98,15 +99,11 @@ pub async fn list(
 pub async fn inspect(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    version: RequestedVersion,
     req: Request,
 ) -> ApiResult<Response> {
     let found = find_network(&state.cluster.engines(), &id)
         .ok_or_else(|| ApiError::not_found(format!("No such network: {id}")))?;
-    let version = req
-        .extensions()
-        .get::<RequestedVersion>()
-        .copied()
-        .unwrap_or(RequestedVersion(None));
     let query = req
         .uri()
         .query()
@@ -195,8 +192,11 @@ fn is_local(network: &Value) -> bool {
 
 /// `POST /networks/create`: on the node a `node/name` names, else on the node the scheduler
 /// picks (every filter applies, containerslots included). 201 with the engine's answer.
-pub async fn create(State(state): State<AppState>, req: Request) -> ApiResult<Response> {
-    let version = requested_version(&req);
+pub async fn create(
+    State(state): State<AppState>,
+    RequestedVersion(version): RequestedVersion,
+    req: Request,
+) -> ApiResult<Response> {
     let mut body = read_json_object(req, "network create").await?;
     let (node, bare) = take_node(&mut body);
     if body
@@ -274,7 +274,7 @@ async fn refresh_network_everywhere(state: &AppState, engine: &Arc<Engine>, id: 
 /// One call about a network, made on its engine first.
 struct EngineCall<'a> {
     method: Method,
-    version: Option<crate::api::version::ApiVersion>,
+    version: Option<ApiVersion>,
     path: &'a str,
     body: Option<&'a Map<String, Value>>,
 }
@@ -321,21 +321,27 @@ impl EngineCall<'_> {
 pub async fn post_route(
     State(state): State<AppState>,
     Path(rest): Path<String>,
+    RequestedVersion(version): RequestedVersion,
     req: Request,
 ) -> ApiResult<Response> {
     match split_name_action(&rest, &["connect", "disconnect"]) {
-        (id, Some(action)) => attach(&state, id, action, req).await,
+        (id, Some(action)) => attach(&state, id, action, version, req).await,
         _ => Err(ApiError::no_route()),
     }
 }
 
 /// Connects or disconnects a container: both looked up cluster-wide, the call made on the
 /// container's engine with both named by ID, then the network and the container refreshed.
-async fn attach(state: &AppState, id: &str, action: &str, req: Request) -> ApiResult<Response> {
+async fn attach(
+    state: &AppState,
+    id: &str,
+    action: &str,
+    version: Option<ApiVersion>,
+    req: Request,
+) -> ApiResult<Response> {
     let maps = state.cluster.engines();
     let network = find_network(&maps, id)
         .ok_or_else(|| ApiError::not_found(format!("No such network: {id}")))?;
-    let version = requested_version(&req);
     let mut body = read_json_object(req, "network connect")
         .await
         .map_err(|e| match e.status {
@@ -389,11 +395,10 @@ async fn attach(state: &AppState, id: &str, action: &str, req: Request) -> ApiRe
 pub async fn remove(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    req: Request,
+    RequestedVersion(version): RequestedVersion,
 ) -> ApiResult<Response> {
     let found: NetworkRef = find_network(&state.cluster.engines(), &id)
         .ok_or_else(|| ApiError::not_found(format!("No such network {id}")))?;
-    let version = requested_version(&req);
     let nid = found.id().to_string();
     let path = format!("/networks/{nid}");
     let global = !is_local(&found.network);
@@ -439,7 +444,8 @@ mod tests {
     use tower::ServiceExt;
 
     use super::*;
-    use crate::api::server::{app, ApiOptions};
+    use crate::api::server::app;
+    use crate::api::state::ApiOptions;
     use crate::cluster::{Cluster, ClusterOptions, EngineOptions};
     use crate::scheduler::{Scheduler, DEFAULT_FILTERS};
 

@@ -17,8 +17,8 @@ use http::{Method, StatusCode};
 use serde_json::{json, Map, Value};
 
 use super::error::{ApiError, ApiResult};
-use super::images::{no_such_route, on_each, requested_version};
-use super::server::AppState;
+use super::images::{no_such_route, on_each};
+use super::state::{AppState, RequestedVersion};
 use super::system::json_response;
 use crate::cluster::Engine;
 
@@ -105,7 +105,7 @@ fn merge_prune(kind: Pruned, answers: &[Bytes]) -> Value {
 
 async fn prune(state: &AppState, req: Request, kind: Pruned) -> ApiResult<Response> {
     let engines = state.cluster.healthy_engines();
-    let version = requested_version(&req);
+    let RequestedVersion(version) = RequestedVersion::of(req.extensions());
     let path = path_of(&req);
     let (ok, failures) = on_each(&engines, Method::POST, version, &path).await;
     join_all(engines.iter().map(|e| kind.refresh(e))).await;
@@ -222,9 +222,12 @@ fn merge_df(answers: &[(String, Value)]) -> Value {
 }
 
 /// `GET /system/df`.
-pub async fn disk_usage(State(state): State<AppState>, req: Request) -> ApiResult<Response> {
+pub async fn disk_usage(
+    State(state): State<AppState>,
+    RequestedVersion(version): RequestedVersion,
+    req: Request,
+) -> ApiResult<Response> {
     let engines = state.cluster.healthy_engines();
-    let version = requested_version(&req);
     let path = path_of(&req);
     let (ok, failures) = on_each(&engines, Method::GET, version, &path).await;
     if !failures.is_empty() {

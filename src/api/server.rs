@@ -1,8 +1,6 @@
 //! The HTTP side: the router and the layer every request passes (API version prefix, headers,
 //! CORS, the body budget, errors in Docker's JSON form). Listening and connections are
 //! [`super::listener`].
-use std::sync::Arc;
-
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -11,45 +9,9 @@ use axum::Router;
 use http::{header, HeaderValue, Method, StatusCode};
 
 use super::error::{in_json_form, ApiError};
-use super::limits::ClientLimits;
+use super::state::{AppState, RequestedVersion};
 use super::version::{split_version_prefix, ApiVersion, MAX_API, MIN_API};
 use super::{containers, exec, images, networks, system, volumes};
-use crate::cluster::Cluster;
-
-/// Options of the API server.
-#[derive(Debug, Clone, Default)]
-pub struct ApiOptions {
-    /// `--api-enable-cors`.
-    pub cors: bool,
-    /// `--experimental`.
-    pub experimental: bool,
-    /// What one client may cost: timeouts, connection cap, body budget.
-    pub limits: ClientLimits,
-}
-
-/// What handlers share.
-#[derive(Clone)]
-pub struct AppState {
-    pub cluster: Arc<Cluster>,
-    pub opts: Arc<ApiOptions>,
-    /// Cancelled when the manager shuts down; ends long streams such as `/events`.
-    pub shutdown: tokio_util::sync::CancellationToken,
-    /// With `--replication`: the election, which sends a replica's requests to the primary.
-    pub replication: Option<Arc<crate::leadership::Leadership>>,
-    /// The last `/info` node tree, reused while no engine changed.
-    pub info: Arc<system::InfoTree>,
-}
-
-/// The API version a request asked for (its `/vX.Y` prefix), or `None` without a prefix.
-#[derive(Debug, Clone, Copy)]
-pub struct RequestedVersion(pub Option<ApiVersion>);
-
-impl RequestedVersion {
-    /// The version to use towards an engine that supports up to `engine`.
-    pub fn for_engine(self, engine: ApiVersion) -> ApiVersion {
-        self.0.unwrap_or(MAX_API).min(engine)
-    }
-}
 
 /// Builds the whole application: routes plus the outer layer.
 pub fn app(state: AppState) -> Router {

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use super::error::{ApiError, ApiResult};
 use super::filters::Filters;
-use super::server::AppState;
+use super::state::AppState;
 use super::version::{MAX_API, MIN_API};
 use crate::cluster::cache::EngineCache;
 use crate::cluster::engine::InfoPart;

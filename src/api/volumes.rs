@@ -12,10 +12,10 @@ use serde_json::{json, Value};
 
 use super::error::{ApiError, ApiResult};
 use super::filters::{label_matches, Filters};
-use super::images::{no_such_route, requested_version};
+use super::images::no_such_route;
 use super::networks::{json_body, node_constraint, read_json_object, take_node};
 use super::proxy::fetch_json;
-use super::server::{AppState, RequestedVersion};
+use super::state::{AppState, RequestedVersion};
 use super::system::json_response;
 use crate::cluster::fanout::NodeFailures;
 use crate::cluster::names::{find_volume, find_volumes};
@@ -88,15 +88,10 @@ pub async fn list(
 pub async fn inspect(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    req: Request,
+    version: RequestedVersion,
 ) -> ApiResult<Response> {
     let found = find_volume(&state.cluster.engines(), &name)
         .ok_or_else(|| ApiError::not_found(format!("No such volume: {name}")))?;
-    let version = req
-        .extensions()
-        .get::<RequestedVersion>()
-        .copied()
-        .unwrap_or(RequestedVersion(None));
     let vname = found
         .volume
         .get("Name")
@@ -119,8 +114,11 @@ fn random_name() -> String {
 /// `POST /volumes/create`: on the node a `node/name` names; on the nodes that pass the
 /// scheduler with the `com.docker.swarm.whitelists` label when it is set; else on every
 /// validated engine. 201 with the last node's answer.
-pub async fn create(State(state): State<AppState>, req: Request) -> ApiResult<Response> {
-    let version = requested_version(&req);
+pub async fn create(
+    State(state): State<AppState>,
+    RequestedVersion(version): RequestedVersion,
+    req: Request,
+) -> ApiResult<Response> {
     let mut body = read_json_object(req, "volume create").await?;
     let (node, mut bare) = take_node(&mut body);
     if bare.is_empty() {
@@ -195,13 +193,13 @@ pub async fn create(State(state): State<AppState>, req: Request) -> ApiResult<Re
 pub async fn remove(
     State(state): State<AppState>,
     Path(name): Path<String>,
+    RequestedVersion(version): RequestedVersion,
     req: Request,
 ) -> ApiResult<Response> {
     let found = find_volumes(&state.cluster.engines(), &name);
     if found.is_empty() {
         return Err(ApiError::not_found(format!("No such volume {name}")));
     }
-    let version = requested_version(&req);
     let query = req
         .uri()
         .query()

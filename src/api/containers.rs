@@ -12,23 +12,13 @@ use serde_json::{Map, Value};
 use super::error::{ApiError, ApiResult};
 use super::filters::{label_filter_matches, Filters};
 use super::proxy::{fetch_json, forward, hijack};
+use super::request::{query_bool, query_value, resolve, split_name_action, wants_upgrade};
 use super::state::{AppState, RequestedVersion};
 use super::system::json_response;
 use crate::cluster::cache::Container;
 use crate::cluster::names::{find_container, ContainerRef};
 use crate::cluster::{Engine, EngineState};
 use crate::scheduler::expr::user_regex;
-
-/// Docker's boolean query values: empty, `0`, `no`, `false`, `none` are false.
-pub fn query_bool(q: &HashMap<String, String>, key: &str) -> bool {
-    match q.get(key) {
-        None => false,
-        Some(v) => {
-            let v = v.trim().to_ascii_lowercase();
-            !(v.is_empty() || v == "0" || v == "no" || v == "false" || v == "none")
-        }
-    }
-}
 
 /// Docker's human duration (`Less than a second`, `5 seconds`, `About a minute`, …).
 pub fn human_duration(secs: i64) -> String {
@@ -480,35 +470,6 @@ async fn refresh_matching(engines: Vec<Arc<Engine>>, pick: impl Fn(&Engine) -> b
     futures_util::future::join_all(jobs).await;
 }
 
-/// Splits `/containers/{name}/{action}` remainders: the name may contain slashes.
-pub fn split_name_action<'a>(rest: &'a str, actions: &[&'a str]) -> (&'a str, Option<&'a str>) {
-    for action in actions {
-        if let Some(name) = rest.strip_suffix(action).and_then(|r| r.strip_suffix('/')) {
-            if !name.is_empty() {
-                return (name, Some(action));
-            }
-        }
-    }
-    (rest, None)
-}
-
-/// Resolves a container for a route, with the classic not-found and unhealthy answers.
-pub fn resolve(
-    state: &AppState,
-    name: &str,
-    not_found: impl FnOnce(&str) -> String,
-) -> ApiResult<ContainerRef> {
-    let found = find_container(&state.cluster.engines(), name)
-        .ok_or_else(|| ApiError::not_found(not_found(name)))?;
-    if !found.engine.is_healthy() {
-        return Err(ApiError::internal(format!(
-            "Container {name} running on unhealthy node {}",
-            found.engine.name()
-        )));
-    }
-    Ok(found)
-}
-
 /// The path of `action` on the resolved container, with the request's query.
 fn container_path(c: &ContainerRef, action: Option<&str>, req: &Request) -> String {
     let mut path = format!("/containers/{}", c.container.id);
@@ -521,11 +482,6 @@ fn container_path(c: &ContainerRef, action: Option<&str>, req: &Request) -> Stri
         path.push_str(q);
     }
     path
-}
-
-/// Whether the client asked to upgrade the connection (hijacked attach and exec).
-pub fn wants_upgrade(req: &Request) -> bool {
-    req.headers().contains_key(http::header::UPGRADE)
 }
 
 const GET_ACTIONS: [&str; 8] = [
@@ -656,14 +612,6 @@ async fn refresh(c: &ContainerRef) {
     if let Err(err) = c.engine.refresh_container(&c.container.id).await {
         tracing::debug!(container = %c.container.id, error = %err, "Refresh after change failed");
     }
-}
-
-/// One query parameter of a request, percent-decoded.
-pub fn query_value(req: &Request, key: &str) -> Option<String> {
-    let q = req.uri().query()?;
-    url::form_urlencoded::parse(q.as_bytes())
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.into_owned())
 }
 
 /// Whether `name` is used by a container other than `except` anywhere in the cluster.
@@ -899,20 +847,6 @@ mod tests {
     }
 
     #[test]
-    fn names_with_slashes_split_from_their_action() {
-        assert_eq!(
-            split_name_action("node-0/web/json", &["json"]),
-            ("node-0/web", Some("json"))
-        );
-        assert_eq!(
-            split_name_action("web/attach/ws", &["attach/ws", "attach"]),
-            ("web", Some("attach/ws"))
-        );
-        assert_eq!(split_name_action("json", &["json"]), ("json", None));
-        assert_eq!(split_name_action("abc", &["json"]), ("abc", None));
-    }
-
-    #[test]
     fn container_names_follow_docker_rules() {
         assert!(valid_container_name("web"));
         assert!(valid_container_name("/web-1.a_b"));
@@ -920,18 +854,5 @@ mod tests {
         assert!(!valid_container_name("-web"));
         assert!(!valid_container_name("we b"));
         assert!(!valid_container_name("node-1/web"));
-    }
-
-    #[test]
-    fn boolean_query_values_follow_docker() {
-        let q: HashMap<String, String> = [("a", "1"), ("b", "false"), ("c", ""), ("d", "None")]
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        assert!(query_bool(&q, "a"));
-        assert!(!query_bool(&q, "b"));
-        assert!(!query_bool(&q, "c"));
-        assert!(!query_bool(&q, "d"));
-        assert!(!query_bool(&q, "zz"));
     }
 }

@@ -8,9 +8,9 @@ use http::StatusCode;
 use http_body_util::BodyExt;
 use serde_json::Value;
 
-use super::containers::{split_name_action, wants_upgrade};
 use super::error::{ApiError, ApiResult};
 use super::proxy::{forward, hijack};
+use super::request::{split_name_action, wants_upgrade};
 use super::state::AppState;
 use crate::cluster::names::ContainerRef;
 

@@ -20,10 +20,10 @@ use regex::Regex;
 use serde_json::{json, Map, Value};
 use tokio::sync::mpsc;
 
-use super::containers::{query_bool, query_value, resolve, split_name_action};
 use super::error::{ApiError, ApiResult};
 use super::filters::{label_matches, Filters};
 use super::proxy::forward;
+use super::request::{path_and_query, query_bool, query_value, resolve, split_name_action};
 use super::state::{AppState, RequestedVersion};
 use super::system::json_response;
 use super::version::ApiVersion;
@@ -193,15 +193,6 @@ pub async fn viz() -> ApiError {
     )
 }
 
-/// The request's path and query as the engine gets them (the version prefix is already gone):
-/// image names need no rewriting, engines know them as the client wrote them.
-fn same_path(req: &Request) -> String {
-    req.uri()
-        .path_and_query()
-        .map(|pq| pq.as_str().to_string())
-        .unwrap_or_else(|| req.uri().path().to_string())
-}
-
 /// A healthy engine holding an image that `name` matches (tag semantics), or the classic 404.
 fn engine_holding(state: &AppState, name: &str) -> ApiResult<Arc<Engine>> {
     state
@@ -228,7 +219,7 @@ pub async fn get_route(
         return Err(ApiError::no_route());
     }
     let engine = engine_holding(&state, name)?;
-    let path = same_path(&req);
+    let path = path_and_query(&req);
     forward(&engine, req, &path).await
 }
 
@@ -255,7 +246,7 @@ async fn push(state: &AppState, name: &str, req: Request) -> ApiResult<Response>
         None => name.to_string(),
     };
     let engine = engine_holding(state, &wanted)?;
-    let path = same_path(&req);
+    let path = path_and_query(&req);
     let resp = forward(&engine, req, &path).await?;
     Ok(relay_then_refresh(resp, engine))
 }
@@ -296,7 +287,7 @@ async fn tag(
     if engines.is_empty() {
         return Err(ApiError::not_found(format!("No such image: {name}")));
     }
-    let path = same_path(&req);
+    let path = path_and_query(&req);
     let (ok, failures) = on_each(&engines, Method::POST, version, &path).await;
     refresh_images(&engines).await;
     if !failures.is_empty() {
@@ -355,7 +346,7 @@ pub async fn remove(
     req: Request,
 ) -> ApiResult<Response> {
     let engines = state.cluster.engines_with_image(|i| names_image(i, &name));
-    let path = same_path(&req);
+    let path = path_and_query(&req);
     let (ok, failures) = on_each(&engines, Method::DELETE, version, &path).await;
     refresh_images(&engines).await;
     if !failures.is_empty() {
@@ -405,7 +396,7 @@ pub async fn save_many(State(state): State<AppState>, req: Request) -> ApiResult
                 names.join(" ")
             ))
         })?;
-    let path = same_path(&req);
+    let path = path_and_query(&req);
     forward(&engine, req, &path).await
 }
 
@@ -415,7 +406,7 @@ pub async fn on_any_engine(State(state): State<AppState>, req: Request) -> ApiRe
         .cluster
         .any_engine()
         .map_err(|e| ApiError::internal(e.to_string()))?;
-    let path = same_path(&req);
+    let path = path_and_query(&req);
     forward(&engine, req, &path).await
 }
 
@@ -679,7 +670,7 @@ fn import(
     with_body: bool,
 ) -> Response {
     let headers = passed_headers(&req);
-    let path = same_path(&req);
+    let path = path_and_query(&req);
     let copies = bodies(req, engines.len(), with_body);
     fanned_stream(engines, copies, version, headers, path, "Import", None)
 }
@@ -695,7 +686,7 @@ pub async fn load(
         return Err(ApiError::internal("No nodes available in the cluster"));
     }
     let headers = passed_headers(&req);
-    let path = same_path(&req);
+    let path = path_and_query(&req);
     let copies = bodies(req, engines.len(), true);
     Ok(fanned_stream(
         engines,

@@ -11,6 +11,7 @@ pub mod listener;
 pub mod networks;
 pub mod proxy;
 pub mod prune;
+pub mod request;
 pub mod server;
 pub mod state;
 pub mod system;

@@ -12,23 +12,22 @@ use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use http::{HeaderMap, Method, StatusCode};
 use regex::Regex;
 use serde_json::{Map, Value};
 
-use super::containers::split_name_action;
 use super::error::{ApiError, ApiResult};
 use super::filters::{label_matches, Filters};
 use super::images::no_such_route;
 use super::proxy::fetch_json;
+use super::request::{json_body, node_constraint, read_json_object, split_name_action, take_node};
 use super::state::{AppState, RequestedVersion};
 use super::system::json_response;
 use super::version::ApiVersion;
 use crate::cluster::names::{find_container, find_network, NetworkRef};
-use crate::cluster::transport::boxed;
 use crate::cluster::{Engine, EngineError};
 use crate::scheduler::expr::user_regex;
-use crate::scheduler::{Expression, SchedulingRequest};
+use crate::scheduler::SchedulingRequest;
 
 const BUILTIN: [&str; 3] = ["bridge", "host", "none"];
 
@@ -120,71 +119,6 @@ pub async fn inspect(
 
 /// The driver a network gets when the request names none (see the module docs).
 pub const DEFAULT_DRIVER: &str = "bridge";
-
-/// Reads a small JSON object body; anything else is the client's error (400).
-pub async fn read_json_object(req: Request, what: &str) -> ApiResult<Map<String, Value>> {
-    let (_, bytes) = super::limits::read_whole_body(req).await?;
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Map::new());
-    }
-    match serde_json::from_slice::<Value>(&bytes) {
-        Ok(Value::Object(m)) => Ok(m),
-        Ok(_) => Err(ApiError::bad_request(format!(
-            "invalid JSON: the {what} body must be an object"
-        ))),
-        Err(e) => Err(ApiError::bad_request(format!("invalid JSON: {e}"))),
-    }
-}
-
-/// A JSON request body for an engine.
-pub fn json_body(
-    value: &Map<String, Value>,
-) -> (HeaderMap, crate::cluster::transport::TransportBody) {
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    let bytes = Bytes::from(serde_json::to_vec(value).unwrap_or_default());
-    (headers, boxed(http_body_util::Full::new(bytes)))
-}
-
-/// Takes the node out of a create body's `Name` (`node/name`): the body keeps the bare name,
-/// and the node and the bare name are returned.
-pub fn take_node(body: &mut Map<String, Value>) -> (Option<String>, String) {
-    let name = body.get("Name").and_then(Value::as_str).unwrap_or("");
-    let (node, bare) = match name.split_once('/') {
-        Some((node, bare)) if !node.is_empty() => (Some(node.to_string()), bare.to_string()),
-        _ => (None, name.to_string()),
-    };
-    body.insert("Name".into(), Value::String(bare.clone()));
-    (node, bare)
-}
-
-/// The constraint that places an object named `node/name` on `node` (classic: `node==<node>`,
-/// so a glob or an ID works as well as a name). A node that no validated engine answers to,
-/// healthy or not, is the client's mistake: 404 `No such node: <node>` rather than the
-/// scheduler's 500 (a known node that is down still gets the scheduler's answer).
-pub fn node_constraint(state: &AppState, node: &str) -> ApiResult<String> {
-    let constraint = format!("node=={node}");
-    let known = match Expression::parse(&constraint) {
-        // `~node/name` asks for the node softly; any node will do when it is missing.
-        Ok(expression) if expression.soft => true,
-        Ok(expression) => state
-            .cluster
-            .engines()
-            .validated
-            .values()
-            .any(|e| expression.matches([e.id().as_str(), e.name().as_str()])),
-        // No node can be called something the expression syntax refuses.
-        Err(_) => false,
-    };
-    if known {
-        Ok(constraint)
-    } else {
-        Err(ApiError::not_found(format!("No such node: {node}")))
-    }
-}
 
 fn is_local(network: &Value) -> bool {
     matches!(text(network, "Scope"), "local" | "")
@@ -439,7 +373,7 @@ mod tests {
     use std::time::Duration;
 
     use axum::body::Body;
-    use http::Request;
+    use http::{header, Request};
     use http_body_util::BodyExt;
     use tower::ServiceExt;
 

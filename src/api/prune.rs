@@ -18,6 +18,7 @@ use serde_json::{json, Map, Value};
 
 use super::error::{ApiError, ApiResult};
 use super::images::{no_such_route, on_each};
+use super::request::path_and_query;
 use super::state::{AppState, RequestedVersion};
 use super::system::json_response;
 use crate::cluster::Engine;
@@ -65,14 +66,6 @@ impl Pruned {
     }
 }
 
-/// The request's path and query (filters go to every engine unchanged).
-fn path_of(req: &Request) -> String {
-    req.uri()
-        .path_and_query()
-        .map(|pq| pq.as_str().to_string())
-        .unwrap_or_default()
-}
-
 /// Merges prune answers: deleted lists concatenated (`null` when empty, as an engine says),
 /// reclaimed space added up.
 fn merge_prune(kind: Pruned, answers: &[Bytes]) -> Value {
@@ -106,7 +99,8 @@ fn merge_prune(kind: Pruned, answers: &[Bytes]) -> Value {
 async fn prune(state: &AppState, req: Request, kind: Pruned) -> ApiResult<Response> {
     let engines = state.cluster.healthy_engines();
     let RequestedVersion(version) = RequestedVersion::of(req.extensions());
-    let path = path_of(&req);
+    // Filters go to every engine unchanged.
+    let path = path_and_query(&req);
     let (ok, failures) = on_each(&engines, Method::POST, version, &path).await;
     join_all(engines.iter().map(|e| kind.refresh(e))).await;
     if !failures.is_empty() {
@@ -228,7 +222,7 @@ pub async fn disk_usage(
     req: Request,
 ) -> ApiResult<Response> {
     let engines = state.cluster.healthy_engines();
-    let path = path_of(&req);
+    let path = path_and_query(&req);
     let (ok, failures) = on_each(&engines, Method::GET, version, &path).await;
     if !failures.is_empty() {
         return Err(ApiError::new(

@@ -27,8 +27,7 @@ use serde_json::{Map, Value};
 use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 
-use super::error::{ApiError, ApiResult};
-use super::images::no_such_route;
+use super::error::{no_such_route, ApiError, ApiResult};
 use super::proxy::{forward, hijack};
 use super::request::{path_and_query, query_value};
 use super::state::AppState;

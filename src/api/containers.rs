@@ -9,12 +9,11 @@ use http::StatusCode;
 use regex::Regex;
 use serde_json::{Map, Value};
 
-use super::error::{ApiError, ApiResult};
+use super::error::{json_response, ApiError, ApiResult};
 use super::filters::{label_filter_matches, Filters};
 use super::proxy::{fetch_json, forward, hijack};
 use super::request::{query_bool, query_value, resolve, split_name_action, wants_upgrade};
 use super::state::{AppState, RequestedVersion};
-use super::system::json_response;
 use crate::cluster::cache::Container;
 use crate::cluster::names::{find_container, ContainerRef};
 use crate::cluster::{Engine, EngineState};
@@ -734,7 +733,7 @@ pub async fn create(
     req: Request,
 ) -> ApiResult<Response> {
     use super::limits::read_whole_body;
-    use crate::cluster::create::{CreateError, CreateRequest};
+    use crate::cluster::create::CreateRequest;
     let name = query_value(&req, "name").filter(|n| !n.is_empty());
     if let Some(n) = &name {
         if !valid_container_name(n) {
@@ -781,13 +780,7 @@ pub async fn create(
             registry_auth,
             version: version.0,
         })
-        .await
-        .map_err(|e| match e {
-            CreateError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, m),
-            CreateError::BadRequest(m) => ApiError::bad_request(m),
-            CreateError::Scheduling(m) => ApiError::internal(m),
-            CreateError::Engine(e) => ApiError::from(e),
-        })?;
+        .await?;
     let warnings = match created.warnings {
         Value::Null => Value::Array(Vec::new()),
         w => w,

@@ -20,12 +20,11 @@ use regex::Regex;
 use serde_json::{json, Map, Value};
 use tokio::sync::mpsc;
 
-use super::error::{ApiError, ApiResult};
+use super::error::{json_response, no_such_route, ApiError, ApiResult};
 use super::filters::{label_matches, Filters};
 use super::proxy::forward;
 use super::request::{path_and_query, query_bool, query_value, resolve, split_name_action};
 use super::state::{AppState, RequestedVersion};
-use super::system::json_response;
 use super::version::ApiVersion;
 use crate::cluster::cache::Image;
 use crate::cluster::fanout::{
@@ -291,10 +290,7 @@ async fn tag(
     let (ok, failures) = on_each(&engines, Method::POST, version, &path).await;
     refresh_images(&engines).await;
     if !failures.is_empty() {
-        return Err(ApiError::new(
-            failures.status(!ok.is_empty()),
-            failures.message(),
-        ));
+        return Err(ApiError::from_failures(&failures, !ok.is_empty()));
     }
     Ok(StatusCode::CREATED.into_response())
 }
@@ -350,10 +346,7 @@ pub async fn remove(
     let (ok, failures) = on_each(&engines, Method::DELETE, version, &path).await;
     refresh_images(&engines).await;
     if !failures.is_empty() {
-        return Err(ApiError::new(
-            failures.status(!ok.is_empty()),
-            failures.message(),
-        ));
+        return Err(ApiError::from_failures(&failures, !ok.is_empty()));
     }
     let mut items: Vec<Value> = Vec::new();
     for (_, bytes) in ok {
@@ -758,12 +751,6 @@ fn fanned_stream(
         }
     });
     resp
-}
-
-/// A route handler answering 404 like an unknown route: wrong methods on known paths are
-/// unknown routes for the classic too (SPEC §5.2).
-pub async fn no_such_route() -> ApiError {
-    ApiError::no_route()
 }
 
 /// The image routes, `/commit` and `/auth`.

@@ -16,13 +16,11 @@ use http::{HeaderMap, Method, StatusCode};
 use regex::Regex;
 use serde_json::{Map, Value};
 
-use super::error::{ApiError, ApiResult};
+use super::error::{json_response, no_such_route, ApiError, ApiResult};
 use super::filters::{label_matches, Filters};
-use super::images::no_such_route;
 use super::proxy::fetch_json;
 use super::request::{json_body, node_constraint, read_json_object, split_name_action, take_node};
 use super::state::{AppState, RequestedVersion};
-use super::system::json_response;
 use super::version::ApiVersion;
 use crate::cluster::names::{find_container, find_network, NetworkRef};
 use crate::cluster::{Engine, EngineError};

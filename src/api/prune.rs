@@ -16,11 +16,10 @@ use futures_util::future::join_all;
 use http::{Method, StatusCode};
 use serde_json::{json, Map, Value};
 
-use super::error::{ApiError, ApiResult};
-use super::images::{no_such_route, on_each};
+use super::error::{json_response, no_such_route, ApiError, ApiResult};
+use super::images::on_each;
 use super::request::path_and_query;
 use super::state::{AppState, RequestedVersion};
-use super::system::json_response;
 use crate::cluster::Engine;
 
 /// What one prune route removes.
@@ -104,10 +103,7 @@ async fn prune(state: &AppState, req: Request, kind: Pruned) -> ApiResult<Respon
     let (ok, failures) = on_each(&engines, Method::POST, version, &path).await;
     join_all(engines.iter().map(|e| kind.refresh(e))).await;
     if !failures.is_empty() {
-        return Err(ApiError::new(
-            failures.status(!ok.is_empty()),
-            failures.message(),
-        ));
+        return Err(ApiError::from_failures(&failures, !ok.is_empty()));
     }
     let answers: Vec<Bytes> = ok.into_iter().map(|(_, b)| b).collect();
     Ok(json_response(StatusCode::OK, &merge_prune(kind, &answers)))
@@ -225,10 +221,7 @@ pub async fn disk_usage(
     let path = path_and_query(&req);
     let (ok, failures) = on_each(&engines, Method::GET, version, &path).await;
     if !failures.is_empty() {
-        return Err(ApiError::new(
-            failures.status(!ok.is_empty()),
-            failures.message(),
-        ));
+        return Err(ApiError::from_failures(&failures, !ok.is_empty()));
     }
     let answers: Vec<(String, Value)> = ok
         .into_iter()

@@ -8,7 +8,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use http::{header, HeaderValue, Method, StatusCode};
 
-use super::error::{in_json_form, ApiError};
+use super::error::{in_json_form, no_such_route, ApiError};
 use super::state::{AppState, RequestedVersion};
 use super::version::{split_version_prefix, ApiVersion, MAX_API, MIN_API};
 use super::{containers, exec, images, networks, system, volumes};
@@ -37,21 +37,14 @@ pub fn app(state: AppState) -> Router {
         .merge(volumes::routes())
         .merge(super::build::routes())
         .merge(super::prune::routes())
-        .fallback(not_found)
-        .method_not_allowed_fallback(not_found)
+        // OPTIONS reaches these only with CORS off: the outer layer answers it when CORS is on.
+        .fallback(no_such_route)
+        .method_not_allowed_fallback(no_such_route)
         .with_state(state.clone());
     // The prefix must be stripped before routing, so this layer wraps the router from outside.
     Router::new()
         .fallback_service(routes)
         .layer(axum::middleware::from_fn_with_state(state, outer_layer))
-}
-
-async fn not_found(method: Method) -> Response {
-    if method == Method::OPTIONS {
-        // Only reached with CORS off: the outer layer answers OPTIONS when CORS is on.
-        return ApiError::no_route().into_response();
-    }
-    ApiError::no_route().into_response()
 }
 
 /// Strips and checks the `/vX.Y` prefix, answers CORS pre-flight, and adds the headers every

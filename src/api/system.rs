@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Method, StatusCode};
 use serde_json::{json, Value};
 
-use super::error::{ApiError, ApiResult};
+use super::error::{json_response, ApiError, ApiResult};
 use super::filters::Filters;
 use super::state::AppState;
 use super::version::{MAX_API, MIN_API};
@@ -74,18 +74,6 @@ pub async fn version(State(state): State<AppState>) -> Response {
         v["Experimental"] = Value::Bool(true);
     }
     json_response(StatusCode::OK, &v)
-}
-
-/// A JSON response with a trailing newline, as Docker's encoder writes it.
-pub fn json_response(status: StatusCode, value: &Value) -> Response {
-    let mut body = serde_json::to_vec(value).unwrap_or_default();
-    body.push(b'\n');
-    let mut resp = (status, body).into_response();
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    resp
 }
 
 /// Formats a byte count as Docker does for `Reserved Memory`: `%.4g` and a binary unit.

@@ -10,13 +10,11 @@ use futures_util::future::join_all;
 use http::{HeaderMap, Method, StatusCode};
 use serde_json::{json, Value};
 
-use super::error::{ApiError, ApiResult};
+use super::error::{json_response, no_such_route, ApiError, ApiResult};
 use super::filters::{label_matches, Filters};
-use super::images::no_such_route;
 use super::proxy::fetch_json;
 use super::request::{json_body, node_constraint, read_json_object, take_node};
 use super::state::{AppState, RequestedVersion};
-use super::system::json_response;
 use crate::cluster::fanout::NodeFailures;
 use crate::cluster::names::{find_volume, find_volumes};
 use crate::cluster::transport::empty;
@@ -178,10 +176,7 @@ pub async fn create(
         }
     }
     if !failures.is_empty() {
-        return Err(ApiError::new(
-            failures.status(!created.is_empty()),
-            failures.message(),
-        ));
+        return Err(ApiError::from_failures(&failures, !created.is_empty()));
     }
     created.sort_by(|a, b| a.0.cmp(&b.0));
     let last = created.pop().map(|(_, v)| v).unwrap_or(Value::Null);
@@ -231,10 +226,7 @@ pub async fn remove(
         }
     }
     if !failures.is_empty() {
-        return Err(ApiError::new(
-            failures.status(removed > 0),
-            failures.message(),
-        ));
+        return Err(ApiError::from_failures(&failures, removed > 0));
     }
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -4,6 +4,7 @@ pub mod build;
 pub mod containers;
 pub mod error;
 pub mod exec;
+pub mod fanout;
 pub mod filters;
 pub mod images;
 pub mod limits;

@@ -17,7 +17,7 @@ use http::{Method, StatusCode};
 use serde_json::{json, Map, Value};
 
 use super::error::{json_response, no_such_route, ApiError, ApiResult};
-use super::images::on_each;
+use super::fanout::on_each;
 use super::request::path_and_query;
 use super::state::{AppState, RequestedVersion};
 use crate::cluster::Engine;

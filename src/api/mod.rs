@@ -3,10 +3,12 @@
 pub mod build;
 pub mod containers;
 pub mod error;
+pub mod events;
 pub mod exec;
 pub mod fanout;
 pub mod filters;
 pub mod images;
+pub mod info;
 pub mod limits;
 pub mod listener;
 pub mod networks;
@@ -15,7 +17,6 @@ pub mod prune;
 pub mod request;
 pub mod server;
 pub mod state;
-pub mod system;
 pub mod version;
 pub mod volumes;
 

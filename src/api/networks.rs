@@ -406,7 +406,6 @@ mod tests {
             opts: Arc::new(ApiOptions::default()),
             shutdown: Default::default(),
             replication: None,
-            info: Default::default(),
         })
     }
 

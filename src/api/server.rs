@@ -11,15 +11,11 @@ use http::{header, HeaderValue, Method, StatusCode};
 use super::error::{in_json_form, no_such_route, ApiError};
 use super::state::{AppState, RequestedVersion};
 use super::version::{split_version_prefix, ApiVersion, MAX_API, MIN_API};
-use super::{containers, exec, images, networks, system, volumes};
+use super::{containers, events, exec, images, info, networks, volumes};
 
 /// Builds the whole application: routes plus the outer layer.
 pub fn app(state: AppState) -> Router {
     let routes = Router::new()
-        .route("/_ping", get(system::ping).head(system::ping))
-        .route("/version", get(system::version))
-        .route("/info", get(system::info))
-        .route("/events", get(system::events))
         .route("/containers/json", get(containers::list))
         .route("/containers/ps", get(containers::list))
         .route("/containers/create", post(containers::create))
@@ -32,6 +28,8 @@ pub fn app(state: AppState) -> Router {
                 .delete(containers::delete_route),
         )
         .route("/exec/{*rest}", get(exec::get_route).post(exec::post_route))
+        .merge(info::routes())
+        .merge(events::routes())
         .merge(images::routes())
         .merge(networks::routes())
         .merge(volumes::routes())

@@ -9,7 +9,6 @@ use axum::extract::FromRequestParts;
 use http::request::Parts;
 
 use super::limits::ClientLimits;
-use super::system::InfoTree;
 use super::version::{ApiVersion, MAX_API};
 use crate::cluster::Cluster;
 
@@ -33,8 +32,6 @@ pub struct AppState {
     pub shutdown: tokio_util::sync::CancellationToken,
     /// With `--replication`: the election, which sends a replica's requests to the primary.
     pub replication: Option<Arc<crate::leadership::Leadership>>,
-    /// The last `/info` node tree, reused while no engine changed.
-    pub info: Arc<InfoTree>,
 }
 
 /// The API version a request asked for (its `/vX.Y` prefix), or `None` without a prefix.

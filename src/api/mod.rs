@@ -14,6 +14,7 @@ pub mod listener;
 pub mod networks;
 pub mod proxy;
 pub mod prune;
+pub mod ps;
 pub mod request;
 pub mod server;
 pub mod state;

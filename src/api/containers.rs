@@ -436,6 +436,8 @@ pub async fn create(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::testing::call;
+    use http::Method;
 
     #[test]
     fn container_names_follow_docker_rules() {
@@ -445,5 +447,29 @@ mod tests {
         assert!(!valid_container_name("-web"));
         assert!(!valid_container_name("we b"));
         assert!(!valid_container_name("node-1/web"));
+    }
+
+    #[tokio::test]
+    async fn a_container_list_without_engines_is_an_empty_array() {
+        for path in [
+            "/containers/json",
+            "/v1.24/containers/json?all=1",
+            "/containers/ps",
+        ] {
+            let answer = call(Method::GET, path, "").await;
+            assert_eq!(answer.status, StatusCode::OK, "{path}");
+            assert_eq!(
+                answer.headers[http::header::CONTENT_TYPE],
+                "application/json"
+            );
+            assert_eq!(answer.json(), serde_json::json!([]), "{path}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_container_that_no_engine_holds_is_404() {
+        let answer = call(Method::GET, "/containers/web/json", "").await;
+        assert_eq!(answer.status, StatusCode::NOT_FOUND);
+        assert_eq!(answer.message(), "No such container: web");
     }
 }

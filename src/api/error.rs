@@ -192,6 +192,8 @@ pub type ApiResult<T> = Result<T, ApiError>;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::testing::call;
+    use http::Method;
     use http_body_util::BodyExt;
 
     async fn json_of(resp: Response) -> serde_json::Value {
@@ -236,5 +238,41 @@ mod tests {
         );
         let head = in_json_form(StatusCode::NOT_FOUND.into_response(), true).await;
         assert!(head.headers().get(header::CONTENT_TYPE).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_path_no_route_serves_is_a_docker_json_404() {
+        for path in ["/nosuch", "/v1.47/containers", "/images"] {
+            let answer = call(Method::GET, path, "").await;
+            assert_eq!(answer.status, StatusCode::NOT_FOUND, "{path}");
+            assert_eq!(answer.headers[header::CONTENT_TYPE], "application/json");
+            assert_eq!(&answer.body[..], br#"{"message":"404 page not found"}"#);
+            // The outer layer's headers are on router answers too.
+            assert_eq!(answer.headers["Api-Version"], "1.47");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_method_the_router_refuses_is_the_same_json_404() {
+        for (method, path) in [
+            (Method::POST, "/info"),
+            (Method::DELETE, "/_ping"),
+            (Method::PUT, "/events"),
+            (Method::GET, "/containers/create"),
+            (Method::PATCH, "/networks"),
+            (Method::DELETE, "/build"),
+        ] {
+            let answer = call(method.clone(), path, "").await;
+            assert_eq!(answer.status, StatusCode::NOT_FOUND, "{method} {path}");
+            assert_eq!(answer.message(), "404 page not found", "{method} {path}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_client_error_found_by_a_handler_keeps_its_status_in_json_form() {
+        let answer = call(Method::GET, "/containers/json?filters={bad", "").await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+        assert_eq!(answer.headers[header::CONTENT_TYPE], "application/json");
+        assert!(!answer.message().is_empty());
     }
 }

@@ -457,6 +457,9 @@ pub fn routes() -> axum::Router<AppState> {
 mod tests {
     use super::*;
 
+    use crate::api::testing::call;
+    use crate::scheduler::DEFAULT_FILTERS;
+
     #[test]
     fn sizes_format_like_docker() {
         assert_eq!(human_size(0.0), "0 B");
@@ -547,5 +550,59 @@ mod tests {
         let mut v = vec!["node-10", "node-2", "(unknown)", "node-1", "alpha"];
         v.sort_by(|a, b| natural_cmp(a, b));
         assert_eq!(v, vec!["(unknown)", "alpha", "node-1", "node-2", "node-10"]);
+    }
+
+    #[tokio::test]
+    async fn ping_answers_ok_with_the_headers_every_daemon_sends() {
+        let get = call(Method::GET, "/_ping", "").await;
+        assert_eq!((get.status, &get.body[..]), (StatusCode::OK, &b"OK"[..]));
+        assert_eq!(get.headers["Api-Version"], MAX_API.to_string());
+        assert_eq!(get.headers["Ostype"], "linux");
+        assert_eq!(get.headers["Docker-Experimental"], "false");
+        assert_eq!(
+            get.headers[header::CACHE_CONTROL],
+            "no-cache, no-store, must-revalidate"
+        );
+        let head = call(Method::HEAD, "/v1.24/_ping", "").await;
+        assert_eq!((head.status, head.body.len()), (StatusCode::OK, 0));
+    }
+
+    #[tokio::test]
+    async fn version_advertises_the_api_range_and_the_classic_version() {
+        let answer = call(Method::GET, "/version", "").await;
+        assert_eq!(answer.status, StatusCode::OK);
+        assert_eq!(answer.headers[header::CONTENT_TYPE], "application/json");
+        let v = answer.json();
+        assert_eq!(v["ApiVersion"], MAX_API.to_string());
+        assert_eq!(v["MinAPIVersion"], MIN_API.to_string());
+        assert_eq!(v["Version"], SWARM_VERSION);
+        assert!(v.get("Experimental").is_none());
+    }
+
+    #[tokio::test]
+    async fn info_without_nodes_counts_nothing_and_lists_no_node() {
+        let answer = call(Method::GET, "/v1.41/info", "").await;
+        assert_eq!(answer.status, StatusCode::OK);
+        assert!(answer.body.ends_with(b"\n"));
+        let v = answer.json();
+        assert_eq!(
+            v["SystemStatus"],
+            json!([
+                ["Role", "primary"],
+                ["Strategy", "spread"],
+                ["Filters", DEFAULT_FILTERS.join(", ")],
+                ["Nodes", "0"],
+            ])
+        );
+        for key in [
+            "Containers",
+            "ContainersRunning",
+            "Images",
+            "NCPU",
+            "MemTotal",
+        ] {
+            assert_eq!(v[key], 0, "{key}");
+        }
+        assert_eq!(v["ServerVersion"], SWARM_VERSION);
     }
 }

@@ -18,6 +18,8 @@ pub mod ps;
 pub mod request;
 pub mod server;
 pub mod state;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod version;
 pub mod volumes;
 

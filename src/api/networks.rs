@@ -368,58 +368,15 @@ pub fn routes() -> axum::Router<AppState> {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
-    use axum::body::Body;
-    use http::{header, Request};
-    use http_body_util::BodyExt;
-    use tower::ServiceExt;
+    use http::Method;
 
     use super::*;
-    use crate::api::server::app;
-    use crate::api::state::ApiOptions;
-    use crate::cluster::{Cluster, ClusterOptions, EngineOptions};
-    use crate::scheduler::{Scheduler, DEFAULT_FILTERS};
-
-    /// The whole API over a cluster that has no engine at all.
-    fn app_without_engines() -> axum::Router {
-        let opts = ClusterOptions {
-            engine: EngineOptions {
-                refresh_min: Duration::from_secs(30),
-                refresh_max: Duration::from_secs(60),
-                failure_retry: 3,
-                call_timeout: Duration::from_secs(30),
-            },
-            heartbeat: Duration::from_secs(60),
-            overcommit: 0.05,
-            strategy: "spread".into(),
-            filters: DEFAULT_FILTERS.iter().map(|f| f.to_string()).collect(),
-            experimental: false,
-            refresh_on_node_filter: false,
-            container_name_refresh_filter: None,
-            create_retry: 0,
-        };
-        let scheduler = Scheduler::new("spread", &opts.filters).unwrap();
-        let transport = crate::cluster::transport::Transport::new(None);
-        app(AppState {
-            cluster: Cluster::new(opts, transport, scheduler),
-            opts: Arc::new(ApiOptions::default()),
-            shutdown: Default::default(),
-            replication: None,
-        })
-    }
+    use crate::api::testing::call;
 
     /// POSTs `body` to `path`; the status and the error message.
     async fn post(path: &str, body: &str) -> (StatusCode, String) {
-        let request = Request::post(path)
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from(body.to_string()))
-            .unwrap();
-        let resp = app_without_engines().oneshot(request).await.unwrap();
-        let status = resp.status();
-        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-        let value: Value = serde_json::from_slice(&bytes).unwrap();
-        (status, value["message"].as_str().unwrap_or("").to_string())
+        let answer = call(Method::POST, path, body).await;
+        (answer.status, answer.message())
     }
 
     #[tokio::test]

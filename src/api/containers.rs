@@ -4,13 +4,16 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use axum::body::Body;
 use axum::extract::{Query, Request, State};
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
+use http_body_util::BodyExt;
 use serde_json::{Map, Value};
 
 use super::error::{json_response, ApiError, ApiResult};
 use super::filters::Filters;
+use super::limits::read_whole_body;
 use super::proxy::{fetch_json, forward, hijack};
 use super::ps::{list_response, ListFilter, NodeText};
 use super::request::{query_bool, query_value, resolve, split_name_action, wants_upgrade};
@@ -201,7 +204,7 @@ pub async fn post_route(
     let path = container_path(&c, Some(action), &req);
     match action {
         "attach" if wants_upgrade(&req) => hijack(&c.engine, req, &path).await,
-        "exec" => super::exec::create(&state, &c, req, &path).await,
+        "exec" => create_exec(&state, &c, req, &path).await,
         "start" => {
             let expected = c.engine.expect_event(&c.container.id, "start");
             let resp = forward(&c.engine, req, &path).await?;
@@ -245,6 +248,47 @@ pub async fn delete_route(
     let resp = forward(&c.engine, req, &path).await?;
     refresh(&c).await;
     Ok(resp)
+}
+
+/// `POST /containers/{name}/exec`: created on the container's engine, and the exec ID
+/// remembered so later `/exec/{id}` calls can be routed.
+async fn create_exec(
+    state: &AppState,
+    c: &ContainerRef,
+    req: Request,
+    path: &str,
+) -> ApiResult<Response> {
+    let (parts, bytes) = read_whole_body(req).await?;
+    let config: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad_request(format!("invalid exec configuration: {e}")))?;
+    let has_cmd = config
+        .get("Cmd")
+        .and_then(Value::as_array)
+        .is_some_and(|a| !a.is_empty());
+    if !has_cmd {
+        return Err(ApiError::bad_request("No exec command specified"));
+    }
+    let req = Request::from_parts(parts, Body::from(bytes));
+    let resp = forward(&c.engine, req, path).await?;
+    if resp.status() != StatusCode::CREATED {
+        return Ok(resp);
+    }
+    let (parts, body) = resp.into_parts();
+    let bytes = body
+        .collect()
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .to_bytes();
+    if let Some(id) = serde_json::from_slice::<Value>(&bytes)
+        .ok()
+        .and_then(|v| v.get("Id").and_then(Value::as_str).map(str::to_string))
+    {
+        c.engine.add_exec_id(&c.container.id, &id);
+        state
+            .cluster
+            .remember_exec(&id, &c.engine.id(), &c.container.id);
+    }
+    Ok(Response::from_parts(parts, Body::from(bytes)))
 }
 
 /// Re-reads one container into the cache right after a state-changing call, so the next read
@@ -374,7 +418,6 @@ pub async fn create(
     version: RequestedVersion,
     req: Request,
 ) -> ApiResult<Response> {
-    use super::limits::read_whole_body;
     use crate::cluster::create::CreateRequest;
     let name = query_value(&req, "name").filter(|n| !n.is_empty());
     if let Some(n) = &name {

@@ -152,7 +152,6 @@ pub async fn run(global: GlobalOptions, opts: ManageOptions) -> Result<(), Manag
         }),
         shutdown: shutdown.clone(),
         replication: replication.clone(),
-        info: Default::default(),
     };
     let gate = api::ConnectionGate::new(state.opts.limits.clone(), open_file_limit);
     tracing::info!(

@@ -27,11 +27,10 @@ use serde_json::{Map, Value};
 use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 
-use super::containers::query_value;
-use super::error::{ApiError, ApiResult};
-use super::images::no_such_route;
+use super::error::{no_such_route, ApiError, ApiResult};
 use super::proxy::{forward, hijack};
-use super::server::AppState;
+use super::request::{path_and_query, query_value};
+use super::state::AppState;
 use crate::cluster::fanout::{
     encode_message, message_error, receiver_stream, JsonMessages, StreamItem,
 };
@@ -398,11 +397,7 @@ pub async fn cancel(
     let engine = placed_engine(&state, &placements, &format!("build:{id}"))
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no build with ID {id} is running")))?;
-    let path = req
-        .uri()
-        .path_and_query()
-        .map(|pq| pq.as_str().to_string())
-        .unwrap_or_default();
+    let path = path_and_query(&req);
     forward(&engine, req, &path).await
 }
 

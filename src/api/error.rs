@@ -1,9 +1,16 @@
-//! The one mapping of every manager-made error to Docker's error body: JSON `{"message": …}`
-//! with the classic status code (SPEC §5.13). Docker clients print the message as
-//! `Error response from daemon: <message>`.
+//! Every answer the manager shapes itself in Docker's JSON form: the one mapping of every
+//! manager-made error to Docker's error body, JSON `{"message": …}` with the classic status
+//! code (SPEC §5.13; clients print the message as `Error response from daemon: <message>`),
+//! the one 404 for routes that do not exist, the plain-text rejections of the router turned
+//! into that form, and [`json_response`] for the manager's own JSON answers. Handlers return
+//! an [`ApiError`] or convert their module's error into one here; they do not build error
+//! bodies themselves. This module must not look at requests or call engines.
 use axum::response::{IntoResponse, Response};
 use http::{header, HeaderValue, StatusCode};
+use serde_json::Value;
 
+use crate::cluster::create::CreateError;
+use crate::cluster::fanout::NodeFailures;
 use crate::cluster::EngineError;
 use crate::scheduler::SchedulerError;
 
@@ -42,6 +49,31 @@ impl ApiError {
     pub fn no_route() -> ApiError {
         Self::not_found("404 page not found")
     }
+
+    /// A call made on several engines of which some failed: every failure in the message;
+    /// 500 when `some_succeeded`, else the status the failures share (see
+    /// [`NodeFailures::status`]).
+    pub fn from_failures(failures: &NodeFailures, some_succeeded: bool) -> ApiError {
+        ApiError::new(failures.status(some_succeeded), failures.message())
+    }
+}
+
+/// The route handler for every path and method the manager does not serve: the classic 404.
+/// Wrong methods on known paths are unknown routes for the classic too (SPEC §5.2).
+pub async fn no_such_route() -> ApiError {
+    ApiError::no_route()
+}
+
+/// A JSON response with a trailing newline, as Docker's encoder writes it.
+pub fn json_response(status: StatusCode, value: &Value) -> Response {
+    let mut body = serde_json::to_vec(value).unwrap_or_default();
+    body.push(b'\n');
+    let mut resp = (status, body).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
 }
 
 impl From<EngineError> for ApiError {
@@ -64,6 +96,19 @@ impl From<SchedulerError> for ApiError {
             ApiError::bad_request(err.to_string())
         } else {
             ApiError::internal(err.to_string())
+        }
+    }
+}
+
+/// A failed create: a name clash is 409, a malformed request 400, a request no node can take
+/// the classic 500, and an engine's failure is answered as that failure.
+impl From<CreateError> for ApiError {
+    fn from(err: CreateError) -> ApiError {
+        match err {
+            CreateError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, m),
+            CreateError::BadRequest(m) => ApiError::bad_request(m),
+            CreateError::Scheduling(m) => ApiError::internal(m),
+            CreateError::Engine(e) => ApiError::from(e),
         }
     }
 }
@@ -147,6 +192,8 @@ pub type ApiResult<T> = Result<T, ApiError>;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::testing::call;
+    use http::Method;
     use http_body_util::BodyExt;
 
     async fn json_of(resp: Response) -> serde_json::Value {
@@ -191,5 +238,41 @@ mod tests {
         );
         let head = in_json_form(StatusCode::NOT_FOUND.into_response(), true).await;
         assert!(head.headers().get(header::CONTENT_TYPE).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_path_no_route_serves_is_a_docker_json_404() {
+        for path in ["/nosuch", "/v1.47/containers", "/images"] {
+            let answer = call(Method::GET, path, "").await;
+            assert_eq!(answer.status, StatusCode::NOT_FOUND, "{path}");
+            assert_eq!(answer.headers[header::CONTENT_TYPE], "application/json");
+            assert_eq!(&answer.body[..], br#"{"message":"404 page not found"}"#);
+            // The outer layer's headers are on router answers too.
+            assert_eq!(answer.headers["Api-Version"], "1.47");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_method_the_router_refuses_is_the_same_json_404() {
+        for (method, path) in [
+            (Method::POST, "/info"),
+            (Method::DELETE, "/_ping"),
+            (Method::PUT, "/events"),
+            (Method::GET, "/containers/create"),
+            (Method::PATCH, "/networks"),
+            (Method::DELETE, "/build"),
+        ] {
+            let answer = call(method.clone(), path, "").await;
+            assert_eq!(answer.status, StatusCode::NOT_FOUND, "{method} {path}");
+            assert_eq!(answer.message(), "404 page not found", "{method} {path}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_client_error_found_by_a_handler_keeps_its_status_in_json_form() {
+        let answer = call(Method::GET, "/containers/json?filters={bad", "").await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+        assert_eq!(answer.headers[header::CONTENT_TYPE], "application/json");
+        assert!(!answer.message().is_empty());
     }
 }

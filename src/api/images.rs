@@ -5,7 +5,8 @@
 //!
 //! Every change is followed by a refresh of the image caches of the engines involved, so the
 //! next `docker images` sees it. Bodies (image tarballs) and engine streams are relayed as they
-//! come and never held whole.
+//! come and never held whole; the relay of many engines' streams into one is
+//! [`super::fanout`].
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -14,24 +15,23 @@ use axum::extract::{Path, Query, Request, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::future::join_all;
-use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use http::{HeaderMap, Method, StatusCode};
 use http_body_util::BodyExt;
 use regex::Regex;
 use serde_json::{json, Map, Value};
 use tokio::sync::mpsc;
 
-use super::containers::{query_bool, query_value, resolve, split_name_action};
-use super::error::{ApiError, ApiResult};
+use super::error::{json_response, no_such_route, ApiError, ApiResult};
+use super::fanout::{
+    fanned_stream, json_stream, on_each, relay_messages, send, tagged, EngineOutcome,
+};
 use super::filters::{label_matches, Filters};
 use super::proxy::forward;
-use super::server::{AppState, RequestedVersion};
-use super::system::json_response;
+use super::request::{path_and_query, query_bool, query_value, resolve, split_name_action};
+use super::state::{AppState, RequestedVersion};
 use super::version::ApiVersion;
 use crate::cluster::cache::Image;
-use crate::cluster::fanout::{
-    encode_message, error_object, message_error, names_image, receiver_stream, tee_body,
-    JsonMessages, NodeFailures, StreamItem,
-};
+use crate::cluster::fanout::{error_object, names_image, receiver_stream, tee_body};
 use crate::cluster::names::{image_matches, split_reference};
 use crate::cluster::transport::{empty, TransportBody};
 use crate::cluster::Engine;
@@ -193,23 +193,6 @@ pub async fn viz() -> ApiError {
     )
 }
 
-/// The API version the client asked for (its `/vX.Y` prefix), if any.
-pub fn requested_version(req: &Request) -> Option<ApiVersion> {
-    req.extensions()
-        .get::<RequestedVersion>()
-        .copied()
-        .and_then(|v| v.0)
-}
-
-/// The request's path and query as the engine gets them (the version prefix is already gone):
-/// image names need no rewriting, engines know them as the client wrote them.
-fn same_path(req: &Request) -> String {
-    req.uri()
-        .path_and_query()
-        .map(|pq| pq.as_str().to_string())
-        .unwrap_or_else(|| req.uri().path().to_string())
-}
-
 /// A healthy engine holding an image that `name` matches (tag semantics), or the classic 404.
 fn engine_holding(state: &AppState, name: &str) -> ApiResult<Arc<Engine>> {
     state
@@ -236,7 +219,7 @@ pub async fn get_route(
         return Err(ApiError::no_route());
     }
     let engine = engine_holding(&state, name)?;
-    let path = same_path(&req);
+    let path = path_and_query(&req);
     forward(&engine, req, &path).await
 }
 
@@ -244,11 +227,12 @@ pub async fn get_route(
 pub async fn post_route(
     State(state): State<AppState>,
     Path(rest): Path<String>,
+    RequestedVersion(version): RequestedVersion,
     req: Request,
 ) -> ApiResult<Response> {
     match split_name_action(&rest, &["push", "tag"]) {
         (name, Some("push")) => push(&state, name, req).await,
-        (name, Some("tag")) => tag(&state, name, req).await,
+        (name, Some("tag")) => tag(&state, name, version, req).await,
         _ => Err(ApiError::no_route()),
     }
 }
@@ -262,7 +246,7 @@ async fn push(state: &AppState, name: &str, req: Request) -> ApiResult<Response>
         None => name.to_string(),
     };
     let engine = engine_holding(state, &wanted)?;
-    let path = same_path(&req);
+    let path = path_and_query(&req);
     let resp = forward(&engine, req, &path).await?;
     Ok(relay_then_refresh(resp, engine))
 }
@@ -293,51 +277,23 @@ fn relay_then_refresh(resp: Response, engine: Arc<Engine>) -> Response {
 }
 
 /// `POST /images/{name}/tag?repo=&tag=`: on every engine holding the image; 201.
-async fn tag(state: &AppState, name: &str, req: Request) -> ApiResult<Response> {
+async fn tag(
+    state: &AppState,
+    name: &str,
+    version: Option<ApiVersion>,
+    req: Request,
+) -> ApiResult<Response> {
     let engines = state.cluster.engines_with_image(|i| names_image(i, name));
     if engines.is_empty() {
         return Err(ApiError::not_found(format!("No such image: {name}")));
     }
-    let version = requested_version(&req);
-    let path = same_path(&req);
+    let path = path_and_query(&req);
     let (ok, failures) = on_each(&engines, Method::POST, version, &path).await;
     refresh_images(&engines).await;
     if !failures.is_empty() {
-        return Err(ApiError::new(
-            failures.status(!ok.is_empty()),
-            failures.message(),
-        ));
+        return Err(ApiError::from_failures(&failures, !ok.is_empty()));
     }
     Ok(StatusCode::CREATED.into_response())
-}
-
-/// Calls `method path` on every engine at once with an empty body; the answers of those that
-/// succeeded, in node order, and the failures of the others.
-pub async fn on_each(
-    engines: &[Arc<Engine>],
-    method: Method,
-    version: Option<ApiVersion>,
-    path: &str,
-) -> (Vec<(Arc<Engine>, Bytes)>, NodeFailures) {
-    let calls = engines.iter().map(|e| {
-        let method = method.clone();
-        async move {
-            let r = e
-                .call_at(method, version, path, &HeaderMap::new(), empty())
-                .await;
-            (e.clone(), r)
-        }
-    });
-    let mut ok = Vec::new();
-    let mut failures = NodeFailures::new();
-    for (engine, result) in join_all(calls).await {
-        match result {
-            Ok((_, bytes)) => ok.push((engine, bytes)),
-            Err(e) => failures.push(engine.name(), e),
-        }
-    }
-    ok.sort_by_key(|(e, _)| e.name());
-    (ok, failures)
 }
 
 async fn refresh_images(engines: &[Arc<Engine>]) {
@@ -354,18 +310,15 @@ async fn refresh_images(engines: &[Arc<Engine>]) {
 pub async fn remove(
     State(state): State<AppState>,
     Path(name): Path<String>,
+    RequestedVersion(version): RequestedVersion,
     req: Request,
 ) -> ApiResult<Response> {
     let engines = state.cluster.engines_with_image(|i| names_image(i, &name));
-    let version = requested_version(&req);
-    let path = same_path(&req);
+    let path = path_and_query(&req);
     let (ok, failures) = on_each(&engines, Method::DELETE, version, &path).await;
     refresh_images(&engines).await;
     if !failures.is_empty() {
-        return Err(ApiError::new(
-            failures.status(!ok.is_empty()),
-            failures.message(),
-        ));
+        return Err(ApiError::from_failures(&failures, !ok.is_empty()));
     }
     let mut items: Vec<Value> = Vec::new();
     for (_, bytes) in ok {
@@ -408,7 +361,7 @@ pub async fn save_many(State(state): State<AppState>, req: Request) -> ApiResult
                 names.join(" ")
             ))
         })?;
-    let path = same_path(&req);
+    let path = path_and_query(&req);
     forward(&engine, req, &path).await
 }
 
@@ -418,7 +371,7 @@ pub async fn on_any_engine(State(state): State<AppState>, req: Request) -> ApiRe
         .cluster
         .any_engine()
         .map_err(|e| ApiError::internal(e.to_string()))?;
-    let path = same_path(&req);
+    let path = path_and_query(&req);
     forward(&engine, req, &path).await
 }
 
@@ -447,99 +400,6 @@ pub async fn commit(State(state): State<AppState>, req: Request) -> ApiResult<Re
     Ok(resp)
 }
 
-/// A 200 `application/json` response streaming whatever is sent on the returned sender.
-pub fn json_stream() -> (mpsc::Sender<Result<Bytes, std::io::Error>>, Response) {
-    let (tx, rx) = mpsc::channel(32);
-    let mut resp = Response::new(Body::from_stream(receiver_stream(rx)));
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    (tx, resp)
-}
-
-/// The sender side of a streamed JSON answer.
-type MessageSender = mpsc::Sender<Result<Bytes, std::io::Error>>;
-
-/// How one engine's part of a fanned-out stream ended.
-#[derive(Debug)]
-enum EngineOutcome {
-    /// The engine finished without error.
-    Done,
-    /// The engine (or the way to it) failed with this text.
-    Failed(String),
-    /// The client went away; nothing more is sent.
-    ClientGone,
-}
-
-async fn send(tx: &MessageSender, message: Value) -> bool {
-    tx.send(Ok(encode_message(&message))).await.is_ok()
-}
-
-/// Relays one engine's JSON message stream, each message rewritten by `rewrite`; stops at the
-/// first error message, which becomes the outcome.
-async fn relay_messages(
-    engine: &Engine,
-    resp: http::Response<hyper::body::Incoming>,
-    tx: &MessageSender,
-    rewrite: impl Fn(Value) -> Value,
-) -> EngineOutcome {
-    let status = resp.status();
-    let mut body = resp.into_body();
-    if !status.is_success() {
-        let bytes = match body.collect().await {
-            Ok(b) => b.to_bytes(),
-            Err(e) => return EngineOutcome::Failed(e.to_string()),
-        };
-        return EngineOutcome::Failed(crate::cluster::engine::error_message(&bytes));
-    }
-    let mut splitter = JsonMessages::new();
-    loop {
-        let frame = match body.frame().await {
-            None => return EngineOutcome::Done,
-            Some(Ok(f)) => f,
-            Some(Err(e)) => return EngineOutcome::Failed(e.to_string()),
-        };
-        let Ok(data) = frame.into_data() else {
-            continue;
-        };
-        for item in splitter.push(&data) {
-            match item {
-                StreamItem::Message(m) => {
-                    if let Some(err) = message_error(&m) {
-                        return EngineOutcome::Failed(err);
-                    }
-                    if !send(tx, rewrite(m)).await {
-                        return EngineOutcome::ClientGone;
-                    }
-                }
-                StreamItem::Text(t) => {
-                    tracing::debug!(engine = %engine.addr, text = %String::from_utf8_lossy(&t),
-                        "Engine stream held something that is not JSON; dropped");
-                }
-            }
-        }
-    }
-}
-
-/// Sets `id` to the node name and prefixes `status` with `prefix` (when there is a status).
-fn tagged(mut message: Value, node: &str, prefix: Option<&str>) -> Value {
-    if let Some(obj) = message.as_object_mut() {
-        if let Some(prefix) = prefix {
-            if let Some(status) = obj
-                .get("status")
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
-            {
-                let status = format!("{prefix} : {status}");
-                obj.insert("status".into(), Value::String(status));
-            }
-        }
-        obj.insert("id".into(), Value::String(node.to_string()));
-    }
-    message
-}
-
 /// The reference a pull asks for: `fromImage` with `tag` (`@` for a digest), `latest` when
 /// neither names one, so one reference is pulled and never every tag of a repository.
 fn pull_reference(from_image: &str, tag: &str) -> String {
@@ -553,19 +413,11 @@ fn pull_reference(from_image: &str, tag: &str) -> String {
     }
 }
 
-/// `cannot load <os> image on <os>` in an engine error: the image is for another platform.
-fn os_mismatch(error: &str) -> Option<(String, String)> {
-    let at = error.find("cannot load ")?;
-    let rest = &error[at + "cannot load ".len()..];
-    let (image_os, rest) = rest.split_once(" image on ")?;
-    let engine_os = rest.split_whitespace().next()?;
-    Some((image_os.to_string(), engine_os.to_string()))
-}
-
 /// `POST /images/create`: a pull with `fromImage`, an import with `fromSrc`.
 pub async fn create(
     State(state): State<AppState>,
     Query(q): Query<HashMap<String, String>>,
+    RequestedVersion(version): RequestedVersion,
     req: Request,
 ) -> ApiResult<Response> {
     let engines = state.cluster.validated();
@@ -582,10 +434,10 @@ pub async fn create(
             query.append_pair("platform", p);
         }
         let path = format!("/images/create?{}", query.finish());
-        return Ok(pull(engines, req, reference, path));
+        return Ok(pull(engines, version, req, reference, path));
     }
     if !from_src.is_empty() {
-        return Ok(import(engines, req, from_src == "-"));
+        return Ok(import(engines, version, req, from_src == "-"));
     }
     Err(ApiError::bad_request(
         "either fromImage or fromSrc must be given",
@@ -613,8 +465,13 @@ fn bodies(req: Request, count: usize, with_body: bool) -> Vec<TransportBody> {
 }
 
 /// A pull on every validated engine at once, with per-node progress (SPEC §5.9).
-fn pull(engines: Vec<Arc<Engine>>, req: Request, reference: String, path: String) -> Response {
-    let version = requested_version(&req);
+fn pull(
+    engines: Vec<Arc<Engine>>,
+    version: Option<ApiVersion>,
+    req: Request,
+    reference: String,
+    path: String,
+) -> Response {
     let headers = passed_headers(&req);
     let (tx, resp) = json_stream();
     tokio::spawn(async move {
@@ -669,23 +526,30 @@ fn pull(engines: Vec<Arc<Engine>>, req: Request, reference: String, path: String
 }
 
 /// An import (`fromSrc`) on every validated engine at once, the body duplicated to each.
-fn import(engines: Vec<Arc<Engine>>, req: Request, with_body: bool) -> Response {
-    let version = requested_version(&req);
+fn import(
+    engines: Vec<Arc<Engine>>,
+    version: Option<ApiVersion>,
+    req: Request,
+    with_body: bool,
+) -> Response {
     let headers = passed_headers(&req);
-    let path = same_path(&req);
+    let path = path_and_query(&req);
     let copies = bodies(req, engines.len(), with_body);
     fanned_stream(engines, copies, version, headers, path, "Import", None)
 }
 
 /// `POST /images/load`: on every validated engine at once, the body duplicated to each.
-pub async fn load(State(state): State<AppState>, req: Request) -> ApiResult<Response> {
+pub async fn load(
+    State(state): State<AppState>,
+    RequestedVersion(version): RequestedVersion,
+    req: Request,
+) -> ApiResult<Response> {
     let engines = state.cluster.validated();
     if engines.is_empty() {
         return Err(ApiError::internal("No nodes available in the cluster"));
     }
-    let version = requested_version(&req);
     let headers = passed_headers(&req);
-    let path = same_path(&req);
+    let path = path_and_query(&req);
     let copies = bodies(req, engines.len(), true);
     Ok(fanned_stream(
         engines,
@@ -696,73 +560,6 @@ pub async fn load(State(state): State<AppState>, req: Request) -> ApiResult<Resp
         "Load",
         Some("Loading Image..."),
     ))
-}
-
-/// Runs one body-carrying call (import or load) on every engine and merges their message
-/// streams: each message gets the node as `id` (and `prefix` before its status); an engine's
-/// failure is reported on its line; a platform mismatch is a skip, not an error; any other
-/// failure ends the stream with an error object.
-fn fanned_stream(
-    engines: Vec<Arc<Engine>>,
-    copies: Vec<TransportBody>,
-    version: Option<ApiVersion>,
-    headers: HeaderMap,
-    path: String,
-    what: &'static str,
-    prefix: Option<&'static str>,
-) -> Response {
-    let (tx, resp) = json_stream();
-    tokio::spawn(async move {
-        let jobs = engines.iter().zip(copies).map(|(engine, body)| {
-            let (tx, headers, path) = (&tx, &headers, &path);
-            async move {
-                let node = engine.name();
-                if let Some(p) = prefix {
-                    if !send(tx, json!({"status": p, "id": node})).await {
-                        return EngineOutcome::ClientGone;
-                    }
-                }
-                let outcome = match engine.send_at(Method::POST, version, path, headers, body).await {
-                    Ok(r) => relay_messages(engine, r, tx, |m| tagged(m, &node, prefix)).await,
-                    Err(e) => EngineOutcome::Failed(e.to_string()),
-                };
-                let _ = engine.refresh_images().await;
-                match outcome {
-                    EngineOutcome::Failed(err) => {
-                        if let Some((image_os, engine_os)) = os_mismatch(&err) {
-                            let status = format!(
-                                "{what} skipped because image is for {image_os} and engine is running {engine_os}"
-                            );
-                            send(tx, json!({"status": status, "id": node})).await;
-                            return EngineOutcome::Done;
-                        }
-                        let status = match prefix {
-                            Some(p) => format!("{p} : {err}"),
-                            None => err.clone(),
-                        };
-                        send(tx, json!({"status": status, "id": node})).await;
-                        EngineOutcome::Failed(err)
-                    }
-                    other => other,
-                }
-            }
-        });
-        let outcomes = join_all(jobs).await;
-        let last_error = outcomes.iter().rev().find_map(|o| match o {
-            EngineOutcome::Failed(e) => Some(e.clone()),
-            _ => None,
-        });
-        if let Some(err) = last_error {
-            send(&tx, error_object(&err)).await;
-        }
-    });
-    resp
-}
-
-/// A route handler answering 404 like an unknown route: wrong methods on known paths are
-/// unknown routes for the classic too (SPEC §5.2).
-pub async fn no_such_route() -> ApiError {
-    ApiError::no_route()
 }
 
 /// The image routes, `/commit` and `/auth`.

@@ -12,22 +12,20 @@ use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use http::{HeaderMap, Method, StatusCode};
 use regex::Regex;
 use serde_json::{Map, Value};
 
-use super::containers::split_name_action;
-use super::error::{ApiError, ApiResult};
+use super::error::{json_response, no_such_route, ApiError, ApiResult};
 use super::filters::{label_matches, Filters};
-use super::images::{no_such_route, requested_version};
 use super::proxy::fetch_json;
-use super::server::{AppState, RequestedVersion};
-use super::system::json_response;
+use super::request::{json_body, node_constraint, read_json_object, split_name_action, take_node};
+use super::state::{AppState, RequestedVersion};
+use super::version::ApiVersion;
 use crate::cluster::names::{find_container, find_network, NetworkRef};
-use crate::cluster::transport::boxed;
 use crate::cluster::{Engine, EngineError};
 use crate::scheduler::expr::user_regex;
-use crate::scheduler::{Expression, SchedulingRequest};
+use crate::scheduler::SchedulingRequest;
 
 const BUILTIN: [&str; 3] = ["bridge", "host", "none"];
 
@@ -98,15 +96,11 @@ pub async fn list(
 pub async fn inspect(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    version: RequestedVersion,
     req: Request,
 ) -> ApiResult<Response> {
     let found = find_network(&state.cluster.engines(), &id)
         .ok_or_else(|| ApiError::not_found(format!("No such network: {id}")))?;
-    let version = req
-        .extensions()
-        .get::<RequestedVersion>()
-        .copied()
-        .unwrap_or(RequestedVersion(None));
     let query = req
         .uri()
         .query()
@@ -124,79 +118,17 @@ pub async fn inspect(
 /// The driver a network gets when the request names none (see the module docs).
 pub const DEFAULT_DRIVER: &str = "bridge";
 
-/// Reads a small JSON object body; anything else is the client's error (400).
-pub async fn read_json_object(req: Request, what: &str) -> ApiResult<Map<String, Value>> {
-    let (_, bytes) = super::limits::read_whole_body(req).await?;
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Map::new());
-    }
-    match serde_json::from_slice::<Value>(&bytes) {
-        Ok(Value::Object(m)) => Ok(m),
-        Ok(_) => Err(ApiError::bad_request(format!(
-            "invalid JSON: the {what} body must be an object"
-        ))),
-        Err(e) => Err(ApiError::bad_request(format!("invalid JSON: {e}"))),
-    }
-}
-
-/// A JSON request body for an engine.
-pub fn json_body(
-    value: &Map<String, Value>,
-) -> (HeaderMap, crate::cluster::transport::TransportBody) {
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    let bytes = Bytes::from(serde_json::to_vec(value).unwrap_or_default());
-    (headers, boxed(http_body_util::Full::new(bytes)))
-}
-
-/// Takes the node out of a create body's `Name` (`node/name`): the body keeps the bare name,
-/// and the node and the bare name are returned.
-pub fn take_node(body: &mut Map<String, Value>) -> (Option<String>, String) {
-    let name = body.get("Name").and_then(Value::as_str).unwrap_or("");
-    let (node, bare) = match name.split_once('/') {
-        Some((node, bare)) if !node.is_empty() => (Some(node.to_string()), bare.to_string()),
-        _ => (None, name.to_string()),
-    };
-    body.insert("Name".into(), Value::String(bare.clone()));
-    (node, bare)
-}
-
-/// The constraint that places an object named `node/name` on `node` (classic: `node==<node>`,
-/// so a glob or an ID works as well as a name). A node that no validated engine answers to,
-/// healthy or not, is the client's mistake: 404 `No such node: <node>` rather than the
-/// scheduler's 500 (a known node that is down still gets the scheduler's answer).
-pub fn node_constraint(state: &AppState, node: &str) -> ApiResult<String> {
-    let constraint = format!("node=={node}");
-    let known = match Expression::parse(&constraint) {
-        // `~node/name` asks for the node softly; any node will do when it is missing.
-        Ok(expression) if expression.soft => true,
-        Ok(expression) => state
-            .cluster
-            .engines()
-            .validated
-            .values()
-            .any(|e| expression.matches([e.id().as_str(), e.name().as_str()])),
-        // No node can be called something the expression syntax refuses.
-        Err(_) => false,
-    };
-    if known {
-        Ok(constraint)
-    } else {
-        Err(ApiError::not_found(format!("No such node: {node}")))
-    }
-}
-
 fn is_local(network: &Value) -> bool {
     matches!(text(network, "Scope"), "local" | "")
 }
 
 /// `POST /networks/create`: on the node a `node/name` names, else on the node the scheduler
 /// picks (every filter applies, containerslots included). 201 with the engine's answer.
-pub async fn create(State(state): State<AppState>, req: Request) -> ApiResult<Response> {
-    let version = requested_version(&req);
+pub async fn create(
+    State(state): State<AppState>,
+    RequestedVersion(version): RequestedVersion,
+    req: Request,
+) -> ApiResult<Response> {
     let mut body = read_json_object(req, "network create").await?;
     let (node, bare) = take_node(&mut body);
     if body
@@ -274,7 +206,7 @@ async fn refresh_network_everywhere(state: &AppState, engine: &Arc<Engine>, id: 
 /// One call about a network, made on its engine first.
 struct EngineCall<'a> {
     method: Method,
-    version: Option<crate::api::version::ApiVersion>,
+    version: Option<ApiVersion>,
     path: &'a str,
     body: Option<&'a Map<String, Value>>,
 }
@@ -321,21 +253,27 @@ impl EngineCall<'_> {
 pub async fn post_route(
     State(state): State<AppState>,
     Path(rest): Path<String>,
+    RequestedVersion(version): RequestedVersion,
     req: Request,
 ) -> ApiResult<Response> {
     match split_name_action(&rest, &["connect", "disconnect"]) {
-        (id, Some(action)) => attach(&state, id, action, req).await,
+        (id, Some(action)) => attach(&state, id, action, version, req).await,
         _ => Err(ApiError::no_route()),
     }
 }
 
 /// Connects or disconnects a container: both looked up cluster-wide, the call made on the
 /// container's engine with both named by ID, then the network and the container refreshed.
-async fn attach(state: &AppState, id: &str, action: &str, req: Request) -> ApiResult<Response> {
+async fn attach(
+    state: &AppState,
+    id: &str,
+    action: &str,
+    version: Option<ApiVersion>,
+    req: Request,
+) -> ApiResult<Response> {
     let maps = state.cluster.engines();
     let network = find_network(&maps, id)
         .ok_or_else(|| ApiError::not_found(format!("No such network: {id}")))?;
-    let version = requested_version(&req);
     let mut body = read_json_object(req, "network connect")
         .await
         .map_err(|e| match e.status {
@@ -389,11 +327,10 @@ async fn attach(state: &AppState, id: &str, action: &str, req: Request) -> ApiRe
 pub async fn remove(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    req: Request,
+    RequestedVersion(version): RequestedVersion,
 ) -> ApiResult<Response> {
     let found: NetworkRef = find_network(&state.cluster.engines(), &id)
         .ok_or_else(|| ApiError::not_found(format!("No such network {id}")))?;
-    let version = requested_version(&req);
     let nid = found.id().to_string();
     let path = format!("/networks/{nid}");
     let global = !is_local(&found.network);
@@ -431,58 +368,15 @@ pub fn routes() -> axum::Router<AppState> {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
-    use axum::body::Body;
-    use http::Request;
-    use http_body_util::BodyExt;
-    use tower::ServiceExt;
+    use http::Method;
 
     use super::*;
-    use crate::api::server::{app, ApiOptions};
-    use crate::cluster::{Cluster, ClusterOptions, EngineOptions};
-    use crate::scheduler::{Scheduler, DEFAULT_FILTERS};
-
-    /// The whole API over a cluster that has no engine at all.
-    fn app_without_engines() -> axum::Router {
-        let opts = ClusterOptions {
-            engine: EngineOptions {
-                refresh_min: Duration::from_secs(30),
-                refresh_max: Duration::from_secs(60),
-                failure_retry: 3,
-                call_timeout: Duration::from_secs(30),
-            },
-            heartbeat: Duration::from_secs(60),
-            overcommit: 0.05,
-            strategy: "spread".into(),
-            filters: DEFAULT_FILTERS.iter().map(|f| f.to_string()).collect(),
-            experimental: false,
-            refresh_on_node_filter: false,
-            container_name_refresh_filter: None,
-            create_retry: 0,
-        };
-        let scheduler = Scheduler::new("spread", &opts.filters).unwrap();
-        let transport = crate::cluster::transport::Transport::new(None);
-        app(AppState {
-            cluster: Cluster::new(opts, transport, scheduler),
-            opts: Arc::new(ApiOptions::default()),
-            shutdown: Default::default(),
-            replication: None,
-            info: Default::default(),
-        })
-    }
+    use crate::api::testing::call;
 
     /// POSTs `body` to `path`; the status and the error message.
     async fn post(path: &str, body: &str) -> (StatusCode, String) {
-        let request = Request::post(path)
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from(body.to_string()))
-            .unwrap();
-        let resp = app_without_engines().oneshot(request).await.unwrap();
-        let status = resp.status();
-        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-        let value: Value = serde_json::from_slice(&bytes).unwrap();
-        (status, value["message"].as_str().unwrap_or("").to_string())
+        let answer = call(Method::POST, path, body).await;
+        (answer.status, answer.message())
     }
 
     #[tokio::test]

@@ -9,7 +9,7 @@ use http::{header, HeaderName, StatusCode};
 use serde_json::Value;
 
 use super::error::{ApiError, ApiResult};
-use super::server::RequestedVersion;
+use super::state::RequestedVersion;
 use crate::cluster::engine::error_message;
 use crate::cluster::transport::{boxed, empty};
 use crate::cluster::{Engine, EngineError};
@@ -164,11 +164,7 @@ pub fn engine_uri(engine: &Engine, version: RequestedVersion, path_and_query: &s
 
 /// Forwards `req` to `engine` at `path_and_query` and streams the answer back.
 pub async fn forward(engine: &Engine, req: Request, path_and_query: &str) -> ApiResult<Response> {
-    let version = req
-        .extensions()
-        .get::<RequestedVersion>()
-        .copied()
-        .unwrap_or(RequestedVersion(None));
+    let version = RequestedVersion::of(req.extensions());
     let (parts, body) = req.into_parts();
     let mut builder = http::Request::builder()
         .method(parts.method)
@@ -222,11 +218,7 @@ pub async fn hijack(
     path_and_query: &str,
 ) -> ApiResult<Response> {
     use crate::cluster::health::Outcome;
-    let version = req
-        .extensions()
-        .get::<RequestedVersion>()
-        .copied()
-        .unwrap_or(RequestedVersion(None));
+    let version = RequestedVersion::of(req.extensions());
     let client_upgrade = hyper::upgrade::on(&mut req);
     // Attach and exec start bodies are tiny; they are read whole before the hijack.
     let (parts, body) = super::limits::read_whole_body(req).await?;

@@ -16,10 +16,10 @@ use futures_util::future::join_all;
 use http::{Method, StatusCode};
 use serde_json::{json, Map, Value};
 
-use super::error::{ApiError, ApiResult};
-use super::images::{no_such_route, on_each, requested_version};
-use super::server::AppState;
-use super::system::json_response;
+use super::error::{json_response, no_such_route, ApiError, ApiResult};
+use super::fanout::on_each;
+use super::request::path_and_query;
+use super::state::{AppState, RequestedVersion};
 use crate::cluster::Engine;
 
 /// What one prune route removes.
@@ -65,14 +65,6 @@ impl Pruned {
     }
 }
 
-/// The request's path and query (filters go to every engine unchanged).
-fn path_of(req: &Request) -> String {
-    req.uri()
-        .path_and_query()
-        .map(|pq| pq.as_str().to_string())
-        .unwrap_or_default()
-}
-
 /// Merges prune answers: deleted lists concatenated (`null` when empty, as an engine says),
 /// reclaimed space added up.
 fn merge_prune(kind: Pruned, answers: &[Bytes]) -> Value {
@@ -105,15 +97,13 @@ fn merge_prune(kind: Pruned, answers: &[Bytes]) -> Value {
 
 async fn prune(state: &AppState, req: Request, kind: Pruned) -> ApiResult<Response> {
     let engines = state.cluster.healthy_engines();
-    let version = requested_version(&req);
-    let path = path_of(&req);
+    let RequestedVersion(version) = RequestedVersion::of(req.extensions());
+    // Filters go to every engine unchanged.
+    let path = path_and_query(&req);
     let (ok, failures) = on_each(&engines, Method::POST, version, &path).await;
     join_all(engines.iter().map(|e| kind.refresh(e))).await;
     if !failures.is_empty() {
-        return Err(ApiError::new(
-            failures.status(!ok.is_empty()),
-            failures.message(),
-        ));
+        return Err(ApiError::from_failures(&failures, !ok.is_empty()));
     }
     let answers: Vec<Bytes> = ok.into_iter().map(|(_, b)| b).collect();
     Ok(json_response(StatusCode::OK, &merge_prune(kind, &answers)))
@@ -222,16 +212,16 @@ fn merge_df(answers: &[(String, Value)]) -> Value {
 }
 
 /// `GET /system/df`.
-pub async fn disk_usage(State(state): State<AppState>, req: Request) -> ApiResult<Response> {
+pub async fn disk_usage(
+    State(state): State<AppState>,
+    RequestedVersion(version): RequestedVersion,
+    req: Request,
+) -> ApiResult<Response> {
     let engines = state.cluster.healthy_engines();
-    let version = requested_version(&req);
-    let path = path_of(&req);
+    let path = path_and_query(&req);
     let (ok, failures) = on_each(&engines, Method::GET, version, &path).await;
     if !failures.is_empty() {
-        return Err(ApiError::new(
-            failures.status(!ok.is_empty()),
-            failures.message(),
-        ));
+        return Err(ApiError::from_failures(&failures, !ok.is_empty()));
     }
     let answers: Vec<(String, Value)> = ok
         .into_iter()

@@ -1,8 +1,6 @@
 //! The HTTP side: the router and the layer every request passes (API version prefix, headers,
 //! CORS, the body budget, errors in Docker's JSON form). Listening and connections are
 //! [`super::listener`].
-use std::sync::Arc;
-
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -10,54 +8,14 @@ use axum::routing::{get, post};
 use axum::Router;
 use http::{header, HeaderValue, Method, StatusCode};
 
-use super::error::{in_json_form, ApiError};
-use super::limits::ClientLimits;
+use super::error::{in_json_form, no_such_route, ApiError};
+use super::state::{AppState, RequestedVersion};
 use super::version::{split_version_prefix, ApiVersion, MAX_API, MIN_API};
-use super::{containers, exec, images, networks, system, volumes};
-use crate::cluster::Cluster;
-
-/// Options of the API server.
-#[derive(Debug, Clone, Default)]
-pub struct ApiOptions {
-    /// `--api-enable-cors`.
-    pub cors: bool,
-    /// `--experimental`.
-    pub experimental: bool,
-    /// What one client may cost: timeouts, connection cap, body budget.
-    pub limits: ClientLimits,
-}
-
-/// What handlers share.
-#[derive(Clone)]
-pub struct AppState {
-    pub cluster: Arc<Cluster>,
-    pub opts: Arc<ApiOptions>,
-    /// Cancelled when the manager shuts down; ends long streams such as `/events`.
-    pub shutdown: tokio_util::sync::CancellationToken,
-    /// With `--replication`: the election, which sends a replica's requests to the primary.
-    pub replication: Option<Arc<crate::leadership::Leadership>>,
-    /// The last `/info` node tree, reused while no engine changed.
-    pub info: Arc<system::InfoTree>,
-}
-
-/// The API version a request asked for (its `/vX.Y` prefix), or `None` without a prefix.
-#[derive(Debug, Clone, Copy)]
-pub struct RequestedVersion(pub Option<ApiVersion>);
-
-impl RequestedVersion {
-    /// The version to use towards an engine that supports up to `engine`.
-    pub fn for_engine(self, engine: ApiVersion) -> ApiVersion {
-        self.0.unwrap_or(MAX_API).min(engine)
-    }
-}
+use super::{containers, events, exec, images, info, networks, volumes};
 
 /// Builds the whole application: routes plus the outer layer.
 pub fn app(state: AppState) -> Router {
     let routes = Router::new()
-        .route("/_ping", get(system::ping).head(system::ping))
-        .route("/version", get(system::version))
-        .route("/info", get(system::info))
-        .route("/events", get(system::events))
         .route("/containers/json", get(containers::list))
         .route("/containers/ps", get(containers::list))
         .route("/containers/create", post(containers::create))
@@ -70,26 +28,21 @@ pub fn app(state: AppState) -> Router {
                 .delete(containers::delete_route),
         )
         .route("/exec/{*rest}", get(exec::get_route).post(exec::post_route))
+        .merge(info::routes())
+        .merge(events::routes())
         .merge(images::routes())
         .merge(networks::routes())
         .merge(volumes::routes())
         .merge(super::build::routes())
         .merge(super::prune::routes())
-        .fallback(not_found)
-        .method_not_allowed_fallback(not_found)
+        // OPTIONS reaches these only with CORS off: the outer layer answers it when CORS is on.
+        .fallback(no_such_route)
+        .method_not_allowed_fallback(no_such_route)
         .with_state(state.clone());
     // The prefix must be stripped before routing, so this layer wraps the router from outside.
     Router::new()
         .fallback_service(routes)
         .layer(axum::middleware::from_fn_with_state(state, outer_layer))
-}
-
-async fn not_found(method: Method) -> Response {
-    if method == Method::OPTIONS {
-        // Only reached with CORS off: the outer layer answers OPTIONS when CORS is on.
-        return ApiError::no_route().into_response();
-    }
-    ApiError::no_route().into_response()
 }
 
 /// Strips and checks the `/vX.Y` prefix, answers CORS pre-flight, and adds the headers every

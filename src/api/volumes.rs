@@ -10,13 +10,11 @@ use futures_util::future::join_all;
 use http::{HeaderMap, Method, StatusCode};
 use serde_json::{json, Value};
 
-use super::error::{ApiError, ApiResult};
+use super::error::{json_response, no_such_route, ApiError, ApiResult};
 use super::filters::{label_matches, Filters};
-use super::images::{no_such_route, requested_version};
-use super::networks::{json_body, node_constraint, read_json_object, take_node};
 use super::proxy::fetch_json;
-use super::server::{AppState, RequestedVersion};
-use super::system::json_response;
+use super::request::{json_body, node_constraint, read_json_object, take_node};
+use super::state::{AppState, RequestedVersion};
 use crate::cluster::fanout::NodeFailures;
 use crate::cluster::names::{find_volume, find_volumes};
 use crate::cluster::transport::empty;
@@ -88,15 +86,10 @@ pub async fn list(
 pub async fn inspect(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    req: Request,
+    version: RequestedVersion,
 ) -> ApiResult<Response> {
     let found = find_volume(&state.cluster.engines(), &name)
         .ok_or_else(|| ApiError::not_found(format!("No such volume: {name}")))?;
-    let version = req
-        .extensions()
-        .get::<RequestedVersion>()
-        .copied()
-        .unwrap_or(RequestedVersion(None));
     let vname = found
         .volume
         .get("Name")
@@ -119,8 +112,11 @@ fn random_name() -> String {
 /// `POST /volumes/create`: on the node a `node/name` names; on the nodes that pass the
 /// scheduler with the `com.docker.swarm.whitelists` label when it is set; else on every
 /// validated engine. 201 with the last node's answer.
-pub async fn create(State(state): State<AppState>, req: Request) -> ApiResult<Response> {
-    let version = requested_version(&req);
+pub async fn create(
+    State(state): State<AppState>,
+    RequestedVersion(version): RequestedVersion,
+    req: Request,
+) -> ApiResult<Response> {
     let mut body = read_json_object(req, "volume create").await?;
     let (node, mut bare) = take_node(&mut body);
     if bare.is_empty() {
@@ -180,10 +176,7 @@ pub async fn create(State(state): State<AppState>, req: Request) -> ApiResult<Re
         }
     }
     if !failures.is_empty() {
-        return Err(ApiError::new(
-            failures.status(!created.is_empty()),
-            failures.message(),
-        ));
+        return Err(ApiError::from_failures(&failures, !created.is_empty()));
     }
     created.sort_by(|a, b| a.0.cmp(&b.0));
     let last = created.pop().map(|(_, v)| v).unwrap_or(Value::Null);
@@ -195,13 +188,13 @@ pub async fn create(State(state): State<AppState>, req: Request) -> ApiResult<Re
 pub async fn remove(
     State(state): State<AppState>,
     Path(name): Path<String>,
+    RequestedVersion(version): RequestedVersion,
     req: Request,
 ) -> ApiResult<Response> {
     let found = find_volumes(&state.cluster.engines(), &name);
     if found.is_empty() {
         return Err(ApiError::not_found(format!("No such volume {name}")));
     }
-    let version = requested_version(&req);
     let query = req
         .uri()
         .query()
@@ -233,10 +226,7 @@ pub async fn remove(
         }
     }
     if !failures.is_empty() {
-        return Err(ApiError::new(
-            failures.status(removed > 0),
-            failures.message(),
-        ));
+        return Err(ApiError::from_failures(&failures, removed > 0));
     }
     Ok(StatusCode::NO_CONTENT.into_response())
 }

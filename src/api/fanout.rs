@@ -1,0 +1,217 @@
+//! The manager's side of calls made on many engines at once and answered as one: the same
+//! call on every engine with the answers collected ([`on_each`]), and JSON message streams
+//! (pulls, imports, loads) relayed from every engine into one streamed answer, each message
+//! marked with its node ([`relay_messages`], [`fanned_stream`], [`json_stream`]). The engine
+//! side of these calls (splitting message streams, teeing a body, collecting failures) is
+//! `cluster::fanout`. This module knows no route: handlers decide which engines and which call;
+//! it must not import a handler module.
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::response::Response;
+use bytes::Bytes;
+use futures_util::future::join_all;
+use http::{header, HeaderMap, HeaderValue, Method};
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use super::version::ApiVersion;
+use crate::cluster::fanout::{
+    encode_message, error_object, message_error, receiver_stream, JsonMessages, NodeFailures,
+    StreamItem,
+};
+use crate::cluster::transport::{empty, TransportBody};
+use crate::cluster::Engine;
+
+/// Calls `method path` on every engine at once with an empty body; the answers of those that
+/// succeeded, in node order, and the failures of the others.
+pub async fn on_each(
+    engines: &[Arc<Engine>],
+    method: Method,
+    version: Option<ApiVersion>,
+    path: &str,
+) -> (Vec<(Arc<Engine>, Bytes)>, NodeFailures) {
+    let calls = engines.iter().map(|e| {
+        let method = method.clone();
+        async move {
+            let r = e
+                .call_at(method, version, path, &HeaderMap::new(), empty())
+                .await;
+            (e.clone(), r)
+        }
+    });
+    let mut ok = Vec::new();
+    let mut failures = NodeFailures::new();
+    for (engine, result) in join_all(calls).await {
+        match result {
+            Ok((_, bytes)) => ok.push((engine, bytes)),
+            Err(e) => failures.push(engine.name(), e),
+        }
+    }
+    ok.sort_by_key(|(e, _)| e.name());
+    (ok, failures)
+}
+
+/// A 200 `application/json` response streaming whatever is sent on the returned sender.
+pub fn json_stream() -> (mpsc::Sender<Result<Bytes, std::io::Error>>, Response) {
+    let (tx, rx) = mpsc::channel(32);
+    let mut resp = Response::new(Body::from_stream(receiver_stream(rx)));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    (tx, resp)
+}
+
+/// The sender side of a streamed JSON answer.
+pub type MessageSender = mpsc::Sender<Result<Bytes, std::io::Error>>;
+
+/// How one engine's part of a fanned-out stream ended.
+#[derive(Debug)]
+pub enum EngineOutcome {
+    /// The engine finished without error.
+    Done,
+    /// The engine (or the way to it) failed with this text.
+    Failed(String),
+    /// The client went away; nothing more is sent.
+    ClientGone,
+}
+
+pub async fn send(tx: &MessageSender, message: Value) -> bool {
+    tx.send(Ok(encode_message(&message))).await.is_ok()
+}
+
+/// Relays one engine's JSON message stream, each message rewritten by `rewrite`; stops at the
+/// first error message, which becomes the outcome.
+pub async fn relay_messages(
+    engine: &Engine,
+    resp: http::Response<hyper::body::Incoming>,
+    tx: &MessageSender,
+    rewrite: impl Fn(Value) -> Value,
+) -> EngineOutcome {
+    let status = resp.status();
+    let mut body = resp.into_body();
+    if !status.is_success() {
+        let bytes = match body.collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e) => return EngineOutcome::Failed(e.to_string()),
+        };
+        return EngineOutcome::Failed(crate::cluster::engine::error_message(&bytes));
+    }
+    let mut splitter = JsonMessages::new();
+    loop {
+        let frame = match body.frame().await {
+            None => return EngineOutcome::Done,
+            Some(Ok(f)) => f,
+            Some(Err(e)) => return EngineOutcome::Failed(e.to_string()),
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        for item in splitter.push(&data) {
+            match item {
+                StreamItem::Message(m) => {
+                    if let Some(err) = message_error(&m) {
+                        return EngineOutcome::Failed(err);
+                    }
+                    if !send(tx, rewrite(m)).await {
+                        return EngineOutcome::ClientGone;
+                    }
+                }
+                StreamItem::Text(t) => {
+                    tracing::debug!(engine = %engine.addr, text = %String::from_utf8_lossy(&t),
+                        "Engine stream held something that is not JSON; dropped");
+                }
+            }
+        }
+    }
+}
+
+/// Sets `id` to the node name and prefixes `status` with `prefix` (when there is a status).
+pub fn tagged(mut message: Value, node: &str, prefix: Option<&str>) -> Value {
+    if let Some(obj) = message.as_object_mut() {
+        if let Some(prefix) = prefix {
+            if let Some(status) = obj
+                .get("status")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+            {
+                let status = format!("{prefix} : {status}");
+                obj.insert("status".into(), Value::String(status));
+            }
+        }
+        obj.insert("id".into(), Value::String(node.to_string()));
+    }
+    message
+}
+
+/// `cannot load <os> image on <os>` in an engine error: the image is for another platform.
+fn os_mismatch(error: &str) -> Option<(String, String)> {
+    let at = error.find("cannot load ")?;
+    let rest = &error[at + "cannot load ".len()..];
+    let (image_os, rest) = rest.split_once(" image on ")?;
+    let engine_os = rest.split_whitespace().next()?;
+    Some((image_os.to_string(), engine_os.to_string()))
+}
+
+/// Runs one body-carrying call (import or load) on every engine and merges their message
+/// streams: each message gets the node as `id` (and `prefix` before its status); an engine's
+/// failure is reported on its line; a platform mismatch is a skip, not an error; any other
+/// failure ends the stream with an error object.
+pub fn fanned_stream(
+    engines: Vec<Arc<Engine>>,
+    copies: Vec<TransportBody>,
+    version: Option<ApiVersion>,
+    headers: HeaderMap,
+    path: String,
+    what: &'static str,
+    prefix: Option<&'static str>,
+) -> Response {
+    let (tx, resp) = json_stream();
+    tokio::spawn(async move {
+        let jobs = engines.iter().zip(copies).map(|(engine, body)| {
+            let (tx, headers, path) = (&tx, &headers, &path);
+            async move {
+                let node = engine.name();
+                if let Some(p) = prefix {
+                    if !send(tx, json!({"status": p, "id": node})).await {
+                        return EngineOutcome::ClientGone;
+                    }
+                }
+                let outcome = match engine.send_at(Method::POST, version, path, headers, body).await {
+                    Ok(r) => relay_messages(engine, r, tx, |m| tagged(m, &node, prefix)).await,
+                    Err(e) => EngineOutcome::Failed(e.to_string()),
+                };
+                let _ = engine.refresh_images().await;
+                match outcome {
+                    EngineOutcome::Failed(err) => {
+                        if let Some((image_os, engine_os)) = os_mismatch(&err) {
+                            let status = format!(
+                                "{what} skipped because image is for {image_os} and engine is running {engine_os}"
+                            );
+                            send(tx, json!({"status": status, "id": node})).await;
+                            return EngineOutcome::Done;
+                        }
+                        let status = match prefix {
+                            Some(p) => format!("{p} : {err}"),
+                            None => err.clone(),
+                        };
+                        send(tx, json!({"status": status, "id": node})).await;
+                        EngineOutcome::Failed(err)
+                    }
+                    other => other,
+                }
+            }
+        });
+        let outcomes = join_all(jobs).await;
+        let last_error = outcomes.iter().rev().find_map(|o| match o {
+            EngineOutcome::Failed(e) => Some(e.clone()),
+            _ => None,
+        });
+        if let Some(err) = last_error {
+            send(&tx, error_object(&err)).await;
+        }
+    });
+    resp
+}

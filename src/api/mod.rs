@@ -11,6 +11,7 @@ pub mod listener;
 pub mod networks;
 pub mod proxy;
 pub mod prune;
+pub mod replica;
 pub mod server;
 pub mod system;
 pub mod version;

@@ -35,7 +35,7 @@ pub struct AppState {
     /// Cancelled when the manager shuts down; ends long streams such as `/events`.
     pub shutdown: tokio_util::sync::CancellationToken,
     /// With `--replication`: the election, which sends a replica's requests to the primary.
-    pub replication: Option<Arc<crate::leadership::Leadership>>,
+    pub replication: Option<Arc<super::replica::Replication>>,
     /// The last `/info` node tree, reused while no engine changed.
     pub info: Arc<system::InfoTree>,
 }
@@ -99,11 +99,11 @@ async fn outer_layer(State(state): State<AppState>, mut req: Request, next: Next
     // A replica relays the request untouched (prefix, headers, upgrades): the primary answers.
     if let Some(replication) = &state.replication {
         match replication.route(&path).await {
-            crate::leadership::Route::Local => {}
-            crate::leadership::Route::Primary(primary) => {
+            super::replica::Route::Local => {}
+            super::replica::Route::Primary(primary) => {
                 return replication.relay(&primary, req).await;
             }
-            crate::leadership::Route::Unavailable(message) => {
+            super::replica::Route::Unavailable(message) => {
                 return finish(&state, ApiError::internal(message).into_response());
             }
         }

@@ -91,7 +91,7 @@ pub fn store_tls(
         return Ok(None);
     };
     tracing::info!("Initializing discovery with TLS");
-    let tls = crate::cli::TlsOptions {
+    let tls = crate::tls::TlsOptions {
         tls: true,
         verify: true,
         ca: Some(ca),

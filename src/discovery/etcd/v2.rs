@@ -7,13 +7,12 @@ use std::time::Duration;
 use http::{Method, StatusCode};
 use serde_json::Value;
 use tokio::sync::mpsc;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{int_field, Etcd, REQUEST_TIMEOUT, WATCH_IDLE_LIMIT};
 use crate::discovery::kv::{
-    encode_key_path, encode_query, sleep_or_shutdown, ttl_seconds, watch_directory, ElectionEvents,
-    LeaderStore, NodeDirectory, StoreFuture, Tenure,
+    encode_key_path, encode_query, keep_lock, ttl_seconds, watch_directory, ElectionEvents,
+    HeldLock, LeaderStore, NodeDirectory, Renewal, StoreFuture, Tenure,
 };
 use crate::discovery::{Backend, DiscoveryError, RegisterFuture, WatchEvent};
 
@@ -320,37 +319,14 @@ impl EtcdV2 {
             }
         }
         events.acquired();
-        let refresh = (ttl / 3).max(Duration::from_millis(500));
-        let mut last_renewed = Instant::now();
-        let conditions = format!("prevValue={}", encode_query(value));
-        loop {
-            if !sleep_or_shutdown(refresh, shutdown).await {
-                let query = format!("?{conditions}");
-                let release =
-                    self.v2_call(Method::DELETE, key, &query, None, Duration::from_secs(2));
-                let _ = release.await;
-                return Ok(Tenure::Resigned);
-            }
-            match self.v2_set(key, value, Some(ttl), &conditions).await {
-                Ok(Some(_)) => {
-                    last_renewed = Instant::now();
-                    events.store_reached();
-                }
-                Ok(None) => {
-                    return Ok(Tenure::Lost(
-                        "the leader key expired or changed hands".into(),
-                    ))
-                }
-                Err(error) => {
-                    events.store_failed(&error);
-                    if last_renewed.elapsed() >= ttl {
-                        return Ok(Tenure::Lost(format!(
-                            "the leader lock could not be renewed within its TTL: {error}"
-                        )));
-                    }
-                }
-            }
-        }
+        let mut lock = V2Lock {
+            client: self,
+            key,
+            value,
+            ttl,
+            conditions: format!("prevValue={}", encode_query(value)),
+        };
+        Ok(keep_lock(&mut lock, ttl, events, shutdown).await)
     }
 
     async fn v2_follow(
@@ -398,6 +374,41 @@ impl EtcdV2 {
                 }
             }
         }
+    }
+}
+
+/// The leader key while this manager holds it: renewed with a compare-and-swap on its value.
+struct V2Lock<'a> {
+    client: &'a EtcdV2,
+    key: &'a str,
+    value: &'a str,
+    ttl: Duration,
+    /// `prevValue=<value>`: renewing and releasing touch the key only while it is ours.
+    conditions: String,
+}
+
+impl HeldLock for V2Lock<'_> {
+    async fn renew(&mut self) -> Result<Renewal, String> {
+        let renewed = self
+            .client
+            .v2_set(self.key, self.value, Some(self.ttl), &self.conditions)
+            .await?;
+        Ok(match renewed {
+            Some(_) => Renewal::Renewed,
+            None => Renewal::Expired("the leader key expired or changed hands".into()),
+        })
+    }
+
+    async fn release(&mut self) {
+        let query = format!("?{}", self.conditions);
+        let release = self.client.v2_call(
+            Method::DELETE,
+            self.key,
+            &query,
+            None,
+            Duration::from_secs(2),
+        );
+        let _ = release.await;
     }
 }
 

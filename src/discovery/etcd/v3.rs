@@ -9,17 +9,15 @@ use base64::Engine as _;
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, Mutex};
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::v2::EtcdV2;
 use super::{int_field, Etcd, REQUEST_TIMEOUT, WATCH_IDLE_LIMIT};
 use crate::discovery::kv::{
-    ttl_seconds, watch_directory, ElectionEvents, JsonLines, LeaderStore, NodeDirectory,
-    StoreFuture, Tenure,
+    keep_lock, ttl_seconds, watch_directory, ElectionEvents, HeldLock, JsonLines, LeaderStore,
+    NodeDirectory, Renewal, StoreFuture, Tenure,
 };
-use crate::discovery::DiscoveryError;
-use crate::discovery::{Backend, RegisterFuture, WatchEvent};
+use crate::discovery::{Backend, DiscoveryError, RegisterFuture, WatchEvent};
 
 /// A client of etcd's v3 API.
 pub struct EtcdV3 {
@@ -363,7 +361,7 @@ impl EtcdV3 {
         events: &ElectionEvents,
         shutdown: &CancellationToken,
     ) -> Result<Tenure, String> {
-        let (lease, mut revision) = loop {
+        let (lease, revision) = loop {
             let lease = self.v3_grant(ttl).await?;
             let txn = json!({
                 "compare": [{ "target": "CREATE", "key": b64(key), "create_revision": "0" }],
@@ -392,62 +390,15 @@ impl EtcdV3 {
             }
         };
         events.acquired();
-        let refresh = (ttl / 3).max(Duration::from_millis(500));
-        let mut last_renewed = Instant::now();
-        let mut watch = self.v3_watch(key, false, revision + 1).await.ok();
-        let mut ticker = tokio::time::interval_at(Instant::now() + refresh, refresh);
-        loop {
-            let next_event = async {
-                match watch.as_mut() {
-                    Some(stream) => stream.next_events().await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                () = shutdown.cancelled() => {
-                    // Revoking the lease deletes the key: followers see the leader go at once.
-                    let _ = tokio::time::timeout(Duration::from_secs(2), self.v3_revoke(lease)).await;
-                    return Ok(Tenure::Resigned);
-                }
-                _ = ticker.tick() => {
-                    match self.v3_keepalive(lease).await {
-                        Ok(left) if left > 0 => {
-                            last_renewed = Instant::now();
-                            events.store_reached();
-                        }
-                        Ok(_) => return Ok(Tenure::Lost("the leader lock expired".into())),
-                        Err(error) => {
-                            events.store_failed(&error);
-                            if last_renewed.elapsed() >= ttl {
-                                return Ok(Tenure::Lost(format!(
-                                    "the leader lock could not be renewed within its TTL: {error}"
-                                )));
-                            }
-                        }
-                    }
-                    if watch.is_none() {
-                        watch = self.v3_watch(key, false, revision + 1).await.ok();
-                    }
-                }
-                batch = next_event => match batch {
-                    Ok(batch) => {
-                        for event in batch {
-                            if event.deleted || event.value != value {
-                                let _ = self.v3_revoke(lease).await;
-                                return Ok(Tenure::Lost("the leader key was removed or overwritten".into()));
-                            }
-                        }
-                    }
-                    Err(_) => {
-                        // Re-opened at the next renewal; the lease still guards the lock.
-                        watch = None;
-                        if let Ok((_, current)) = self.v3_range(key, false).await {
-                            revision = current;
-                        }
-                    }
-                },
-            }
-        }
+        let mut lock = V3Lock {
+            client: self,
+            key,
+            value,
+            lease,
+            revision,
+            watch: self.v3_watch(key, false, revision + 1).await.ok(),
+        };
+        Ok(keep_lock(&mut lock, ttl, events, shutdown).await)
     }
 
     /// Waits until `key` is deleted; false when shutdown came first.
@@ -508,6 +459,67 @@ impl EtcdV3 {
                 }
             }
         }
+    }
+}
+
+/// The leader key while this manager holds it: bound to a lease that is kept alive, and
+/// watched so that a key removed or overwritten is noticed between renewals.
+struct V3Lock<'a> {
+    client: &'a EtcdV3,
+    key: &'a str,
+    value: &'a str,
+    /// The lease the key is bound to.
+    lease: i64,
+    /// The store revision the watch starts after.
+    revision: i64,
+    /// The watch of the key; none after it broke, until the next renewal opens it again.
+    watch: Option<V3Watch>,
+}
+
+impl HeldLock for V3Lock<'_> {
+    async fn renew(&mut self) -> Result<Renewal, String> {
+        if self.client.v3_keepalive(self.lease).await? <= 0 {
+            return Ok(Renewal::Expired("the leader lock expired".into()));
+        }
+        if self.watch.is_none() {
+            self.watch = self
+                .client
+                .v3_watch(self.key, false, self.revision + 1)
+                .await
+                .ok();
+        }
+        Ok(Renewal::Renewed)
+    }
+
+    async fn lost(&mut self) -> String {
+        loop {
+            let Some(watch) = self.watch.as_mut() else {
+                return std::future::pending().await;
+            };
+            match watch.next_events().await {
+                Ok(batch) => {
+                    if batch
+                        .iter()
+                        .any(|event| event.deleted || event.value != self.value)
+                    {
+                        return "the leader key was removed or overwritten".into();
+                    }
+                }
+                Err(_) => {
+                    // Re-opened at the next renewal; the lease still guards the lock.
+                    self.watch = None;
+                    if let Ok((_, current)) = self.client.v3_range(self.key, false).await {
+                        self.revision = current;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn release(&mut self) {
+        // Revoking the lease deletes the key: followers see the leader go at once.
+        let revoke = self.client.v3_revoke(self.lease);
+        let _ = tokio::time::timeout(Duration::from_secs(2), revoke).await;
     }
 }
 

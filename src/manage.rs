@@ -210,8 +210,9 @@ pub async fn run(global: GlobalOptions, opts: ManageOptions) -> Result<(), Manag
     result
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn termination() {
+/// Resolves on SIGINT or SIGTERM: the end of `swarm manage` and `swarm join`. Listens from the
+/// first poll on, so call it once per run (no signal falls between two listeners).
+pub(crate) async fn termination() {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,
         Err(_) => {

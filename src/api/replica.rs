@@ -155,7 +155,7 @@ impl Replication {
         };
         let stream = match transport::connect(&base, self.tls.as_ref()).await {
             Ok(stream) => stream,
-            Err(error) => return unreachable(crate::discovery::kv::error_chain(&error)),
+            Err(error) => return unreachable(transport::error_chain(&error)),
         };
         let (mut sender, connection) =
             match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await {

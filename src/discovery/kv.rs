@@ -22,7 +22,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use super::{DiscoveryError, DiscoveryOptions, Entry, Scheme, WatchEvent};
-use crate::cluster::transport::{boxed, empty, Endpoint, Transport};
+use crate::cluster::transport::{boxed, empty, error_chain, Endpoint, Transport};
 
 /// Where leader election keeps its lock, below the URL prefix (never below `kv.path`).
 pub const LEADER_PATH: &str = "docker/swarm/leader";
@@ -583,21 +583,6 @@ impl StoreHttp {
         }
         Err(last_error)
     }
-}
-
-/// An error and its sources, joined with `: `.
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(inner) = source {
-        let next = inner.to_string();
-        if !text.contains(&next) {
-            text.push_str(": ");
-            text.push_str(&next);
-        }
-        source = inner.source();
-    }
-    text
 }
 
 /// Reads a streamed body of newline-separated JSON documents (the etcd v3 watch stream).

@@ -18,7 +18,7 @@
 //! the v2 keyspace holds registrations, it logs a hint naming the option.
 //!
 //! Each API is one type: [`v3::EtcdV3`] and [`v2::EtcdV2`], each a discovery backend and a leader
-//! store of its own; this module picks one ([`backend`]) and holds what they share.
+//! store of its own; this module picks one (`backend`) and holds what they share.
 use std::sync::Arc;
 use std::time::Duration;
 

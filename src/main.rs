@@ -1,16 +1,14 @@
-//! The `swarm` binary: reads the command line, sets up logging and runs the command. Everything
-//! with behaviour worth testing lives in the library; this file wires it together and turns
-//! outcomes into output and exit codes.
+//! The `swarm` binary: reads the command line, sets up logging and the async runtime, and
+//! dispatches to the command (`shoal::manage`, `shoal::join`, `shoal::list`). Everything with
+//! behaviour worth testing lives in the library; this file only turns outcomes into output and
+//! exit codes.
 #![deny(unsafe_code)]
 
 use std::fmt::Display;
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
-use std::time::Duration;
 
-use shoal::cli::{self, duration, Command, GlobalOptions, JoinOptions, ListOptions};
-use shoal::discovery::{self, DiscoveryOptions, Entry, WatchEvent};
-use tokio_util::sync::CancellationToken;
+use shoal::cli::{self, Command, GlobalOptions};
 
 /// mimalloc keeps the manager's memory compact under many threads and many small JSON values.
 #[cfg(feature = "mimalloc")]
@@ -73,14 +71,14 @@ fn main() -> ExitCode {
                 Err(error) => fatal(error),
             }
         }
-        Command::List(options) => match block_on(list(options)) {
+        Command::List(options) => match block_on(shoal::list::run(options)) {
             Ok(entries) => {
                 let text: String = entries.iter().map(|entry| format!("{entry}\n")).collect();
                 print_and_succeed(&text)
             }
             Err(error) => fatal(error),
         },
-        Command::Join(options) => match block_on(join(options)) {
+        Command::Join(options) => match block_on(shoal::join::run(options)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => fatal(error),
         },
@@ -132,95 +130,4 @@ fn block_on<T>(future: impl std::future::Future<Output = Result<T, String>>) -> 
         .build()
         .map_err(|error| format!("cannot start the async runtime: {error}"))?
         .block_on(future)
-}
-
-/// `swarm list`: the first list the backend reports, within the timeout.
-async fn list(options: ListOptions) -> Result<Vec<Entry>, String> {
-    let backend = discovery::new_backend(
-        &options.discovery,
-        &DiscoveryOptions {
-            heartbeat: options.timeout,
-            ttl: Duration::ZERO,
-            opts: options.discovery_opts,
-        },
-    )
-    .map_err(|error| error.to_string())?;
-    let shutdown = CancellationToken::new();
-    let _stop_watch = shutdown.clone().drop_guard();
-    let mut events = backend.watch(shutdown);
-    match tokio::time::timeout(options.timeout, events.recv()).await {
-        Ok(Some(WatchEvent::Entries(entries))) => Ok(entries),
-        Ok(Some(WatchEvent::Error(message))) => Err(message),
-        Ok(None) => Err("discovery stopped before reporting any address".to_string()),
-        Err(_) => Err("Timed out".to_string()),
-    }
-}
-
-/// `swarm join`: an optional random delay, then registration every heartbeat, forever. Failed
-/// registrations are logged and retried at the next heartbeat.
-async fn join(options: JoinOptions) -> Result<(), String> {
-    let backend = discovery::new_backend(
-        &options.discovery,
-        &DiscoveryOptions {
-            heartbeat: options.heartbeat,
-            ttl: options.ttl,
-            opts: options.discovery_opts.clone(),
-        },
-    )
-    .map_err(|error| error.to_string())?;
-    if !options.delay.is_zero() {
-        let bound = u64::try_from(options.delay.as_nanos()).unwrap_or(u64::MAX);
-        let wait = Duration::from_nanos(rand::random_range(0..bound));
-        tracing::info!(
-            delay = %duration::format(wait),
-            "Waiting a random delay before the first registration"
-        );
-        tokio::time::sleep(wait).await;
-    }
-    let period = duration::format(options.heartbeat);
-    let registering = async {
-        loop {
-            tracing::info!(
-                addr = %options.advertise,
-                discovery = %options.discovery,
-                "Registering on the discovery service every {period}..."
-            );
-            if let Err(error) = backend.register(&options.advertise).await {
-                tracing::error!(%error, "Registration failed");
-            }
-            tokio::time::sleep(options.heartbeat).await;
-        }
-    };
-    // One signal listener for the whole run, so that no signal falls between two of them.
-    tokio::select! {
-        () = registering => {}
-        () = termination() => {}
-    }
-    // A ZooKeeper registration goes at once; etcd and Consul ones live out their TTL.
-    let leave = backend.leave(&options.advertise);
-    match tokio::time::timeout(Duration::from_secs(3), leave).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(error)) => {
-            tracing::warn!(%error, "Leaving the discovery service failed");
-            Ok(())
-        }
-        Err(_) => Ok(()),
-    }
-}
-
-/// Resolves on SIGINT or SIGTERM.
-async fn termination() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        }
-        _ => std::future::pending().await,
-    }
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::api::replica::Replication;
 use crate::api::{self, ApiOptions, AppState};
 use crate::cli::{GlobalOptions, ManageOptions};
 use crate::cluster::transport::Transport;
@@ -121,12 +122,11 @@ pub async fn run(global: GlobalOptions, opts: ManageOptions) -> Result<(), Manag
         tracing::info!(addr = %listener.describe(), "Listening for HTTP");
         listeners.push(listener);
     }
-    let replication = match (&store, &opts.advertise) {
+    let leadership = match (&store, &opts.advertise) {
         (Some(store), Some(advertise)) => Some(Leadership::start(
             store,
             advertise.clone(),
             opts.replication_ttl,
-            client_tls.clone(),
         )),
         (Some(_), None) => {
             return Err(ManageError::Unsupported(
@@ -135,6 +135,9 @@ pub async fn run(global: GlobalOptions, opts: ManageOptions) -> Result<(), Manag
         }
         _ => None,
     };
+    let replication = leadership
+        .as_ref()
+        .map(|leadership| Replication::new(leadership.clone(), client_tls.clone()));
 
     let shutdown = CancellationToken::new();
     let state = AppState {
@@ -163,7 +166,7 @@ pub async fn run(global: GlobalOptions, opts: ManageOptions) -> Result<(), Manag
 
     cluster.start();
     cluster.watch_discovery(backend);
-    let leader = replication.clone();
+    let leader = leadership.clone();
     crate::cluster::watchdog::start(
         cluster.clone(),
         Arc::new(move || {
@@ -197,8 +200,11 @@ pub async fn run(global: GlobalOptions, opts: ManageOptions) -> Result<(), Manag
     };
     tracing::info!("Shutting down");
     // First, so that another manager is elected while this one finishes its work.
+    if let Some(leadership) = &leadership {
+        leadership.resign().await;
+    }
     if let Some(replication) = &replication {
-        replication.resign().await;
+        replication.close().await;
     }
     shutdown.cancel();
     cluster.shutdown().await;
@@ -209,8 +215,9 @@ pub async fn run(global: GlobalOptions, opts: ManageOptions) -> Result<(), Manag
     result
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn termination() {
+/// Resolves on SIGINT or SIGTERM: the end of `swarm manage` and `swarm join`. Listens from the
+/// first poll on, so call it once per run (no signal falls between two listeners).
+pub(crate) async fn termination() {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,
         Err(_) => {

@@ -1,5 +1,5 @@
-//! rustls configurations built from `--tls`, `--tlsverify`, `--tlscacert`, `--tlscert` and
-//! `--tlskey` (SPEC §5.1): one for serving clients, one for reaching engines and the primary
+//! TLS: [`TlsOptions`] (what `--tls`, `--tlsverify`, `--tlscacert`, `--tlscert` and `--tlskey`
+//! say, SPEC §5.1) and the rustls configurations built from them: one for serving clients, one for reaching engines and the primary
 //! manager (the manager then presents the same certificate as its client certificate). Reads the
 //! files named; nothing else.
 //!
@@ -9,7 +9,7 @@
 //! failure into a sentence naming the missing IP SAN ([`check_names`] does the same for the
 //! manager's own certificate at start-up).
 use std::io::BufReader;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -22,7 +22,22 @@ use rustls::{
     SignatureScheme,
 };
 
-use crate::cli::TlsOptions;
+/// What the TLS flags say (`--tls`, `--tlsverify`, `--tlscacert`, `--tlscert`, `--tlskey`),
+/// shared by the server side and the engine side; the discovery stores build theirs from the
+/// `kv.*` options.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsOptions {
+    /// Serve (and connect to engines with) TLS; true for `--tls` and for `--tlsverify`.
+    pub tls: bool,
+    /// `--tlsverify`: require client certificates signed by `ca` and verify engines against it.
+    pub verify: bool,
+    /// `--tlscacert`, when given (always given with `verify`).
+    pub ca: Option<PathBuf>,
+    /// `--tlscert`, when given (always given with `tls`).
+    pub cert: Option<PathBuf>,
+    /// `--tlskey`, when given (always given with `tls`).
+    pub key: Option<PathBuf>,
+}
 
 /// Why a TLS configuration could not be built; the texts are the classic fatal messages.
 #[derive(Debug, thiserror::Error)]

@@ -338,3 +338,66 @@ fn token_discovery_and_create_say_what_to_use_instead() {
     let create = swarm(&["create"]).assert_failure();
     assert!(create.stderr.contains("no longer available"), "{create}");
 }
+
+/// Waits (at most 15 s) until `condition` holds.
+async fn eventually(what: &str, condition: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while !condition() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Two managers' elections in the store at `url`: one leads and keeps the lock through several
+/// renewals while the other follows; when it resigns the other takes over at once.
+fn the_lock_is_kept_and_changes_hands_on_resign(url: &str, opts: &[(&str, &str)]) {
+    use shoal::discovery::{new_store, DiscoveryOptions};
+    use shoal::leadership::{Leadership, Role};
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let options = DiscoveryOptions {
+            heartbeat: Duration::from_secs(1),
+            ttl: Duration::ZERO,
+            opts: opts
+                .iter()
+                .map(|(key, value)| (key.to_string(), value.to_string()))
+                .collect(),
+        };
+        let ttl = Duration::from_secs(3);
+        let a = Leadership::start(
+            &new_store(url, &options).unwrap(),
+            "127.0.0.1:1".into(),
+            ttl,
+        );
+        eventually("the first manager leads", || a.role() == Role::Primary).await;
+        let b = Leadership::start(
+            &new_store(url, &options).unwrap(),
+            "127.0.0.1:2".into(),
+            ttl,
+        );
+        eventually("the second manager knows the primary", || {
+            b.primary().as_deref() == Some("127.0.0.1:1")
+        })
+        .await;
+        // Two TTLs: the lock lives only through its renewals.
+        tokio::time::sleep(ttl * 2).await;
+        assert_eq!((a.role(), b.role()), (Role::Primary, Role::Replica));
+        a.resign().await;
+        eventually("the second manager takes over", || {
+            b.role() == Role::Primary
+        })
+        .await;
+        b.resign().await;
+    });
+}
+
+#[test]
+fn consul_and_etcd_v2_locks_are_renewed_and_released() {
+    let consul = FakeConsul::start();
+    the_lock_is_kept_and_changes_hands_on_resign(&consul.url("lead"), &[]);
+    let etcd = EtcdServer::start();
+    the_lock_is_kept_and_changes_hands_on_resign(&etcd.url("lead"), &[("kv.etcdapi", "v2")]);
+}

@@ -33,6 +33,7 @@ pub mod networks;
 pub mod proxy;
 pub mod prune;
 pub mod ps;
+pub mod replica;
 pub mod request;
 pub mod server;
 pub mod state;

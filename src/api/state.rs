@@ -31,7 +31,7 @@ pub struct AppState {
     /// Cancelled when the manager shuts down; ends long streams such as `/events`.
     pub shutdown: tokio_util::sync::CancellationToken,
     /// With `--replication`: the election, which sends a replica's requests to the primary.
-    pub replication: Option<Arc<crate::leadership::Leadership>>,
+    pub replication: Option<Arc<super::replica::Replication>>,
 }
 
 /// The API version a request asked for (its `/vX.Y` prefix), or `None` without a prefix.

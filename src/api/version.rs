@@ -18,10 +18,31 @@ impl ApiVersion {
     pub const fn new(major: u32, minor: u32) -> ApiVersion {
         ApiVersion { major, minor }
     }
+
+    /// Reads `major.minor` at compile time, so a constant can be written once as text; a
+    /// malformed constant stops the build.
+    const fn from_const_str(text: &str) -> ApiVersion {
+        let bytes = text.as_bytes();
+        let mut parts = [0u32; 2];
+        let mut part = 0;
+        let mut i = 0;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'.' if part == 0 && i > 0 => part = 1,
+                digit @ b'0'..=b'9' => parts[part] = parts[part] * 10 + (digit - b'0') as u32,
+                _ => panic!("an API version constant is not major.minor"),
+            }
+            i += 1;
+        }
+        assert!(part == 1 && bytes[bytes.len() - 1] != b'.');
+        ApiVersion::new(parts[0], parts[1])
+    }
 }
 
+/// [`MAX_API`] as text, for header values that must be `'static`.
+pub const MAX_API_STR: &str = "1.47";
 /// The API version Shoal advertises (`Api-Version` header, `/version`).
-pub const MAX_API: ApiVersion = ApiVersion::new(1, 47);
+pub const MAX_API: ApiVersion = ApiVersion::from_const_str(MAX_API_STR);
 /// The oldest API version Shoal accepts in a `/vX.Y/` prefix.
 pub const MIN_API: ApiVersion = ApiVersion::new(1, 24);
 
@@ -80,6 +101,7 @@ mod tests {
         assert!("1".parse::<ApiVersion>().is_err());
         assert!("1.x".parse::<ApiVersion>().is_err());
         assert_eq!(MAX_API.to_string(), "1.47");
+        assert_eq!(MAX_API.to_string(), MAX_API_STR);
     }
 
     #[test]

@@ -7,10 +7,11 @@
 //! tables, `manage.rs`, `join.rs`, `list.rs` and `create.rs` hold each command's table and checks,
 //! [`duration`] parses Go durations and `go_values.rs` Go's booleans and numbers.
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use crate::discovery::{self, Scheme};
+pub use crate::tls::TlsOptions;
 
 mod create;
 pub mod duration;
@@ -110,21 +111,6 @@ impl Default for ManageOptions {
             container_name_refresh_filter: None,
         }
     }
-}
-
-/// TLS flags shared by the server side and the engine side.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TlsOptions {
-    /// Serve (and connect to engines with) TLS; true for `--tls` and for `--tlsverify`.
-    pub tls: bool,
-    /// `--tlsverify`: require client certificates signed by `ca` and verify engines against it.
-    pub verify: bool,
-    /// `--tlscacert`, when given (always given with `verify`).
-    pub ca: Option<PathBuf>,
-    /// `--tlscert`, when given (always given with `tls`).
-    pub cert: Option<PathBuf>,
-    /// `--tlskey`, when given (always given with `tls`).
-    pub key: Option<PathBuf>,
 }
 
 /// Global options that apply to every command.

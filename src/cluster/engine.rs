@@ -28,7 +28,7 @@ use super::directory::{tag, Directory};
 use super::events::{ClusterEvent, EventBus, NodeRef};
 use super::health::{refresh_delay, EngineState, Health, Outcome, Transition};
 use super::order::WriteOrder;
-use super::transport::{boxed, empty, Endpoint, Transport, TransportBody};
+use super::transport::{boxed, empty, error_chain, Endpoint, Transport, TransportBody};
 use crate::api::version::{ApiVersion, MAX_API, MIN_API};
 
 /// The default of `--engine-call-timeout`: how long an engine may take to start answering a
@@ -1268,17 +1268,6 @@ pub fn error_message(body: &[u8]) -> String {
         Ok(m) => m.message,
         Err(_) => String::from_utf8_lossy(body).trim().to_string(),
     }
-}
-
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 async fn resolve_ip(addr: &str) -> String {

@@ -290,6 +290,22 @@ impl AsyncWrite for EngineStream {
     }
 }
 
+/// An error and its sources, joined with `: ` (a source whose text the message already holds is
+/// not repeated): what a connection failure says, down to the operating system's reason.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(inner) = source {
+        let next = inner.to_string();
+        if !text.contains(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        source = inner.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,12 +18,11 @@ use base64::Engine as _;
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, Mutex};
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::kv::{
-    self, encode_key_path, encode_query, sleep_or_shutdown, ttl_seconds, watch_directory,
-    ElectionEvents, LeaderStore, NodeDirectory, StoreFuture, StoreHttp, StoreResponse, Tenure,
+    self, encode_key_path, encode_query, keep_lock, ttl_seconds, watch_directory, ElectionEvents,
+    HeldLock, LeaderStore, NodeDirectory, Renewal, StoreFuture, StoreHttp, StoreResponse, Tenure,
 };
 use super::{Backend, DiscoveryError, DiscoveryOptions, RegisterFuture, WatchEvent};
 
@@ -268,7 +267,6 @@ impl ConsulBackend {
         let session = self.create_session(ttl, "release").await?;
         let acquire = format!("acquire={}", encode_query(&session));
         let refresh = (ttl / 3).max(Duration::from_millis(500));
-        let mut last_renewed = Instant::now();
         // Campaign: try to acquire; while someone else holds it, wait on the key and renew.
         loop {
             match self.put(key, value, &acquire).await {
@@ -281,7 +279,10 @@ impl ConsulBackend {
             }
             let (_, index) = self.get(key, false, None).await?;
             let waited = tokio::select! {
-                () = shutdown.cancelled() => return Ok(self.give_up(key, value, &session, Tenure::Resigned).await),
+                () = shutdown.cancelled() => {
+                    self.give_up(key, value, &session).await;
+                    return Ok(Tenure::Resigned);
+                }
                 waited = tokio::time::timeout(refresh, self.get(key, false, Some(index))) => waited,
             };
             if let Ok(Err(error)) = waited {
@@ -293,41 +294,20 @@ impl ConsulBackend {
             }
         }
         events.acquired();
-        loop {
-            if !sleep_or_shutdown(refresh, shutdown).await {
-                return Ok(self.give_up(key, value, &session, Tenure::Resigned).await);
-            }
-            match self.renew_session(&session).await {
-                Ok(true) => {
-                    last_renewed = Instant::now();
-                    events.store_reached();
-                }
-                Ok(false) => return Ok(Tenure::Lost("the leader session expired".into())),
-                Err(error) => {
-                    events.store_failed(&error);
-                    if last_renewed.elapsed() >= ttl {
-                        return Ok(Tenure::Lost(format!(
-                            "the leader session could not be renewed within its TTL: {error}"
-                        )));
-                    }
-                    continue;
-                }
-            }
-            if let Ok((keys, _)) = self.get(key, false, None).await {
-                if keys.first().is_none_or(|k| k.session != session) {
-                    let lost = Tenure::Lost("the leader key was taken away".into());
-                    return Ok(self.give_up(key, value, &session, lost).await);
-                }
-            }
-        }
+        let mut lock = ConsulLock {
+            client: self,
+            key,
+            value,
+            session: &session,
+        };
+        Ok(keep_lock(&mut lock, ttl, events, shutdown).await)
     }
 
     /// Releases the leader key (if this session holds it) and destroys the session.
-    async fn give_up(&self, key: &str, value: &str, session: &str, tenure: Tenure) -> Tenure {
+    async fn give_up(&self, key: &str, value: &str, session: &str) {
         let release = format!("release={}", encode_query(session));
         let _ = self.put(key, value, &release).await;
         self.destroy_session(session).await;
-        tenure
     }
 
     async fn consul_follow(
@@ -350,6 +330,36 @@ impl ConsulBackend {
             // Consul indexes only grow; one that goes back (a reset) restarts the blocking.
             index = Some(if Some(next) < index { 0 } else { next });
         }
+    }
+}
+
+/// The leader key while this manager holds it: acquired by a session that is renewed, and
+/// checked after each renewal to still be held by that session.
+struct ConsulLock<'a> {
+    client: &'a ConsulBackend,
+    key: &'a str,
+    value: &'a str,
+    /// The session that acquired the key.
+    session: &'a str,
+}
+
+impl HeldLock for ConsulLock<'_> {
+    async fn renew(&mut self) -> Result<Renewal, String> {
+        if !self.client.renew_session(self.session).await? {
+            return Ok(Renewal::Expired("the leader session expired".into()));
+        }
+        if let Ok((keys, _)) = self.client.get(self.key, false, None).await {
+            if keys.first().is_none_or(|k| k.session != self.session) {
+                return Ok(Renewal::TakenAway("the leader key was taken away".into()));
+            }
+        }
+        Ok(Renewal::Renewed)
+    }
+
+    async fn release(&mut self) {
+        self.client
+            .give_up(self.key, self.value, self.session)
+            .await;
     }
 }
 

@@ -1,9 +1,11 @@
 //! What the key-value backends (`consul://`, `etcd://`, `zk://`) share: the URL syntax
 //! `<addr1>[,<addr2>…][/<prefix>]`, the key layout, the watch loop that turns a node directory
-//! into [`WatchEvent`]s, the [`LeaderStore`] contract leader election relies on, and a small HTTP
+//! into [`WatchEvent`]s (`NodeDirectory` is what each store supplies to it), the
+//! [`LeaderStore`] contract leader election relies on, the loop that keeps a held lock within
+//! its TTL (`keep_lock`; each store supplies its renew step as a `HeldLock`), and a small HTTP
 //! client with endpoint failover for the stores that speak HTTP (etcd and Consul).
 //!
-//! The store protocols themselves live in `etcd.rs`, `consul.rs` and `zk.rs`. This module knows
+//! The store protocols themselves live in `etcd/`, `consul.rs` and `zk.rs`. This module knows
 //! nothing about engines or about what an elected manager does; it only moves keys and values.
 use std::future::Future;
 use std::pin::Pin;
@@ -16,10 +18,11 @@ use http::{HeaderMap, Method, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::sync::{mpsc, watch};
+use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use super::{DiscoveryError, DiscoveryOptions, Entry, Scheme, WatchEvent};
-use crate::cluster::transport::{boxed, empty, Endpoint, Transport};
+use crate::cluster::transport::{boxed, empty, error_chain, Endpoint, Transport};
 
 /// Where leader election keeps its lock, below the URL prefix (never below `kv.path`).
 pub const LEADER_PATH: &str = "docker/swarm/leader";
@@ -91,7 +94,7 @@ pub fn store_tls(
         return Ok(None);
     };
     tracing::info!("Initializing discovery with TLS");
-    let tls = crate::cli::TlsOptions {
+    let tls = crate::tls::TlsOptions {
         tls: true,
         verify: true,
         ca: Some(ca),
@@ -241,6 +244,84 @@ impl ElectionEvents {
     /// Changes of the leader address, for waiting.
     pub fn subscribe_leader(&self) -> watch::Receiver<Option<String>> {
         self.leader.subscribe()
+    }
+}
+
+/// What one renewal of a held lock found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Renewal {
+    /// The lock is held for another TTL.
+    Renewed,
+    /// The lock expired: nothing of it is left to release. Campaign again.
+    Expired(String),
+    /// Someone else holds the lock now: release what this manager still has of it (its session
+    /// or lease), then campaign again.
+    TakenAway(String),
+}
+
+/// The store-specific steps of keeping a lock that is held; [`keep_lock`] owns the timing.
+pub(crate) trait HeldLock: Send {
+    /// Renews the lock once. An `Err` is a store error: the lock may still be held, and is kept
+    /// while the last renewal is younger than the TTL.
+    fn renew(&mut self) -> impl Future<Output = Result<Renewal, String>> + Send;
+
+    /// Resolves, with the reason, when the store says between renewals that the lock was taken
+    /// away (what is left of it is then released). Stores that only learn it by renewing never
+    /// resolve.
+    fn lost(&mut self) -> impl Future<Output = String> + Send {
+        std::future::pending()
+    }
+
+    /// Gives the lock up at shutdown, so that another manager takes it at once, or what is left
+    /// of it once it was taken away (bounded).
+    fn release(&mut self) -> impl Future<Output = ()> + Send;
+}
+
+/// Keeps a lock with lifetime `ttl` that was just acquired until it is lost or `shutdown`:
+/// renews it every third of the TTL (at least 500 ms apart), reports each renewal and store
+/// error to `events`, counts the lock lost when no renewal succeeded for a whole TTL (another
+/// manager may hold it by then), and releases it on shutdown or when it was taken away.
+pub(crate) async fn keep_lock(
+    lock: &mut impl HeldLock,
+    ttl: Duration,
+    events: &ElectionEvents,
+    shutdown: &CancellationToken,
+) -> Tenure {
+    let refresh = (ttl / 3).max(Duration::from_millis(500));
+    let mut last_renewed = Instant::now();
+    let mut ticker = tokio::time::interval_at(Instant::now() + refresh, refresh);
+    // A renewal that outlasts the period does not make up for itself with a burst of renewals.
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => {
+                lock.release().await;
+                return Tenure::Resigned;
+            }
+            _ = ticker.tick() => match lock.renew().await {
+                Ok(Renewal::Renewed) => {
+                    last_renewed = Instant::now();
+                    events.store_reached();
+                }
+                Ok(Renewal::Expired(why)) => return Tenure::Lost(why),
+                Ok(Renewal::TakenAway(why)) => {
+                    lock.release().await;
+                    return Tenure::Lost(why);
+                }
+                Err(error) => {
+                    events.store_failed(&error);
+                    if last_renewed.elapsed() >= ttl {
+                        return Tenure::Lost(format!(
+                            "the leader lock could not be renewed within its TTL: {error}"
+                        ));
+                    }
+                }
+            },
+            why = lock.lost() => {
+                lock.release().await;
+                return Tenure::Lost(why);
+            }
+        }
     }
 }
 
@@ -504,21 +585,6 @@ impl StoreHttp {
     }
 }
 
-/// An error and its sources, joined with `: `.
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(inner) = source {
-        let next = inner.to_string();
-        if !text.contains(&next) {
-            text.push_str(": ");
-            text.push_str(&next);
-        }
-        source = inner.source();
-    }
-    text
-}
-
 /// Reads a streamed body of newline-separated JSON documents (the etcd v3 watch stream).
 pub(crate) struct JsonLines {
     /// The body still being received.
@@ -675,6 +741,93 @@ mod tests {
         assert_eq!(encode_key_path("a/b/1.2.3.4:5"), "a/b/1.2.3.4:5");
         assert_eq!(encode_key_path("d/[::1]:2375"), "d/%5B::1%5D:2375");
         assert_eq!(encode_query("a b&c"), "a%20b%26c");
+    }
+
+    /// A held lock whose renewals answer from a script (then renew forever).
+    struct ScriptedLock {
+        renewals: std::collections::VecDeque<Result<Renewal, String>>,
+        renewed: usize,
+        released: bool,
+    }
+
+    impl ScriptedLock {
+        fn new(renewals: impl IntoIterator<Item = Result<Renewal, String>>) -> Self {
+            ScriptedLock {
+                renewals: renewals.into_iter().collect(),
+                renewed: 0,
+                released: false,
+            }
+        }
+    }
+
+    impl HeldLock for ScriptedLock {
+        async fn renew(&mut self) -> Result<Renewal, String> {
+            self.renewed += 1;
+            self.renewals.pop_front().unwrap_or(Ok(Renewal::Renewed))
+        }
+
+        async fn release(&mut self) {
+            self.released = true;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lock_is_kept_through_store_errors_shorter_than_its_ttl() {
+        let events = ElectionEvents::new();
+        let shutdown = CancellationToken::new();
+        let failure = || Err("store down".to_string());
+        // TTL 3 s, renewed every second: two failures in a row stay within the TTL.
+        let mut lock = ScriptedLock::new([failure(), failure(), Ok(Renewal::Renewed), failure()]);
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(5500)).await;
+            stop.cancel();
+        });
+        let tenure = keep_lock(&mut lock, Duration::from_secs(3), &events, &shutdown).await;
+        assert_eq!(tenure, Tenure::Resigned);
+        assert_eq!(lock.renewed, 5);
+        assert!(lock.released);
+        assert_eq!(events.store_problem(), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lock_not_renewed_for_a_whole_ttl_is_lost() {
+        let events = ElectionEvents::new();
+        let mut lock = ScriptedLock::new((0..10).map(|_| Err("store down".to_string())));
+        let started = Instant::now();
+        let tenure = keep_lock(
+            &mut lock,
+            Duration::from_secs(3),
+            &events,
+            &CancellationToken::new(),
+        )
+        .await;
+        assert_eq!(
+            tenure,
+            Tenure::Lost("the leader lock could not be renewed within its TTL: store down".into())
+        );
+        assert_eq!(started.elapsed(), Duration::from_secs(3));
+        assert_eq!(events.store_problem().as_deref(), Some("store down"));
+        assert!(!lock.released);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lock_taken_away_is_released_and_an_expired_one_is_not() {
+        let events = ElectionEvents::new();
+        let shutdown = CancellationToken::new();
+        let ttl = Duration::from_secs(3);
+        let mut taken = ScriptedLock::new([Ok(Renewal::TakenAway("taken".into()))]);
+        let tenure = keep_lock(&mut taken, ttl, &events, &shutdown).await;
+        assert_eq!(
+            (tenure, taken.released),
+            (Tenure::Lost("taken".into()), true)
+        );
+        let mut expired = ScriptedLock::new([Ok(Renewal::Expired("expired".into()))]);
+        let tenure = keep_lock(&mut expired, ttl, &events, &shutdown).await;
+        assert_eq!(
+            (tenure, expired.released),
+            (Tenure::Lost("expired".into()), false)
+        );
     }
 
     #[test]

@@ -454,10 +454,10 @@ pub fn new_store(url: &str, opts: &DiscoveryOptions) -> Result<KvStore, Discover
     let leader_key = kv_url.leader_key();
     match parsed.scheme {
         Scheme::Etcd => {
-            let backend = etcd::backend(&kv_url, opts, kv::store_tls(opts)?)?;
+            let (discovery, election) = etcd::backend(&kv_url, opts, kv::store_tls(opts)?)?;
             Ok(KvStore {
-                discovery: backend.clone(),
-                election: backend,
+                discovery,
+                election,
                 leader_key,
             })
         }

@@ -12,6 +12,8 @@
 //!   snapshots, or forwards to the engine that owns the object.
 //! - [`leadership`] elects one primary among replicated managers and relays a replica's
 //!   requests to it.
+//! - [`version`] holds the API versions: what Shoal advertises and accepts, and the one rule
+//!   for the version each engine is sent.
 //! - [`manage`] wires discovery, cluster, leader election and API together for `swarm manage`.
 #![forbid(unsafe_code)]
 #![recursion_limit = "256"]
@@ -24,6 +26,7 @@ pub mod leadership;
 pub mod manage;
 pub mod scheduler;
 pub mod tls;
+pub mod version;
 
 #[cfg(test)]
 mod properties;

@@ -14,13 +14,13 @@ use super::cluster::Cluster;
 use super::engine::{error_message, Engine, EngineError};
 use super::names::split_reference;
 use super::transport::{boxed, empty};
-use crate::api::version::ApiVersion;
 use crate::scheduler::config::{extract, SchedulingRequest};
 use crate::scheduler::node::{
     ContainerSnapshot, ImageSnapshot, NodeSnapshot, PortBinding, SWARM_ID_LABEL,
 };
 use crate::scheduler::resources::{cpus_to_shares, shares_to_cpus, total_with_overcommit};
 use crate::scheduler::{Scheduler, SchedulerError, SchedulerErrorKind};
+use crate::version::ApiVersion;
 
 /// Why a create failed, classified for the API.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -497,7 +497,7 @@ impl Cluster {
         if matches!(&attempt, Err(CreateError::Engine(e)) if e.is_not_found()) && !image.is_empty()
         {
             tracing::info!(engine = %engine.addr, image, "Image missing on the chosen node; pulling it there");
-            self.pull_on(&engine, image, req.registry_auth.as_deref())
+            self.pull_on(&engine, image, req.version, req.registry_auth.as_deref())
                 .await?;
             attempt = self.engine_create(&engine, req, &encoded).await;
         }
@@ -525,18 +525,15 @@ impl Cluster {
         req: &CreateRequest,
         body: &[u8],
     ) -> Result<(String, Value), CreateError> {
-        let version = req
-            .version
-            .unwrap_or(crate::api::version::MAX_API)
-            .min(engine.api_version());
-        let mut uri = format!("{}/v{version}/containers/create", engine.base_uri());
+        let mut path = "/containers/create".to_string();
         if let Some(name) = req.name.as_deref().filter(|n| !n.is_empty()) {
-            uri.push_str("?name=");
-            uri.push_str(
+            path.push_str("?name=");
+            path.push_str(
                 &percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC)
                     .to_string(),
             );
         }
+        let uri = engine.uri(req.version, &path);
         let request = Request::builder()
             .method(Method::POST)
             .uri(uri)
@@ -571,11 +568,13 @@ impl Cluster {
         Ok((id, warnings))
     }
 
-    /// Pulls `image` on one engine, reading the progress stream to its end.
+    /// Pulls `image` on one engine at the client's `version`, reading the progress stream to
+    /// its end.
     pub async fn pull_on(
         &self,
         engine: &Engine,
         image: &str,
+        version: Option<ApiVersion>,
         auth: Option<&str>,
     ) -> Result<(), CreateError> {
         let (repo, tag) = split_reference(image);
@@ -583,11 +582,10 @@ impl Cluster {
         let enc = |s: &str| {
             percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
         };
-        let uri = engine.uri(&format!(
-            "/images/create?fromImage={}&tag={}",
-            enc(repo),
-            enc(tag)
-        ));
+        let uri = engine.uri(
+            version,
+            &format!("/images/create?fromImage={}&tag={}", enc(repo), enc(tag)),
+        );
         let mut builder = Request::builder().method(Method::POST).uri(uri);
         if let Some(a) = auth {
             builder = builder.header("X-Registry-Auth", a);

@@ -29,7 +29,7 @@ use super::events::{ClusterEvent, EventBus, NodeRef};
 use super::health::{refresh_delay, EngineState, Health, Outcome, Transition};
 use super::order::WriteOrder;
 use super::transport::{boxed, empty, Endpoint, Transport, TransportBody};
-use crate::api::version::{ApiVersion, MAX_API, MIN_API};
+use crate::version::{for_engine, negotiate, ApiVersion, MIN_API};
 
 /// The default of `--engine-call-timeout`: how long an engine may take to start answering a
 /// call (and, for answers read whole, to finish).
@@ -395,11 +395,6 @@ impl Engine {
         }
     }
 
-    /// Base URI of the engine (`http://host:port`, …).
-    pub fn base_uri(&self) -> &str {
-        &self.base
-    }
-
     /// The shared transport.
     pub fn transport(&self) -> &Transport {
         &self.transport
@@ -471,9 +466,12 @@ impl Engine {
         }
     }
 
-    /// The full URI of `path_and_query` on this engine, with the engine's API version prefix.
-    pub fn uri(&self, path_and_query: &str) -> String {
-        format!("{}/v{}{}", self.base, self.api_version(), path_and_query)
+    /// The full URI of `path_and_query` on this engine, prefixed with the version the call is
+    /// sent at: `requested` (a client's version) when the engine speaks it, else the engine's
+    /// own (see [`for_engine`]). Every call to an engine builds its URI here.
+    pub fn uri(&self, requested: Option<ApiVersion>, path_and_query: &str) -> String {
+        let version = for_engine(requested, self.api_version());
+        format!("{}/v{version}{path_and_query}", self.base)
     }
 
     /// `--engine-call-timeout`.
@@ -584,7 +582,7 @@ impl Engine {
     pub async fn get_body(&self, path_and_query: &str) -> Result<bytes::Bytes, EngineError> {
         let req = Request::builder()
             .method(Method::GET)
-            .uri(self.uri(path_and_query))
+            .uri(self.uri(None, path_and_query))
             .body(empty())
             .map_err(|e| self.invalid(e))?;
         let (status, body) = self.call(req).await?;
@@ -601,7 +599,7 @@ impl Engine {
     /// liveness check: a frozen engine accepts connections but answers nothing).
     async fn probe(&self) -> Result<(), EngineError> {
         let req = Request::builder()
-            .uri(self.uri("/_ping"))
+            .uri(self.uri(None, "/_ping"))
             .body(empty())
             .map_err(|e| self.invalid(e))?;
         let limit = self.opts.probe_timeout();
@@ -678,12 +676,7 @@ impl Engine {
     pub async fn update_specs(&self) -> Result<(), EngineError> {
         let probe = self.bollard(MIN_API)?;
         let version = probe.version().await.map_err(|e| self.bollard_error(e))?;
-        let engine_api = version
-            .api_version
-            .as_deref()
-            .and_then(|v| v.parse::<ApiVersion>().ok())
-            .unwrap_or(MIN_API);
-        let api_version = engine_api.min(MAX_API);
+        let api_version = negotiate(version.api_version.as_deref());
         let info = self
             .bollard(api_version)?
             .info()

@@ -19,8 +19,8 @@ use super::cluster::Cluster;
 use super::engine::{error_message, Engine, EngineError};
 use super::names::image_matches;
 use super::transport::{boxed, TransportBody};
-use crate::api::version::{ApiVersion, MAX_API};
 use crate::scheduler::SchedulingRequest;
+use crate::version::ApiVersion;
 
 /// How long a fanned-out call whose answer is read whole (tag, remove, create, prune) may take.
 /// Generous: pruning a large engine takes a while, but a call must not hang a client forever.
@@ -35,17 +35,6 @@ const TEE_DEPTH: usize = 4;
 const MESSAGE_LIMIT: usize = 16 << 20;
 
 impl Engine {
-    /// The URI of `path_and_query` on this engine at `min(requested, engine's version)`; no
-    /// request version means the newest both sides speak.
-    pub fn versioned_uri(&self, requested: Option<ApiVersion>, path_and_query: &str) -> String {
-        let engine = self
-            .specs()
-            .map(|s| s.api_version)
-            .unwrap_or(self.api_version());
-        let v = requested.unwrap_or(MAX_API).min(engine);
-        format!("{}/v{v}{path_and_query}", self.base_uri())
-    }
-
     /// Sends `method path_and_query` at the client's API version and returns the engine's
     /// answer, error statuses included, with the body unread (for streams).
     pub async fn send_at(
@@ -100,7 +89,7 @@ impl Engine {
     ) -> Result<Request<TransportBody>, EngineError> {
         let mut builder = Request::builder()
             .method(method)
-            .uri(self.versioned_uri(requested, path_and_query));
+            .uri(self.uri(requested, path_and_query));
         for (name, value) in headers {
             builder = builder.header(name, value);
         }

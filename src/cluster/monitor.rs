@@ -146,7 +146,7 @@ impl Engine {
             monitor = match monitor {
                 EventsMonitor::Connecting { resumed } => {
                     let req = Request::builder()
-                        .uri(self.uri("/events"))
+                        .uri(self.uri(None, "/events"))
                         .body(empty())
                         .expect("static request");
                     let connect = tokio::select! {

@@ -15,7 +15,6 @@ use super::engine::{Engine, EngineOptions};
 use super::events::EventBus;
 use super::health::{revalidation_due, EngineState};
 use super::transport::Transport;
-use crate::discovery::{Backend, WatchEvent};
 
 /// Settings of the cluster as a whole.
 #[derive(Debug, Clone)]
@@ -114,30 +113,6 @@ impl Cluster {
         let cluster = self.clone();
         self.tasks
             .spawn(async move { cluster.pending_checker().await });
-    }
-
-    /// Feeds a discovery backend's entry sets into the cluster until shutdown.
-    pub fn watch_discovery(self: &Arc<Self>, backend: Arc<dyn Backend>) {
-        let cluster = self.clone();
-        let mut rx = backend.watch(self.cancel.child_token());
-        self.tasks.spawn(async move {
-            loop {
-                let event = tokio::select! {
-                    _ = cluster.cancel.cancelled() => return,
-                    ev = rx.recv() => ev,
-                };
-                match event {
-                    Some(WatchEvent::Entries(entries)) => {
-                        let addrs: Vec<String> = entries.iter().map(|e| e.to_string()).collect();
-                        cluster.set_engines(&addrs);
-                    }
-                    Some(WatchEvent::Error(err)) => {
-                        tracing::error!(error = %err, "Discovery error: {err}");
-                    }
-                    None => return,
-                }
-            }
-        });
     }
 
     /// The event bus.

@@ -174,57 +174,10 @@ pub struct Engine {
     /// Hashes of the last image, network and volume lists read: a refresh that reads the same
     /// bytes publishes nothing. Zero when an event changed the collection since.
     list_hashes: [AtomicU64; 3],
-    /// The last rendering of this engine's `/info` rows, with the generation it shows.
-    info_memo: Mutex<Option<(u64, Arc<InfoPart>)>>,
-    /// Counts changes of the cache, the specs and the health record, so that memos built from
-    /// them are checked with one load.
+    /// Counts changes of the cache, the specs and the health record, so that what other layers
+    /// render from them is checked with one load ([`Engine::generation`]).
     generation: AtomicU64,
-    /// The last scheduler snapshots, counting and listing containers, each with the (cache,
-    /// health) key it was built for.
-    snapshot: Mutex<[Option<SnapshotMemo>; 2]>,
 }
-
-/// One engine's share of `/info`: its `SystemStatus` rows and what it adds to the totals.
-#[derive(Debug, Default)]
-pub struct InfoPart {
-    /// The node name, the rows' sort key.
-    pub name: String,
-    /// The rows as JSON array elements joined by commas.
-    pub rows: String,
-    pub containers: i64,
-    pub running: i64,
-    pub paused: i64,
-    pub stopped: i64,
-    /// Tagged images.
-    pub images: i64,
-    /// CPUs and memory with overcommit applied.
-    pub cpus: i64,
-    pub memory: i64,
-}
-
-impl InfoPart {
-    /// The counts alone, without name and rows.
-    pub fn totals(&self) -> InfoPart {
-        InfoPart {
-            containers: self.containers,
-            running: self.running,
-            paused: self.paused,
-            stopped: self.stopped,
-            images: self.images,
-            cpus: self.cpus,
-            memory: self.memory,
-            ..InfoPart::default()
-        }
-    }
-}
-
-/// A scheduler snapshot and the cache and health indicator it was built from. Holding the cache
-/// keeps its address from being reused, so pointer equality is a sound check.
-type SnapshotMemo = (
-    Arc<EngineCache>,
-    i64,
-    Arc<crate::scheduler::node::NodeSnapshot>,
-);
 
 impl Engine {
     /// A new, pending engine at `addr`.
@@ -257,8 +210,6 @@ impl Engine {
             images_refresh_pending: AtomicBool::new(false),
             list_hashes: Default::default(),
             last_outcome: Mutex::new(Instant::now()),
-            snapshot: Mutex::new([None, None]),
-            info_memo: Mutex::new(None),
             generation: AtomicU64::new(0),
             own_events: Mutex::new(Vec::new()),
         })
@@ -272,54 +223,11 @@ impl Engine {
             .clone()
     }
 
-    /// The memoised scheduler snapshot (`listed`: with every container, else only counted), when
-    /// it was built from `cache` with `health`.
-    pub fn snapshot_memo(
-        &self,
-        listed: bool,
-        cache: &Arc<EngineCache>,
-        health: i64,
-    ) -> Option<Arc<crate::scheduler::node::NodeSnapshot>> {
-        let memo = self.snapshot.lock().unwrap_or_else(|e| e.into_inner());
-        memo[usize::from(listed)]
-            .as_ref()
-            .filter(|(c, h, _)| Arc::ptr_eq(c, cache) && *h == health)
-            .map(|(_, _, s)| s.clone())
-    }
-
-    /// Memoises a scheduler snapshot built from `cache` with `health`.
-    pub fn remember_snapshot(
-        &self,
-        listed: bool,
-        cache: Arc<EngineCache>,
-        health: i64,
-        snapshot: Arc<crate::scheduler::node::NodeSnapshot>,
-    ) {
-        self.snapshot.lock().unwrap_or_else(|e| e.into_inner())[usize::from(listed)] =
-            Some((cache, health, snapshot));
-    }
-
-    /// This engine's `/info` rows as JSON, rendered by `render` only when the cache, health or
-    /// specs changed since the last call.
-    pub fn info_rows(
-        &self,
-        render: impl FnOnce(&Health, &EngineCache, Option<&EngineSpecs>) -> InfoPart,
-    ) -> Arc<InfoPart> {
-        // Read before the state: a change while rendering leaves the memo behind it.
-        let generation = self.generation.load(Ordering::Acquire);
-        let mut memo = self.info_memo.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((g, text)) = memo.as_ref() {
-            if *g == generation {
-                return text.clone();
-            }
-        }
-        let text = Arc::new(render(
-            &self.health(),
-            &self.cache(),
-            self.specs().as_deref(),
-        ));
-        *memo = Some((generation, text.clone()));
-        text
+    /// Counts changes of the cache, the specs and the health record: what was rendered from
+    /// them at one count is current while the count stands. Read it before the state it
+    /// covers, so that a change while rendering leaves the rendering behind it.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// Time since the last call outcome was recorded.
@@ -1294,7 +1202,7 @@ pub fn now_nanos() -> i64 {
 
 /// A pending engine at an address nothing listens on, for unit tests.
 #[cfg(test)]
-pub(super) fn test_engine() -> Arc<Engine> {
+pub(crate) fn test_engine() -> Arc<Engine> {
     let opts = EngineOptions {
         refresh_min: Duration::from_secs(30),
         refresh_max: Duration::from_secs(60),
@@ -1314,7 +1222,6 @@ pub(super) fn test_engine() -> Arc<Engine> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicUsize;
 
     #[tokio::test]
     async fn the_directory_follows_the_cache() {
@@ -1390,39 +1297,5 @@ mod tests {
         drop(stale);
         drop(refresh);
         assert_eq!(names(&e), ["c1=/again"]);
-    }
-
-    #[tokio::test]
-    async fn info_rows_are_rendered_again_after_every_change_and_only_then() {
-        let e = test_engine();
-        let renders = AtomicUsize::new(0);
-        let rows = || {
-            e.info_rows(|health, _, _| {
-                renders.fetch_add(1, Ordering::Relaxed);
-                InfoPart {
-                    rows: health.state.as_str().to_string(),
-                    ..InfoPart::default()
-                }
-            })
-        };
-        assert_eq!(rows().rows, "Pending");
-        assert_eq!(rows().rows, "Pending");
-        assert_eq!(renders.load(Ordering::Relaxed), 1, "nothing changed");
-        e.activate();
-        assert_eq!(rows().rows, "Healthy");
-        e.record(Outcome::Unreachable("refused".into()));
-        assert_eq!(rows().rows, "Unhealthy");
-        e.record(Outcome::Answered);
-        assert_eq!(rows().rows, "Healthy");
-        let before = renders.load(Ordering::Relaxed);
-        e.forget_container("nothing");
-        rows();
-        assert_eq!(
-            renders.load(Ordering::Relaxed),
-            before + 1,
-            "the cache changed"
-        );
-        e.disconnect();
-        assert_eq!(rows().rows, "Disconnected");
     }
 }

@@ -12,7 +12,6 @@ pub mod fanout;
 pub mod health;
 pub mod membership;
 pub mod memo;
-pub mod monitor;
 pub mod names;
 pub mod order;
 pub mod placement;

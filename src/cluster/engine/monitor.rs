@@ -11,10 +11,10 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use serde_json::{Map, Value};
 
-use super::engine::Engine;
-use super::events::ClusterEvent;
-use super::fanout::{JsonMessages, StreamItem};
-use super::transport::empty;
+use super::super::events::ClusterEvent;
+use super::super::fanout::{JsonMessages, StreamItem};
+use super::super::transport::empty;
+use super::Engine;
 
 /// How long an expected event is waited for while the call that causes it runs.
 const EXPECT_DURING_CALL: Duration = Duration::from_secs(60);
@@ -286,7 +286,7 @@ enum EventsMonitor {
 
 #[cfg(test)]
 mod tests {
-    use super::super::engine::test_engine as engine;
+    use super::super::test_engine as engine;
     use super::*;
     use serde_json::json;
 

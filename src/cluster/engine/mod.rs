@@ -321,14 +321,10 @@ impl Engine {
     /// Keeps a pending engine pending with `msg` as its error (validation refused it).
     pub fn record_rejection(&self, msg: &str) {
         *self.last_outcome.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
-        self.write_health(|h| {
-            h.error = msg.to_string();
-            h.failures = h.failures.saturating_add(1);
-            h.updated_at = SystemTime::now();
-        });
+        self.write_health(|h| h.rejected(msg, SystemTime::now()));
     }
 
-    /// Changes the health record.
+    /// Changes the health record, through one of [`Health`]'s transitions.
     fn write_health<R>(&self, f: impl FnOnce(&mut Health) -> R) -> R {
         let result = f(&mut self.health.lock().unwrap_or_else(|e| e.into_inner()));
         self.changed();
@@ -536,7 +532,7 @@ impl Engine {
             self.directory
                 .remove(tag(self), cache.containers.values().map(|c| &**c));
         }
-        let was = self.write_health(|h| std::mem::replace(&mut h.state, EngineState::Disconnected));
+        let was = self.write_health(Health::disconnected);
         if was == EngineState::Healthy {
             self.emit("engine_disconnect");
         }

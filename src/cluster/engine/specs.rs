@@ -8,7 +8,7 @@ use bollard::Docker;
 use http::{Request, StatusCode};
 use tokio::time::Instant;
 
-use super::super::health::{EngineState, Outcome};
+use super::super::health::Outcome;
 use super::super::transport::boxed;
 use super::{error_chain, Engine, EngineError};
 use crate::version::{negotiate, ApiVersion, MIN_API};
@@ -141,10 +141,7 @@ impl Engine {
                     "Engine (ID: {}, Addr: {}) shows up with another ID:{id}. Please remove it from cluster, it can be added back.",
                     old.id, self.addr
                 );
-                self.write_health(|h| {
-                    h.state = EngineState::Pending;
-                    h.error = msg.clone();
-                });
+                self.write_health(|h| h.other_daemon(&msg));
                 return Err(EngineError::Rejected(msg));
             }
         }

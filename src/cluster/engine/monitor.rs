@@ -4,12 +4,13 @@
 //! sees every connection attempt.
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http::Request;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use serde_json::{Map, Value};
+use tokio::time::Instant;
 
 use super::super::events::ClusterEvent;
 use super::super::fanout::{JsonMessages, StreamItem};

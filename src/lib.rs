@@ -20,6 +20,8 @@
 //!   one handler per route answering from the cluster's snapshots or forwarding to the engine
 //!   that owns the object, errors in Docker's JSON form, and (in `api::replica`) the relay of a
 //!   replica's requests to the primary.
+//! - [`version`] holds the API versions: what Shoal advertises and accepts, and the one rule
+//!   for the version each engine is sent.
 //! - [`cli`] turns the command line and environment into typed options (no I/O while parsing).
 //! - [`manage`] wires discovery, cluster, leader election and API together for `swarm manage`
 //!   and owns shutdown (the one signal future, shared with `swarm join`).
@@ -38,6 +40,7 @@ pub mod list;
 pub mod manage;
 pub mod scheduler;
 pub mod tls;
+pub mod version;
 
 #[cfg(test)]
 mod properties;

@@ -11,7 +11,7 @@ use crate::api::{self, ApiOptions, AppState};
 use crate::cli::{GlobalOptions, ManageOptions};
 use crate::cluster::transport::Transport;
 use crate::cluster::{Cluster, ClusterOptions, EngineOptions};
-use crate::discovery::{self, DiscoveryOptions};
+use crate::discovery::{self, Backend, DiscoveryOptions, WatchEvent};
 use crate::leadership::Leadership;
 
 /// Why the manager stopped with an error.
@@ -165,7 +165,7 @@ pub async fn run(global: GlobalOptions, opts: ManageOptions) -> Result<(), Manag
     let app = api::app(state);
 
     cluster.start();
-    cluster.watch_discovery(backend);
+    let discovery = tokio::spawn(feed_discovery(cluster.clone(), backend, shutdown.clone()));
     let leader = leadership.clone();
     crate::cluster::watchdog::start(
         cluster.clone(),
@@ -207,12 +207,39 @@ pub async fn run(global: GlobalOptions, opts: ManageOptions) -> Result<(), Manag
         replication.close().await;
     }
     shutdown.cancel();
+    // Membership stops changing before the engines are stopped.
+    let _ = discovery.await;
     cluster.shutdown().await;
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, async {
         while servers.join_next().await.is_some() {}
     })
     .await;
     result
+}
+
+/// Feeds a discovery backend's entry sets into the cluster's membership until `shutdown`.
+async fn feed_discovery(
+    cluster: Arc<Cluster>,
+    backend: Arc<dyn Backend>,
+    shutdown: CancellationToken,
+) {
+    let mut rx = backend.watch(shutdown.child_token());
+    loop {
+        let event = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            ev = rx.recv() => ev,
+        };
+        match event {
+            Some(WatchEvent::Entries(entries)) => {
+                let addrs: Vec<String> = entries.iter().map(|e| e.to_string()).collect();
+                cluster.set_engines(&addrs);
+            }
+            Some(WatchEvent::Error(err)) => {
+                tracing::error!(error = %err, "Discovery error: {err}");
+            }
+            None => return,
+        }
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM: the end of `swarm manage` and `swarm join`. Listens from the

@@ -15,7 +15,7 @@ use super::error::{json_response, no_such_route};
 use super::state::AppState;
 use super::version::{MAX_API, MIN_API};
 use crate::cluster::cache::EngineCache;
-use crate::cluster::engine::InfoPart;
+use crate::cluster::memo::PerEngine;
 use crate::cluster::{Engine, EngineSpecs, EngineState};
 use crate::scheduler::resources::{shares_to_cpus, total_with_overcommit};
 
@@ -200,84 +200,125 @@ fn add_to_totals(totals: &mut InfoPart, part: &InfoPart) {
     }
 }
 
-/// One engine's `SystemStatus` rows and totals, rendered again only when it changed.
-fn node_rows(engine: &Engine, overcommit: f64) -> Arc<InfoPart> {
-    engine.info_rows(|health, cache, specs| {
-        let mut part = InfoPart::default();
-        for c in cache.containers.values() {
-            part.containers += 1;
-            if c.details.state.paused {
-                part.paused += 1;
-            } else if c.details.state.running {
-                part.running += 1;
-            } else {
-                part.stopped += 1;
-            }
-        }
-        part.images = cache.images.iter().filter(|i| i.is_tagged()).count() as i64;
-        let mut rows: Vec<[String; 2]> = Vec::with_capacity(11);
-        let r = reservations_of(cache, specs, overcommit);
-        part.cpus = r.total_cpus;
-        part.memory = r.total_memory;
-        let name = specs
-            .map(|s| s.name.clone())
-            .unwrap_or_else(|| "(unknown)".into());
-        rows.push([format!(" {name}"), engine.addr.clone()]);
-        rows.push([
-            "  └ ID".into(),
-            specs.map(|s| s.id.clone()).unwrap_or_default(),
-        ]);
-        rows.push(["  └ Status".into(), health.state.as_str().into()]);
-        let total = cache.containers.len();
-        let containers = if health.state == EngineState::Healthy {
-            let (running, paused, stopped) = (part.running, part.paused, part.stopped);
-            format!("{total} ({running} Running, {paused} Paused, {stopped} Stopped)")
+/// One engine's `SystemStatus` rows and what it adds to the totals, rendered from its current
+/// health, cache and specs.
+fn node_rows(engine: &Engine, overcommit: f64) -> InfoPart {
+    let (health, cache, specs) = (engine.health(), engine.cache(), engine.specs());
+    let (health, cache, specs) = (&health, &*cache, specs.as_deref());
+    let mut part = InfoPart::default();
+    for c in cache.containers.values() {
+        part.containers += 1;
+        if c.details.state.paused {
+            part.paused += 1;
+        } else if c.details.state.running {
+            part.running += 1;
         } else {
-            total.to_string()
-        };
-        rows.push(["  └ Containers".into(), containers]);
-        rows.push([
-            "  └ Reserved CPUs".into(),
-            format!("{} / {}", r.used_cpus, r.total_cpus),
-        ]);
-        rows.push([
-            "  └ Reserved Memory".into(),
-            format!(
-                "{} / {}",
-                human_size(r.used_memory as f64),
-                human_size(r.total_memory as f64)
-            ),
-        ]);
-        let mut labels: Vec<String> = specs
-            .map(|s| s.labels.iter().map(|(k, v)| format!("{k}={v}")).collect())
-            .unwrap_or_default();
-        labels.sort();
-        rows.push(["  └ Labels".into(), labels.join(", ")]);
-        if !health.error.is_empty() {
-            rows.push(["  └ Error".into(), health.error.clone()]);
+            part.stopped += 1;
         }
-        let updated: chrono::DateTime<chrono::Utc> = health.updated_at.into();
-        rows.push([
-            "  └ UpdatedAt".into(),
-            updated.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        ]);
-        rows.push([
-            "  └ ServerVersion".into(),
-            specs.map(|s| s.version.clone()).unwrap_or_default(),
-        ]);
-        let json = serde_json::to_string(&rows).unwrap_or_else(|_| "[]".into());
-        part.rows = json[1..json.len() - 1].to_string();
-        part.name = specs
-            .map(|s| s.name.clone())
-            .unwrap_or_else(|| "(unknown)".into());
-        part
-    })
+    }
+    part.images = cache.images.iter().filter(|i| i.is_tagged()).count() as i64;
+    let mut rows: Vec<[String; 2]> = Vec::with_capacity(11);
+    let r = reservations_of(cache, specs, overcommit);
+    part.cpus = r.total_cpus;
+    part.memory = r.total_memory;
+    let name = specs
+        .map(|s| s.name.clone())
+        .unwrap_or_else(|| "(unknown)".into());
+    rows.push([format!(" {name}"), engine.addr.clone()]);
+    rows.push([
+        "  └ ID".into(),
+        specs.map(|s| s.id.clone()).unwrap_or_default(),
+    ]);
+    rows.push(["  └ Status".into(), health.state.as_str().into()]);
+    let total = cache.containers.len();
+    let containers = if health.state == EngineState::Healthy {
+        let (running, paused, stopped) = (part.running, part.paused, part.stopped);
+        format!("{total} ({running} Running, {paused} Paused, {stopped} Stopped)")
+    } else {
+        total.to_string()
+    };
+    rows.push(["  └ Containers".into(), containers]);
+    rows.push([
+        "  └ Reserved CPUs".into(),
+        format!("{} / {}", r.used_cpus, r.total_cpus),
+    ]);
+    rows.push([
+        "  └ Reserved Memory".into(),
+        format!(
+            "{} / {}",
+            human_size(r.used_memory as f64),
+            human_size(r.total_memory as f64)
+        ),
+    ]);
+    let mut labels: Vec<String> = specs
+        .map(|s| s.labels.iter().map(|(k, v)| format!("{k}={v}")).collect())
+        .unwrap_or_default();
+    labels.sort();
+    rows.push(["  └ Labels".into(), labels.join(", ")]);
+    if !health.error.is_empty() {
+        rows.push(["  └ Error".into(), health.error.clone()]);
+    }
+    let updated: chrono::DateTime<chrono::Utc> = health.updated_at.into();
+    rows.push([
+        "  └ UpdatedAt".into(),
+        updated.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    ]);
+    rows.push([
+        "  └ ServerVersion".into(),
+        specs.map(|s| s.version.clone()).unwrap_or_default(),
+    ]);
+    let json = serde_json::to_string(&rows).unwrap_or_else(|_| "[]".into());
+    part.rows = json[1..json.len() - 1].to_string();
+    part.name = specs
+        .map(|s| s.name.clone())
+        .unwrap_or_else(|| "(unknown)".into());
+    part
 }
 
-/// The node tree of `/info` (every engine's rows, in natural order of names) and the totals of
-/// the validated engines, kept until some engine's part changes: most requests copy it.
+/// One engine's share of `/info`: its `SystemStatus` rows and what it adds to the totals.
+#[derive(Debug, Default)]
+pub struct InfoPart {
+    /// The node name, the rows' sort key.
+    pub name: String,
+    /// The rows as JSON array elements joined by commas.
+    pub rows: String,
+    pub containers: i64,
+    pub running: i64,
+    pub paused: i64,
+    pub stopped: i64,
+    /// Tagged images.
+    pub images: i64,
+    /// CPUs and memory with overcommit applied.
+    pub cpus: i64,
+    pub memory: i64,
+}
+
+impl InfoPart {
+    /// The counts alone, without name and rows.
+    pub fn totals(&self) -> InfoPart {
+        InfoPart {
+            containers: self.containers,
+            running: self.running,
+            paused: self.paused,
+            stopped: self.stopped,
+            images: self.images,
+            cpus: self.cpus,
+            memory: self.memory,
+            ..InfoPart::default()
+        }
+    }
+}
+
+/// What `/info` keeps between requests: each engine's part, rendered again only when the
+/// engine's generation moved, and the node tree (every engine's rows, in natural order of
+/// names) with the totals of the validated engines, kept until some engine's part changes:
+/// most requests copy it.
 #[derive(Default)]
-pub struct InfoTree(std::sync::Mutex<Option<InfoTreeMemo>>);
+pub struct InfoTree {
+    /// Each engine's last part, with the engine generation it shows.
+    parts: PerEngine<Option<(u64, Arc<InfoPart>)>>,
+    tree: std::sync::Mutex<Option<InfoTreeMemo>>,
+}
 
 struct InfoTreeMemo {
     parts: Vec<Arc<InfoPart>>,
@@ -287,9 +328,34 @@ struct InfoTreeMemo {
 }
 
 impl InfoTree {
+    /// The parts of `engines`, each rendered again only when its engine changed since.
+    fn parts<'a>(
+        &self,
+        engines: impl Iterator<Item = &'a Arc<Engine>>,
+        overcommit: f64,
+    ) -> Vec<Arc<InfoPart>> {
+        self.parts.pass(|pass| {
+            engines
+                .map(|engine| {
+                    // Read before the state: a change while rendering leaves the memo behind it.
+                    let generation = engine.generation();
+                    let slot = pass.slot(engine);
+                    match slot {
+                        Some((shown, part)) if *shown == generation => part.clone(),
+                        _ => {
+                            let part = Arc::new(node_rows(engine, overcommit));
+                            *slot = Some((generation, part.clone()));
+                            part
+                        }
+                    }
+                })
+                .collect()
+        })
+    }
+
     /// The tree and totals for `parts` (validated engines first).
     fn get(&self, parts: Vec<Arc<InfoPart>>, validated: usize) -> (Arc<Vec<u8>>, InfoPart) {
-        let mut memo = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut memo = self.tree.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(m) = memo.as_ref() {
             let same = m.validated == validated
                 && m.parts.len() == parts.len()
@@ -331,7 +397,7 @@ pub async fn info(
     let cluster = &state.cluster;
     let maps = cluster.engines();
     let overcommit = cluster.opts.overcommit;
-    let parts: Vec<Arc<InfoPart>> = maps.all().map(|e| node_rows(e, overcommit)).collect();
+    let parts = tree.parts(maps.all(), overcommit);
     let (tree, totals) = tree.get(parts, maps.validated.len());
 
     // Role (and Primary on a replica) come from the election when replication is on.
@@ -456,6 +522,7 @@ pub fn routes() -> axum::Router<AppState> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cluster::health::Outcome;
 
     use crate::api::testing::call;
     use crate::scheduler::DEFAULT_FILTERS;
@@ -543,6 +610,28 @@ mod tests {
         );
         assert_eq!((totals.cpus, totals.memory), (i64::MAX, i64::MAX));
         assert_eq!((totals.paused, totals.stopped), (2, 4));
+    }
+
+    #[tokio::test]
+    async fn node_rows_are_rendered_again_after_every_change_and_only_then() {
+        let e = crate::cluster::engine::test_engine();
+        let info = InfoTree::default();
+        let part = || info.parts(std::iter::once(&e), 0.05).remove(0);
+        let status = |part: &InfoPart| part.rows.contains(r#""  └ Status","Healthy""#);
+        let first = part();
+        assert!(first.rows.contains("Pending"), "{}", first.rows);
+        assert!(Arc::ptr_eq(&first, &part()), "nothing changed");
+        e.activate();
+        assert!(status(&part()));
+        e.record(Outcome::Unreachable("refused".into()));
+        assert!(part().rows.contains("Unhealthy"));
+        e.record(Outcome::Answered);
+        let healthy = part();
+        assert!(status(&healthy));
+        e.forget_container("nothing");
+        assert!(!Arc::ptr_eq(&healthy, &part()), "the cache changed");
+        e.disconnect();
+        assert!(part().rows.contains("Disconnected"));
     }
 
     #[test]

@@ -153,13 +153,7 @@ where
 
 /// The URI of `path_and_query` on `engine`, at the version this request may use there.
 pub fn engine_uri(engine: &Engine, version: RequestedVersion, path_and_query: &str) -> String {
-    let v = version.for_engine(
-        engine
-            .specs()
-            .map(|s| s.api_version)
-            .unwrap_or(engine.api_version()),
-    );
-    format!("{}/v{v}{path_and_query}", engine.base_uri())
+    engine.uri(version.0, path_and_query)
 }
 
 /// Forwards `req` to `engine` at `path_and_query` and streams the answer back.

@@ -9,7 +9,7 @@ use axum::extract::FromRequestParts;
 use http::request::Parts;
 
 use super::limits::ClientLimits;
-use super::version::{ApiVersion, MAX_API};
+use super::version::ApiVersion;
 use crate::cluster::Cluster;
 
 /// Options of the API server.
@@ -49,11 +49,6 @@ impl RequestedVersion {
             .get::<RequestedVersion>()
             .copied()
             .unwrap_or(RequestedVersion(None))
-    }
-
-    /// The version to use towards an engine that supports up to `engine`.
-    pub fn for_engine(self, engine: ApiVersion) -> ApiVersion {
-        self.0.unwrap_or(MAX_API).min(engine)
     }
 }
 

@@ -1,7 +1,7 @@
 //! The cluster: pending engines by address, validated engines by ID, membership changes from
 //! discovery, validation and re-validation, and the event bus. Readers take an immutable
 //! snapshot of the maps ([`Cluster::engines`]); membership changes publish a new one.
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -10,12 +10,13 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::directory::Directory;
 use super::engine::{Engine, EngineOptions};
 use super::events::EventBus;
 use super::health::{revalidation_due, EngineState};
+use super::membership::EngineMaps;
+use super::placement::Placement;
+use super::snapshot::NodeSnapshots;
 use super::transport::Transport;
-use crate::discovery::{Backend, WatchEvent};
 
 /// Settings of the cluster as a whole.
 #[derive(Debug, Clone)]
@@ -39,28 +40,6 @@ pub struct ClusterOptions {
     pub create_retry: i64,
 }
 
-/// An immutable view of cluster membership.
-#[derive(Default, Clone)]
-pub struct EngineMaps {
-    /// Engines not validated yet, by address.
-    pub pending: BTreeMap<String, Arc<Engine>>,
-    /// Validated engines, by engine ID.
-    pub validated: BTreeMap<String, Arc<Engine>>,
-    /// Which engines hold which full IDs, Swarm IDs and names (shared by every version).
-    pub directory: Arc<Directory>,
-}
-
-impl EngineMaps {
-    /// Every engine, validated first.
-    pub fn all(&self) -> impl Iterator<Item = &Arc<Engine>> {
-        self.validated.values().chain(self.pending.values())
-    }
-
-    fn has_addr(&self, addr: &str) -> bool {
-        self.pending.contains_key(addr) || self.validated.values().any(|e| e.addr == addr)
-    }
-}
-
 /// The cluster.
 pub struct Cluster {
     pub opts: ClusterOptions,
@@ -76,7 +55,7 @@ pub struct Cluster {
     /// drop finished execs from a container's `ExecIDs`, but clients still inspect them.
     execs: Mutex<HashMap<String, (String, String, Instant)>>,
     /// The scheduler and the container creations in flight.
-    pub placement: super::create::Placement,
+    pub placement: Placement,
     /// Engines removed from discovery while Healthy, by engine ID, with when: the watchdog
     /// takes them to reschedule their containers (the maps no longer hold them).
     departed: Mutex<HashMap<String, (Arc<Engine>, Instant)>>,
@@ -94,6 +73,7 @@ impl Cluster {
         transport: Transport,
         scheduler: crate::scheduler::Scheduler,
     ) -> Arc<Cluster> {
+        let snapshots = NodeSnapshots::new(opts.overcommit, opts.engine.failure_retry);
         Arc::new(Cluster {
             engine_opts: Arc::new(opts.engine.clone()),
             opts,
@@ -104,7 +84,7 @@ impl Cluster {
             cancel: CancellationToken::new(),
             tasks: TaskTracker::new(),
             execs: Mutex::new(HashMap::new()),
-            placement: super::create::Placement::new(scheduler),
+            placement: Placement::new(scheduler, snapshots),
             departed: Mutex::new(HashMap::new()),
         })
     }
@@ -114,30 +94,6 @@ impl Cluster {
         let cluster = self.clone();
         self.tasks
             .spawn(async move { cluster.pending_checker().await });
-    }
-
-    /// Feeds a discovery backend's entry sets into the cluster until shutdown.
-    pub fn watch_discovery(self: &Arc<Self>, backend: Arc<dyn Backend>) {
-        let cluster = self.clone();
-        let mut rx = backend.watch(self.cancel.child_token());
-        self.tasks.spawn(async move {
-            loop {
-                let event = tokio::select! {
-                    _ = cluster.cancel.cancelled() => return,
-                    ev = rx.recv() => ev,
-                };
-                match event {
-                    Some(WatchEvent::Entries(entries)) => {
-                        let addrs: Vec<String> = entries.iter().map(|e| e.to_string()).collect();
-                        cluster.set_engines(&addrs);
-                    }
-                    Some(WatchEvent::Error(err)) => {
-                        tracing::error!(error = %err, "Discovery error: {err}");
-                    }
-                    None => return,
-                }
-            }
-        });
     }
 
     /// The event bus.

@@ -2,25 +2,22 @@
 //! under the scheduler lock while counting creations still in flight, create on that engine
 //! (pulling the image there when it is missing), read the new container into the cache, and
 //! retry the classic way on failure.
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use serde_json::{Map, Value};
 
-use super::cache::{Container, ContainerDetails, EngineCache};
+use super::cache::{Container, ContainerDetails};
 use super::cluster::Cluster;
 use super::engine::{error_message, Engine, EngineError};
 use super::names::split_reference;
 use super::transport::{boxed, empty};
-use crate::api::version::ApiVersion;
 use crate::scheduler::config::{extract, SchedulingRequest};
-use crate::scheduler::node::{
-    ContainerSnapshot, ImageSnapshot, NodeSnapshot, PortBinding, SWARM_ID_LABEL,
-};
-use crate::scheduler::resources::{cpus_to_shares, shares_to_cpus, total_with_overcommit};
-use crate::scheduler::{Scheduler, SchedulerError, SchedulerErrorKind};
+use crate::scheduler::node::{ContainerSnapshot, NodeSnapshot, SWARM_ID_LABEL};
+use crate::scheduler::resources::cpus_to_shares;
+use crate::scheduler::{SchedulerError, SchedulerErrorKind};
+use crate::version::ApiVersion;
 
 /// Why a create failed, classified for the API.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -48,164 +45,6 @@ impl From<SchedulerError> for CreateError {
         } else {
             CreateError::Scheduling(e.to_string())
         }
-    }
-}
-
-/// A creation in flight: counted by the scheduler until the engine has answered.
-#[derive(Debug, Clone)]
-pub struct PendingContainer {
-    /// Unique key of this creation.
-    pub key: u64,
-    /// Engine ID the container is being created on.
-    pub engine_id: String,
-    pub snapshot: ContainerSnapshot,
-}
-
-/// The scheduler and the creations it is currently accounting for.
-pub struct Placement {
-    pub scheduler: Scheduler,
-    /// Held while choosing a node and registering the pending creation; never across an await.
-    pending: Mutex<PendingSet>,
-}
-
-#[derive(Default)]
-struct PendingSet {
-    next_key: u64,
-    items: Vec<PendingContainer>,
-}
-
-impl Placement {
-    /// A placement with no creation in flight.
-    pub fn new(scheduler: Scheduler) -> Placement {
-        Placement {
-            scheduler,
-            pending: Mutex::new(PendingSet::default()),
-        }
-    }
-
-    fn release(&self, key: u64) {
-        let mut set = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        set.items.retain(|p| p.key != key);
-    }
-
-    /// Names of containers being created right now.
-    pub fn pending_names(&self) -> Vec<String> {
-        let set = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        set.items
-            .iter()
-            .filter_map(|p| p.snapshot.name.clone())
-            .collect()
-    }
-}
-
-/// Releases a pending creation when dropped, so an error or a cancelled request never leaves
-/// a phantom reservation behind.
-struct PendingGuard<'a> {
-    placement: &'a Placement,
-    key: u64,
-}
-
-impl Drop for PendingGuard<'_> {
-    fn drop(&mut self) {
-        self.placement.release(self.key);
-    }
-}
-
-/// The scheduler's view of one engine, rebuilt only when the engine's cache or health changed
-/// since the last call (creates at scale must not rebuild 1,000 snapshots each). `listed`
-/// snapshots list every container; the others only count them and their reservations.
-pub fn cached_node_snapshot(
-    engine: &Engine,
-    overcommit: f64,
-    retry: u32,
-    listed: bool,
-) -> Option<Arc<NodeSnapshot>> {
-    let health = engine.health_indicator(retry);
-    if let Some(hit) = engine.with_cache(|cache| engine.snapshot_memo(listed, cache, health)) {
-        return Some(hit);
-    }
-    let cache = engine.cache();
-    let fresh = Arc::new(node_snapshot(engine, &cache, overcommit, health, listed)?);
-    engine.remember_snapshot(listed, cache, health, fresh.clone());
-    Some(fresh)
-}
-
-/// Builds the scheduler's view of one engine from `cache`, one of its snapshots, and its health
-/// indicator.
-pub fn node_snapshot(
-    engine: &Engine,
-    cache: &EngineCache,
-    overcommit: f64,
-    health_indicator: i64,
-    listed: bool,
-) -> Option<NodeSnapshot> {
-    let specs = engine.specs()?;
-    let mut node = NodeSnapshot {
-        id: specs.id.clone(),
-        name: specs.name.clone(),
-        addr: engine.addr.clone(),
-        ip: specs.ip.clone(),
-        labels: specs.labels.clone(),
-        health_indicator,
-        total_cpus: total_with_overcommit(specs.cpus, overcommit),
-        total_memory: total_with_overcommit(specs.memory, overcommit),
-        used_cpus: 0,
-        used_memory: 0,
-        containers: Vec::with_capacity(if listed { cache.containers.len() } else { 0 }),
-        unlisted: 0,
-        images: cache
-            .images
-            .iter()
-            .map(|i| ImageSnapshot {
-                id: i.id.clone(),
-                repo_tags: i.repo_tags.clone(),
-                repo_digests: i.repo_digests.clone(),
-            })
-            .collect(),
-    };
-    for c in cache.containers.values() {
-        if listed {
-            node.add_container(container_snapshot(c, specs.cpus));
-        } else {
-            node.unlisted += 1;
-            node.used_cpus = node
-                .used_cpus
-                .saturating_add(shares_to_cpus(c.details.cpu_shares, specs.cpus));
-            node.used_memory = node.used_memory.saturating_add(c.details.memory);
-        }
-    }
-    Some(node)
-}
-
-fn container_snapshot(c: &Container, engine_cpus: i64) -> ContainerSnapshot {
-    let labels: BTreeMap<String, String> = c
-        .labels()
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    let port_bindings = c
-        .details
-        .port_bindings()
-        .iter()
-        .map(|b| PortBinding {
-            port: b.port.to_string(),
-            host_ip: b.host_ip.to_string(),
-            host_port: b.host_port.to_string(),
-        })
-        .collect();
-    let name = c.name();
-    ContainerSnapshot {
-        id: c.id.clone(),
-        swarm_id: c.swarm_id().map(str::to_string),
-        name: (!name.is_empty()).then(|| name.to_string()),
-        names: c.names().map(str::to_string).collect(),
-        labels,
-        network_mode: c.details.network_mode.to_string(),
-        exposed_ports: c.details.exposed_ports().map(str::to_string).collect(),
-        port_bindings,
-        pending: false,
-        reserved_cpus: shares_to_cpus(c.details.cpu_shares, engine_cpus),
-        reserved_memory: c.details.memory,
     }
 }
 
@@ -238,27 +77,8 @@ pub struct Created {
 impl Cluster {
     /// Snapshots of every validated engine for `request`, with the creations in flight added.
     pub fn node_snapshots(&self, request: &SchedulingRequest) -> Vec<Arc<NodeSnapshot>> {
-        let listed = request.needs_containers();
-        let maps = self.engines();
-        let mut nodes: Vec<Arc<NodeSnapshot>> = maps
-            .validated
-            .values()
-            .filter_map(|e| {
-                cached_node_snapshot(
-                    e,
-                    self.opts.overcommit,
-                    self.opts.engine.failure_retry,
-                    listed,
-                )
-            })
-            .collect();
-        let set = self
-            .placement
-            .pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        add_pending(&mut nodes, &set.items);
-        nodes
+        self.placement
+            .node_snapshots(&self.engines(), request.needs_containers())
     }
 
     /// The engines the scheduler ranks for `request`, best first (used by build, network and
@@ -414,14 +234,10 @@ impl Cluster {
                 sched.affinities.push(format!("image=={image}"));
             }
             let maps = self.engines();
-            let mut set = placement.pending.lock().unwrap_or_else(|e| e.into_inner());
+            let mut set = placement.pending();
             if let Some(name) = req.name.as_deref().filter(|n| !n.is_empty()) {
                 let wanted = name.trim_start_matches('/');
-                let taken = super::names::name_taken(&maps, wanted, None)
-                    || set
-                        .items
-                        .iter()
-                        .any(|p| p.snapshot.name.as_deref() == Some(wanted));
+                let taken = super::names::name_taken(&maps, wanted, None) || set.has_name(wanted);
                 if taken {
                     return Err(CreateError::Conflict(format!(
                         "Conflict: The name {wanted} is already assigned. You have to delete (or rename) that container to be able to assign {wanted} to a container again."
@@ -439,20 +255,10 @@ impl Cluster {
                     id
                 }
             };
-            let listed = sched.needs_containers();
-            let mut nodes: Vec<Arc<NodeSnapshot>> = maps
-                .validated
-                .values()
-                .filter_map(|e| {
-                    cached_node_snapshot(
-                        e,
-                        self.opts.overcommit,
-                        self.opts.engine.failure_retry,
-                        listed,
-                    )
-                })
-                .collect();
-            add_pending(&mut nodes, &set.items);
+            let mut nodes = placement
+                .snapshots()
+                .of_validated(&maps, sched.needs_containers());
+            set.add_to(&mut nodes);
             let refs: Vec<&NodeSnapshot> = nodes.iter().map(|n| n.as_ref()).collect();
             // The request was checked before the loop; what fails here is placement (or the
             // image affinity of a retry, which the client did not write): a 500.
@@ -466,14 +272,11 @@ impl Cluster {
             let engine = maps.validated.get(&chosen.id).cloned().ok_or_else(|| {
                 CreateError::Scheduling("No nodes available in the cluster".into())
             })?;
-            set.next_key += 1;
-            let key = set.next_key;
-            set.items.push(PendingContainer {
-                key,
-                engine_id: chosen.id.clone(),
-                snapshot: ContainerSnapshot::pending(&sched, req.name.as_deref(), Some(&swarm_id)),
-            });
-            (engine, PendingGuard { placement, key }, swarm_id)
+            let key = set.add(
+                chosen.id.clone(),
+                ContainerSnapshot::pending(&sched, req.name.as_deref(), Some(&swarm_id)),
+            );
+            (engine, placement.hold(key), swarm_id)
         };
 
         // CpuShares in the request is a number of CPUs; the engine wants real shares.
@@ -497,7 +300,7 @@ impl Cluster {
         if matches!(&attempt, Err(CreateError::Engine(e)) if e.is_not_found()) && !image.is_empty()
         {
             tracing::info!(engine = %engine.addr, image, "Image missing on the chosen node; pulling it there");
-            self.pull_on(&engine, image, req.registry_auth.as_deref())
+            self.pull_on(&engine, image, req.version, req.registry_auth.as_deref())
                 .await?;
             attempt = self.engine_create(&engine, req, &encoded).await;
         }
@@ -525,18 +328,15 @@ impl Cluster {
         req: &CreateRequest,
         body: &[u8],
     ) -> Result<(String, Value), CreateError> {
-        let version = req
-            .version
-            .unwrap_or(crate::api::version::MAX_API)
-            .min(engine.api_version());
-        let mut uri = format!("{}/v{version}/containers/create", engine.base_uri());
+        let mut path = "/containers/create".to_string();
         if let Some(name) = req.name.as_deref().filter(|n| !n.is_empty()) {
-            uri.push_str("?name=");
-            uri.push_str(
+            path.push_str("?name=");
+            path.push_str(
                 &percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC)
                     .to_string(),
             );
         }
+        let uri = engine.uri(req.version, &path);
         let request = Request::builder()
             .method(Method::POST)
             .uri(uri)
@@ -571,11 +371,13 @@ impl Cluster {
         Ok((id, warnings))
     }
 
-    /// Pulls `image` on one engine, reading the progress stream to its end.
+    /// Pulls `image` on one engine at the client's `version`, reading the progress stream to
+    /// its end.
     pub async fn pull_on(
         &self,
         engine: &Engine,
         image: &str,
+        version: Option<ApiVersion>,
         auth: Option<&str>,
     ) -> Result<(), CreateError> {
         let (repo, tag) = split_reference(image);
@@ -583,11 +385,10 @@ impl Cluster {
         let enc = |s: &str| {
             percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
         };
-        let uri = engine.uri(&format!(
-            "/images/create?fromImage={}&tag={}",
-            enc(repo),
-            enc(tag)
-        ));
+        let uri = engine.uri(
+            version,
+            &format!("/images/create?fromImage={}&tag={}", enc(repo), enc(tag)),
+        );
         let mut builder = Request::builder().method(Method::POST).uri(uri);
         if let Some(a) = auth {
             builder = builder.header("X-Registry-Auth", a);
@@ -615,15 +416,6 @@ impl Cluster {
         }
         let _ = engine.refresh_images().await;
         Ok(())
-    }
-}
-
-/// Adds creations in flight to the snapshots of their engines (copying only those snapshots).
-fn add_pending(nodes: &mut [Arc<NodeSnapshot>], pending: &[PendingContainer]) {
-    for p in pending {
-        if let Some(n) = nodes.iter_mut().find(|n| n.id == p.engine_id) {
-            Arc::make_mut(n).add_container(p.snapshot.clone());
-        }
     }
 }
 

@@ -1,30 +1,25 @@
-//! Doing one thing on many engines: calling an engine at the API version a client asked for,
-//! duplicating one request body to several engines as it streams in, reading Docker's JSON
+//! Doing one thing on many engines: duplicating one request body to several engines as it streams in, reading Docker's JSON
 //! message streams message by message as they arrive, and collecting per-node failures into
 //! one answer.
 //!
 //! Image pulls, loads and imports, image removal and tagging, volume creation and removal, and
-//! the prune routes all fan out through here. This module decides nothing about which engines
+//! the prune routes all fan out through here (each engine's call is [`Engine::call_at`] or
+//! [`Engine::send_at`]). This module decides nothing about which engines
 //! take part (the API routes do) and never holds a whole streamed body in memory.
 use std::sync::Arc;
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::StreamExt;
-use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http::StatusCode;
 use http_body_util::{BodyExt, StreamBody};
-use hyper::body::{Frame, Incoming};
+use hyper::body::Frame;
 use serde_json::Value;
 
 use super::cluster::Cluster;
-use super::engine::{error_message, Engine, EngineError};
+use super::engine::{Engine, EngineError};
 use super::names::image_matches;
 use super::transport::{boxed, TransportBody};
-use crate::api::version::{ApiVersion, MAX_API};
 use crate::scheduler::SchedulingRequest;
-
-/// How long a fanned-out call whose answer is read whole (tag, remove, create, prune) may take.
-/// Generous: pruning a large engine takes a while, but a call must not hang a client forever.
-pub const COLLECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Chunks of a duplicated body buffered per engine: the slowest engine sets the pace, so memory
 /// stays at a few chunks per engine whatever the size of the body.
@@ -33,83 +28,6 @@ const TEE_DEPTH: usize = 4;
 /// The largest JSON message accepted from an engine stream; a longer run of bytes without a
 /// complete message is passed on as text rather than buffered further.
 const MESSAGE_LIMIT: usize = 16 << 20;
-
-impl Engine {
-    /// The URI of `path_and_query` on this engine at `min(requested, engine's version)`; no
-    /// request version means the newest both sides speak.
-    pub fn versioned_uri(&self, requested: Option<ApiVersion>, path_and_query: &str) -> String {
-        let engine = self
-            .specs()
-            .map(|s| s.api_version)
-            .unwrap_or(self.api_version());
-        let v = requested.unwrap_or(MAX_API).min(engine);
-        format!("{}/v{v}{path_and_query}", self.base_uri())
-    }
-
-    /// Sends `method path_and_query` at the client's API version and returns the engine's
-    /// answer, error statuses included, with the body unread (for streams).
-    pub async fn send_at(
-        &self,
-        method: Method,
-        requested: Option<ApiVersion>,
-        path_and_query: &str,
-        headers: &HeaderMap,
-        body: TransportBody,
-    ) -> Result<Response<Incoming>, EngineError> {
-        self.send(self.request_at(method, requested, path_and_query, headers, body)?)
-            .await
-    }
-
-    /// Sends `method path_and_query` at the client's API version and reads the whole (small)
-    /// answer: the body on a success status, the engine's message as [`EngineError::Status`]
-    /// otherwise. Bounded by [`COLLECT_TIMEOUT`].
-    pub async fn call_at(
-        &self,
-        method: Method,
-        requested: Option<ApiVersion>,
-        path_and_query: &str,
-        headers: &HeaderMap,
-        body: TransportBody,
-    ) -> Result<(StatusCode, Bytes), EngineError> {
-        let req = self.request_at(method, requested, path_and_query, headers, body)?;
-        let (status, bytes) = match tokio::time::timeout(COLLECT_TIMEOUT, self.call(req)).await {
-            Ok(r) => r?,
-            Err(_) => {
-                return Err(EngineError::Unreachable {
-                    url: self.addr.clone(),
-                    detail: "request timed out".into(),
-                })
-            }
-        };
-        if !status.is_success() {
-            return Err(EngineError::Status {
-                status,
-                message: error_message(&bytes),
-            });
-        }
-        Ok((status, bytes))
-    }
-
-    fn request_at(
-        &self,
-        method: Method,
-        requested: Option<ApiVersion>,
-        path_and_query: &str,
-        headers: &HeaderMap,
-        body: TransportBody,
-    ) -> Result<Request<TransportBody>, EngineError> {
-        let mut builder = Request::builder()
-            .method(method)
-            .uri(self.versioned_uri(requested, path_and_query));
-        for (name, value) in headers {
-            builder = builder.header(name, value);
-        }
-        builder.body(body).map_err(|e| EngineError::Invalid {
-            addr: self.addr.clone(),
-            detail: e.to_string(),
-        })
-    }
-}
 
 impl Cluster {
     /// Validated engines that are Healthy right now.

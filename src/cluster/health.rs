@@ -121,6 +121,26 @@ impl Health {
         self.updated_at = now;
     }
 
+    /// Validation refused the engine (`msg` says why): it stays where it is, and the failure
+    /// counts towards its re-validation back-off.
+    pub fn rejected(&mut self, msg: &str, now: SystemTime) {
+        self.error = msg.to_string();
+        self.failures = self.failures.saturating_add(1);
+        self.updated_at = now;
+    }
+
+    /// The address now answers with another daemon (`msg` says which): back to Pending until
+    /// it is removed from the cluster and added again.
+    pub fn other_daemon(&mut self, msg: &str) {
+        self.state = EngineState::Pending;
+        self.error = msg.to_string();
+    }
+
+    /// The engine was removed from the cluster; returns the state it was in.
+    pub fn disconnected(&mut self) -> EngineState {
+        std::mem::replace(&mut self.state, EngineState::Disconnected)
+    }
+
     /// The scheduler's health indicator: 0 when not schedulable (not Healthy, or its calls are
     /// timing out), else `100 - failures*100/retry`.
     pub fn indicator(&self, retry: u32) -> i64 {
@@ -158,6 +178,26 @@ pub fn revalidation_due(failures: u32, refresh_min: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rejection_counts_a_failure_and_an_id_change_sends_a_healthy_engine_back_to_pending() {
+        let now = SystemTime::UNIX_EPOCH;
+        let mut h = Health::pending(now);
+        h.rejected("no resources", now);
+        assert_eq!(
+            (h.state, h.failures, h.error.as_str()),
+            (EngineState::Pending, 1, "no resources")
+        );
+        h.validated(now);
+        h.other_daemon("another ID");
+        assert_eq!(
+            (h.state, h.error.as_str()),
+            (EngineState::Pending, "another ID")
+        );
+        h.validated(now);
+        assert_eq!(h.disconnected(), EngineState::Healthy);
+        assert_eq!(h.state, EngineState::Disconnected);
+    }
 
     fn t0() -> SystemTime {
         SystemTime::UNIX_EPOCH

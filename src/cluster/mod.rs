@@ -10,12 +10,16 @@ pub mod engine;
 pub mod events;
 pub mod fanout;
 pub mod health;
-pub mod monitor;
+pub mod membership;
+pub mod memo;
 pub mod names;
 pub mod order;
+pub mod placement;
+pub mod snapshot;
 pub mod transport;
 pub mod watchdog;
 
-pub use cluster::{Cluster, ClusterOptions, EngineMaps};
+pub use cluster::{Cluster, ClusterOptions};
 pub use engine::{Engine, EngineError, EngineOptions, EngineSpecs};
 pub use health::EngineState;
+pub use membership::EngineMaps;

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::cache::{short_id as short, Container, ContainerIndex, Image, LookupKey};
-use super::cluster::EngineMaps;
 use super::engine::Engine;
+use super::membership::EngineMaps;
 
 /// A container and the engine that owns it.
 #[derive(Clone)]

@@ -131,7 +131,7 @@ async fn reschedule_from(cluster: &Cluster, node_id: &str) {
 async fn start_container(engine: &Engine, id: &str) -> Result<(), String> {
     let req = Request::builder()
         .method(Method::POST)
-        .uri(engine.uri(&format!("/containers/{id}/start")))
+        .uri(engine.uri(None, &format!("/containers/{id}/start")))
         .body(empty())
         .map_err(|e| e.to_string())?;
     let (status, body) = engine.call(req).await.map_err(|e| e.to_string())?;
@@ -185,7 +185,7 @@ async fn remove_duplicates(cluster: &Cluster, node_id: &str) {
     for id in stale {
         let req = Request::builder()
             .method(Method::DELETE)
-            .uri(engine.uri(&format!("/containers/{id}?force=1&v=1")))
+            .uri(engine.uri(None, &format!("/containers/{id}?force=1&v=1")))
             .body(empty());
         if let Ok(req) = req {
             match engine.call(req).await {

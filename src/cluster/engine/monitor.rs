@@ -4,17 +4,18 @@
 //! sees every connection attempt.
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http::Request;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use serde_json::{Map, Value};
+use tokio::time::Instant;
 
-use super::engine::Engine;
-use super::events::ClusterEvent;
-use super::fanout::{JsonMessages, StreamItem};
-use super::transport::empty;
+use super::super::events::ClusterEvent;
+use super::super::fanout::{JsonMessages, StreamItem};
+use super::super::transport::empty;
+use super::Engine;
 
 /// How long an expected event is waited for while the call that causes it runs.
 const EXPECT_DURING_CALL: Duration = Duration::from_secs(60);
@@ -146,7 +147,7 @@ impl Engine {
             monitor = match monitor {
                 EventsMonitor::Connecting { resumed } => {
                     let req = Request::builder()
-                        .uri(self.uri("/events"))
+                        .uri(self.uri(None, "/events"))
                         .body(empty())
                         .expect("static request");
                     let connect = tokio::select! {
@@ -286,7 +287,7 @@ enum EventsMonitor {
 
 #[cfg(test)]
 mod tests {
-    use super::super::engine::test_engine as engine;
+    use super::super::test_engine as engine;
     use super::*;
     use serde_json::json;
 

@@ -1,6 +1,9 @@
 //! The cluster-wide event bus: every engine's events, with the node fields added, plus the
 //! manager's own `engine_connect` / `engine_disconnect` / `engine_reconnect` events (SPEC §5.8).
 //!
+//! An engine's event is read once, into an [`EngineEvent`], as it arrives; the events monitor
+//! goes by it to update the cache, and publishing turns it into a [`ClusterEvent`].
+//!
 //! Each event is serialised once when published and shared (never copied) by the history and
 //! every listener's queue. Both are bounded by count and by bytes ([`EventLimits`]): the oldest
 //! history is forgotten first, and a listener whose queue would exceed its budget is dropped (its
@@ -49,6 +52,93 @@ pub struct NodeRef {
     pub ip: String,
 }
 
+/// One event as an engine sent it, read once when it arrives: the members the cache update, the
+/// expected-event check and the bus go by, and the whole object, which the bus re-emits with
+/// the node fields added. Old engines sent only `status` and `id`; their events read the same.
+#[derive(Debug)]
+pub struct EngineEvent {
+    /// `Type`, `container` when the engine sent none.
+    kind: Box<str>,
+    /// `Action`, or `status` when the engine sent none.
+    action: Box<str>,
+    /// `Actor.ID`, or `id` when the engine sent none.
+    actor_id: Box<str>,
+    /// `timeNano`, or `time` × 10⁹; 0 when the engine sent neither.
+    time_nano: i64,
+    raw: Map<String, Value>,
+}
+
+impl EngineEvent {
+    /// Reads the members of one decoded event.
+    pub fn new(raw: Map<String, Value>) -> EngineEvent {
+        let text = |k: &str| raw.get(k).and_then(Value::as_str).filter(|t| !t.is_empty());
+        let actor_id = raw
+            .get("Actor")
+            .and_then(|a| a.get("ID"))
+            .and_then(Value::as_str)
+            .or_else(|| text("id"));
+        let time_nano = raw
+            .get("timeNano")
+            .and_then(Value::as_i64)
+            .or_else(|| {
+                raw.get("time")
+                    .and_then(Value::as_i64)
+                    .map(|t| t.saturating_mul(1_000_000_000))
+            })
+            .unwrap_or(0);
+        EngineEvent {
+            kind: text("Type").unwrap_or("container").into(),
+            action: text("Action")
+                .or_else(|| text("status"))
+                .unwrap_or("")
+                .into(),
+            actor_id: actor_id.unwrap_or("").into(),
+            time_nano,
+            raw,
+        }
+    }
+
+    /// `Type`, `container` for old engines.
+    pub fn kind(&self) -> &str {
+        &self.kind
+    }
+
+    /// `Action` in full (`exec_start: sh -c true`), as listeners' filters see it.
+    pub fn action(&self) -> &str {
+        &self.action
+    }
+
+    /// The action without what follows a colon (`exec_start`, `health_status`): what happened,
+    /// whatever it happened with.
+    pub fn verb(&self) -> &str {
+        match self.action.split_once(':') {
+            Some((head, _)) => head.trim(),
+            None => &self.action,
+        }
+    }
+
+    /// `Actor.ID` (the container ID, a network ID, a volume name…), `id` for old engines.
+    pub fn actor_id(&self) -> &str {
+        &self.actor_id
+    }
+
+    /// When the event happened, in nanoseconds since the epoch.
+    pub fn time_nano(&self) -> i64 {
+        self.time_nano
+    }
+
+    /// One string attribute of the actor (`Actor.Attributes`).
+    pub fn attribute(&self, key: &str) -> Option<&str> {
+        self.raw.get("Actor")?.get("Attributes")?.get(key)?.as_str()
+    }
+}
+
+impl From<Map<String, Value>> for EngineEvent {
+    fn from(raw: Map<String, Value>) -> Self {
+        EngineEvent::new(raw)
+    }
+}
+
 /// One event as delivered to listeners: its JSON line (node fields added) and the few members
 /// that listeners' filters and the manager read. Thousands are retained for slow listeners and
 /// `since`, so nothing else is kept; attributes are read back from the JSON when asked for.
@@ -81,7 +171,9 @@ struct ActorAttributes {
 
 impl ClusterEvent {
     /// Adds the node fields to an engine event (SPEC §5.8).
-    pub fn from_engine(mut value: Map<String, Value>, node: &NodeRef) -> ClusterEvent {
+    pub fn from_engine(event: impl Into<EngineEvent>, node: &NodeRef) -> ClusterEvent {
+        let mut event = event.into();
+        let value = &mut event.raw;
         let from = value
             .get("from")
             .and_then(Value::as_str)
@@ -111,7 +203,7 @@ impl ClusterEvent {
             "node".into(),
             json!({"Name": node.name, "Id": node.id, "Addr": node.addr, "Ip": node.ip}),
         );
-        Self::finish(value)
+        Self::finish(event)
     }
 
     /// A manager-generated event about a node (`engine_connect`, …).
@@ -130,41 +222,34 @@ impl ClusterEvent {
             "node": {"Name": node.name, "Id": node.id, "Addr": node.addr, "Ip": node.ip},
         });
         match value {
-            Value::Object(map) => Self::finish(map),
+            Value::Object(map) => Self::finish(EngineEvent::new(map)),
             _ => unreachable!("json! object literal"),
         }
     }
 
-    fn finish(value: Map<String, Value>) -> ClusterEvent {
-        let time_nano = value
-            .get("timeNano")
-            .and_then(Value::as_i64)
-            .or_else(|| {
-                value
-                    .get("time")
-                    .and_then(Value::as_i64)
-                    .map(|t| t.saturating_mul(1_000_000_000))
-            })
-            .unwrap_or(0);
-        let text =
-            |v: Option<&Value>| -> Box<str> { v.and_then(Value::as_str).unwrap_or("").into() };
-        let actor = value.get("Actor");
-        let kind = value
-            .get("Type")
-            .and_then(Value::as_str)
-            .unwrap_or("container");
-        let mut line = serde_json::to_vec(&value).unwrap_or_else(|_| b"{}".to_vec());
+    /// Serialises the event once; its typed members move over as they are.
+    fn finish(event: EngineEvent) -> ClusterEvent {
+        let text = |k: &str| -> Box<str> {
+            event
+                .raw
+                .get(k)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .into()
+        };
+        let (scope, from) = (text("scope"), text("from"));
+        let mut line = serde_json::to_vec(&event.raw).unwrap_or_else(|_| b"{}".to_vec());
         line.push(b'\n');
         // Serialising grows the buffer by doubling; the retained copy holds only the bytes.
         line.shrink_to_fit();
         ClusterEvent {
             line: Bytes::from(line),
-            time_nano,
-            kind: kind.into(),
-            action: text(value.get("Action").or_else(|| value.get("status"))),
-            actor_id: text(actor.and_then(|a| a.get("ID")).or_else(|| value.get("id"))),
-            scope: text(value.get("scope")),
-            from: text(value.get("from")),
+            time_nano: event.time_nano,
+            kind: event.kind,
+            action: event.action,
+            actor_id: event.actor_id,
+            scope,
+            from,
         }
     }
 
@@ -497,6 +582,49 @@ mod tests {
         assert_eq!(ev.kind(), "container");
         assert_eq!(ev.action(), "start");
         assert_eq!(ev.actor_id(), "c1");
+    }
+
+    fn engine_event(raw: Value) -> EngineEvent {
+        EngineEvent::new(raw.as_object().cloned().unwrap_or_default())
+    }
+
+    #[test]
+    fn an_engine_event_is_read_once_with_old_engines_fields_as_fallbacks() {
+        let ev = engine_event(
+            json!({"Type": "container", "Action": "exec_start: sh -c true",
+            "Actor": {"ID": "c1", "Attributes": {"com.docker.swarm.id": "s1", "n": 1}},
+            "time": 10, "timeNano": 10_000_000_005i64}),
+        );
+        assert_eq!(ev.kind(), "container");
+        assert_eq!(ev.action(), "exec_start: sh -c true");
+        assert_eq!(ev.verb(), "exec_start");
+        assert_eq!(ev.actor_id(), "c1");
+        assert_eq!(ev.time_nano(), 10_000_000_005);
+        assert_eq!(ev.attribute("com.docker.swarm.id"), Some("s1"));
+        assert_eq!(ev.attribute("n"), None, "not a string");
+        assert_eq!(ev.attribute("missing"), None);
+
+        let old = engine_event(json!({"status": "die", "id": "c2", "from": "busybox", "time": 3}));
+        assert_eq!(
+            (old.kind(), old.action(), old.verb(), old.actor_id()),
+            ("container", "die", "die", "c2")
+        );
+        assert_eq!(old.time_nano(), 3_000_000_000);
+        assert_eq!(old.attribute("anything"), None);
+
+        // The bus keeps the members as read, and the whole event.
+        let published = ClusterEvent::from_engine(ev, &node());
+        assert_eq!(published.action(), "exec_start: sh -c true");
+        assert_eq!(
+            published.attribute("com.docker.swarm.id").as_deref(),
+            Some("s1")
+        );
+        assert_eq!(published.time_nano, 10_000_000_005);
+        let published = ClusterEvent::from_engine(old, &node());
+        assert_eq!(
+            (published.kind(), published.actor_id()),
+            ("container", "c2")
+        );
     }
 
     #[test]

@@ -35,7 +35,7 @@ use tokio_util::task::TaskTracker;
 
 use super::budget::{budget, CallBudget};
 use super::cache::EngineCache;
-use super::directory::{tag, Directory};
+use super::directory::Directory;
 use super::events::{ClusterEvent, EventBus, NodeRef};
 use super::health::{EngineState, Health, Outcome, Transition};
 use super::order::WriteOrder;
@@ -133,7 +133,8 @@ pub struct Engine {
     health: Mutex<Health>,
     specs: ArcSwapOption<EngineSpecs>,
     cache: ArcSwap<EngineCache>,
-    /// Serialises cache writers (refresh loop and events monitor) so updates are not lost.
+    /// Serialises cache writes (the refresh loop, re-reads the events monitor asks for, call
+    /// flows) so that updates are not lost; taken only in [`refresh`], never across an await.
     cache_write: Mutex<()>,
     /// Tickets of container reads, so that an older read never overwrites a newer one's write
     /// (taken inside `cache_write` when both are held).
@@ -526,12 +527,7 @@ impl Engine {
         // be closed either way so that `stopped` can finish.
         self.cancel.cancel();
         self.tasks.close();
-        {
-            let _writer = self.cache_write.lock().unwrap_or_else(|e| e.into_inner());
-            let cache = self.cache.load();
-            self.directory
-                .remove(tag(self), cache.containers.values().map(|c| &**c));
-        }
+        self.release_directory();
         let was = self.write_health(Health::disconnected);
         if was == EngineState::Healthy {
             self.emit("engine_disconnect");

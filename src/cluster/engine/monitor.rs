@@ -1,7 +1,12 @@
-//! The events monitor of an engine (SPEC §3.5): subscribe to the engine's `/events`, apply each
-//! event to the cache, forward it to the cluster bus with the node fields, and resubscribe with
-//! back-off when the stream breaks. An explicit state enum drives it; the engine's health record
-//! sees every connection attempt.
+//! The events monitor of an engine (SPEC §3.5): subscribe to the engine's `/events`, have the
+//! cache re-read what each event changed, forward the event to the cluster bus with the node
+//! fields, and resubscribe with back-off when the stream breaks. It writes no cache itself: it
+//! asks the cache writer ([`super::refresh`]) for a [`Reread`].
+//!
+//! A state enum ([`Monitor`]) and a [`step`] function drive it; the back-off between steps is
+//! decided outside the step ([`resubscribe_delay`]), and what a step does outside goes through
+//! [`EventsSource`], so that the transitions are tested without an engine. The engine's health
+//! record sees every connection attempt.
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,12 +14,13 @@ use std::time::Duration;
 use http::Request;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tokio::time::Instant;
 
-use super::super::events::ClusterEvent;
+use super::super::events::{ClusterEvent, EngineEvent};
 use super::super::fanout::{JsonMessages, StreamItem};
 use super::super::transport::empty;
+use super::refresh::Reread;
 use super::Engine;
 
 /// How long an expected event is waited for while the call that causes it runs.
@@ -103,19 +109,17 @@ impl Engine {
     }
 
     /// Whether a container event was expected (and is no longer).
-    fn take_expected(&self, action: &str, id: &str, ev: &Map<String, Value>) -> bool {
+    fn take_expected(&self, ev: &EngineEvent) -> bool {
         let mut own = self.own_events.lock().unwrap_or_else(|e| e.into_inner());
         if own.is_empty() {
             return false;
         }
+        let action = ev.verb();
         let key = match action {
             "create" => ev
-                .get("Actor")
-                .and_then(|a| a.get("Attributes"))
-                .and_then(|a| a.get(crate::scheduler::node::SWARM_ID_LABEL))
-                .and_then(Value::as_str)
+                .attribute(crate::scheduler::node::SWARM_ID_LABEL)
                 .unwrap_or(""),
-            _ => id,
+            _ => ev.actor_id(),
         };
         let now = Instant::now();
         match own
@@ -138,58 +142,21 @@ impl Engine {
         self.tasks.spawn(async move { engine.monitor().await });
     }
 
-    /// The events monitor: subscribe, apply every event to the cache, forward it to the bus;
-    /// on error wait `min(failures + 1, 10)` seconds and subscribe again (SPEC §3.5). After a
-    /// reconnect the containers are re-listed, since events may have been missed.
+    /// The events monitor: [`step`] after step until the engine is disconnected, backing off
+    /// for [`resubscribe_delay`] before each new subscription (SPEC §3.5).
     async fn monitor(self: Arc<Self>) {
-        let mut monitor = EventsMonitor::Connecting { resumed: false };
+        let mut state = Monitor::Connecting { resumed: false };
         loop {
-            monitor = match monitor {
-                EventsMonitor::Connecting { resumed } => {
-                    let req = Request::builder()
-                        .uri(self.uri(None, "/events"))
-                        .body(empty())
-                        .expect("static request");
-                    let connect = tokio::select! {
-                        _ = self.cancel.cancelled() => return,
-                        r = self.send(req) => r,
-                    };
-                    match connect {
-                        Ok(resp) if resp.status().is_success() => {
-                            if resumed {
-                                if let Err(err) = self.refresh_containers().await {
-                                    tracing::debug!(engine = %self.addr, error = %err, "Refresh after events reconnect failed");
-                                }
-                            }
-                            EventsMonitor::Streaming(resp.into_body())
-                        }
-                        Ok(resp) => {
-                            tracing::warn!(engine = %self.addr, status = %resp.status(), "Engine refused the events stream");
-                            EventsMonitor::Waiting
-                        }
-                        Err(_) => EventsMonitor::Waiting,
-                    }
+            if let Monitor::Waiting = state {
+                let delay = resubscribe_delay(self.health().failures);
+                tokio::select! {
+                    _ = self.cancel.cancelled() => return,
+                    _ = tokio::time::sleep(delay) => {}
                 }
-                EventsMonitor::Streaming(body) => {
-                    tokio::select! {
-                        _ = self.cancel.cancelled() => return,
-                        ended = self.consume_events(body) => {
-                            tracing::info!(engine = %self.addr, reason = %ended, "Error monitoring events, will restart");
-                        }
-                    }
-                    // The stream breaking is often the first sign of a dead engine: refresh now.
-                    self.wake.notify_one();
-                    EventsMonitor::Waiting
-                }
-                EventsMonitor::Waiting => {
-                    let failures = u64::from(self.health().failures);
-                    let delay = Duration::from_secs((failures + 1).min(10));
-                    tokio::select! {
-                        _ = self.cancel.cancelled() => return,
-                        _ = tokio::time::sleep(delay) => {}
-                    }
-                    EventsMonitor::Connecting { resumed: true }
-                }
+            }
+            state = tokio::select! {
+                _ = self.cancel.cancelled() => return,
+                next = step(&self, state) => next,
             };
         }
     }
@@ -210,7 +177,9 @@ impl Engine {
             };
             for item in items {
                 match item {
-                    StreamItem::Message(Value::Object(ev)) => self.handle_event(ev).await,
+                    StreamItem::Message(Value::Object(ev)) => {
+                        self.handle_event(EngineEvent::new(ev)).await
+                    }
                     StreamItem::Message(_) | StreamItem::Text(_) => {
                         tracing::warn!(engine = %self.addr, "Undecodable event from engine; skipped");
                     }
@@ -226,63 +195,124 @@ impl Engine {
         }
     }
 
-    /// Applies one engine event to the cache, then forwards it to the bus.
-    pub async fn handle_event(self: &Arc<Self>, ev: Map<String, Value>) {
-        let text = |k: &str| ev.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-        let kind = match text("Type") {
-            t if t.is_empty() => "container".to_string(),
-            t => t,
-        };
-        let action = {
-            let a = text("Action");
-            let a = if a.is_empty() { text("status") } else { a };
-            match a.split_once(':') {
-                Some((head, _)) => head.trim().to_string(),
-                None => a,
-            }
-        };
-        let actor = ev
-            .get("Actor")
-            .and_then(|a| a.get("ID"))
-            .and_then(Value::as_str)
-            .map(str::to_string)
-            .unwrap_or_else(|| text("id"));
-        let result = match kind.as_str() {
-            "container" => match action.as_str() {
-                "top" | "resize" | "export" | "exec_create" | "exec_start" | "exec_detach"
-                | "attach" | "detach" | "extract-to-dir" | "copy" | "archive-path" => Ok(()),
-                "commit" => {
-                    self.schedule_images_refresh();
-                    Ok(())
-                }
-                _ if self.take_expected(&action, &actor, &ev) => Ok(()),
-                _ => self.refresh_container(&actor).await,
-            },
-            "image" => {
-                self.schedule_images_refresh();
-                Ok(())
-            }
-            "network" => self.refresh_network(&actor).await,
-            "volume" => self.refresh_volume(&actor).await,
-            "daemon" if action == "reload" => self.update_specs().await,
-            _ => Ok(()),
+    /// Has the cache re-read what one engine event changed, then forwards the event to the bus.
+    pub async fn handle_event(self: &Arc<Self>, ev: EngineEvent) {
+        let result = match reread_for(&ev) {
+            // The call that caused it re-reads the container itself.
+            Reread::Container(_) if self.take_expected(&ev) => Ok(()),
+            what => self.reread(what).await,
         };
         if let Err(err) = result {
-            tracing::debug!(engine = %self.addr, error = %err, event = %action, "Cache update after event failed");
+            tracing::debug!(engine = %self.addr, error = %err, event = %ev.verb(), "Cache update after event failed");
         }
         self.bus
             .publish(ClusterEvent::from_engine(ev, &self.node_ref()));
     }
 }
 
+/// What an engine event asks the cache to read again.
+fn reread_for(ev: &EngineEvent) -> Reread<'_> {
+    match ev.kind() {
+        "container" => match ev.verb() {
+            // These change nothing the cache holds.
+            "top" | "resize" | "export" | "exec_create" | "exec_start" | "exec_detach"
+            | "attach" | "detach" | "extract-to-dir" | "copy" | "archive-path" => Reread::Nothing,
+            "commit" => Reread::Images,
+            _ => Reread::Container(ev.actor_id()),
+        },
+        "image" => Reread::Images,
+        "network" => Reread::Network(ev.actor_id()),
+        "volume" => Reread::Volume(ev.actor_id()),
+        "daemon" if ev.verb() == "reload" => Reread::Specs,
+        _ => Reread::Nothing,
+    }
+}
+
+/// How long the monitor waits before subscribing again: a second more for each connection
+/// failure of the engine in a row, at most ten (SPEC §3.5).
+fn resubscribe_delay(failures: u32) -> Duration {
+    Duration::from_secs((u64::from(failures) + 1).min(10))
+}
+
 /// The events monitor's states.
-enum EventsMonitor {
+#[cfg_attr(test, derive(Debug, PartialEq))]
+enum Monitor<S> {
     /// Subscribing; `resumed` after a broken stream (the cache may have missed events).
     Connecting { resumed: bool },
     /// Reading the stream.
-    Streaming(Incoming),
-    /// Backing off before subscribing again.
+    Streaming(S),
+    /// Backing off before subscribing again, for [`resubscribe_delay`]: the loop driving the
+    /// steps waits, so that a step never sleeps.
     Waiting,
+}
+
+/// What the monitor's steps do outside: the engine does it for real, tests script it.
+trait EventsSource {
+    type Stream;
+    /// Subscribes to the engine's events; `None` when the engine refused or was not reached.
+    async fn subscribe(&self) -> Option<Self::Stream>;
+    /// Re-lists the containers: events may have been missed while unsubscribed.
+    async fn relist(&self);
+    /// Applies the stream's events until it ends; returns why it ended.
+    async fn consume(&self, stream: Self::Stream) -> String;
+    /// The stream ended for `reason`.
+    fn stream_broke(&self, reason: &str);
+}
+
+/// One transition of the monitor: does what `state` stands for and returns the next state.
+async fn step<S: EventsSource>(source: &S, state: Monitor<S::Stream>) -> Monitor<S::Stream> {
+    match state {
+        Monitor::Connecting { resumed } => match source.subscribe().await {
+            Some(stream) => {
+                if resumed {
+                    source.relist().await;
+                }
+                Monitor::Streaming(stream)
+            }
+            None => Monitor::Waiting,
+        },
+        Monitor::Streaming(stream) => {
+            let reason = source.consume(stream).await;
+            source.stream_broke(&reason);
+            Monitor::Waiting
+        }
+        Monitor::Waiting => Monitor::Connecting { resumed: true },
+    }
+}
+
+impl EventsSource for Arc<Engine> {
+    type Stream = Incoming;
+
+    async fn subscribe(&self) -> Option<Incoming> {
+        let req = Request::builder()
+            .uri(self.uri(None, "/events"))
+            .body(empty())
+            .expect("static request");
+        match self.send(req).await {
+            Ok(resp) if resp.status().is_success() => Some(resp.into_body()),
+            Ok(resp) => {
+                tracing::warn!(engine = %self.addr, status = %resp.status(), "Engine refused the events stream");
+                None
+            }
+            Err(_) => None,
+        }
+    }
+
+    async fn relist(&self) {
+        if let Err(err) = self.refresh_containers().await {
+            tracing::debug!(engine = %self.addr, error = %err, "Refresh after events reconnect failed");
+        }
+    }
+
+    async fn consume(&self, stream: Incoming) -> String {
+        self.consume_events(stream).await
+    }
+
+    fn stream_broke(&self, reason: &str) {
+        tracing::info!(engine = %self.addr, reason = %reason, "Error monitoring events, will restart");
+        // The stream breaking is often the first sign of a dead engine: refresh now.
+        self.wake.notify_one();
+    }
 }
 
 #[cfg(test)]
@@ -290,10 +320,13 @@ mod tests {
     use super::super::test_engine as engine;
     use super::*;
     use serde_json::json;
+    use std::sync::Mutex;
 
-    fn event(swarm_id: &str) -> Map<String, Value> {
-        let ev = json!({"Actor": {"ID": "c1", "Attributes": {"com.docker.swarm.id": swarm_id}}});
-        ev.as_object().cloned().unwrap_or_default()
+    /// A container event about `c1`, which carries the Swarm ID `swarm_id`.
+    fn event(action: &str, swarm_id: &str) -> EngineEvent {
+        let ev = json!({"Type": "container", "Action": action,
+            "Actor": {"ID": "c1", "Attributes": {"com.docker.swarm.id": swarm_id}}});
+        EngineEvent::new(ev.as_object().cloned().unwrap_or_default())
     }
 
     #[test]
@@ -301,21 +334,12 @@ mod tests {
         let e = engine();
         e.expect_event("s1", "create").settle();
         e.expect_event("c1", "start").settle();
-        assert!(
-            !e.take_expected("create", "c1", &event("s2")),
-            "another Swarm ID"
-        );
-        assert!(
-            !e.take_expected("stop", "c1", &event("s1")),
-            "another action"
-        );
-        assert!(e.take_expected("create", "c1", &event("s1")));
-        assert!(
-            !e.take_expected("create", "c1", &event("s1")),
-            "taken already"
-        );
-        assert!(e.take_expected("start", "c1", &event("")));
-        assert!(!e.take_expected("start", "c1", &event("")));
+        assert!(!e.take_expected(&event("create", "s2")), "another Swarm ID");
+        assert!(!e.take_expected(&event("stop", "s1")), "another action");
+        assert!(e.take_expected(&event("create", "s1")));
+        assert!(!e.take_expected(&event("create", "s1")), "taken already");
+        assert!(e.take_expected(&event("start", "")));
+        assert!(!e.take_expected(&event("start", "")));
     }
 
     #[test]
@@ -324,8 +348,159 @@ mod tests {
         let expected = e.expect_event("c1", "start");
         assert!(e.own_events.lock().unwrap().len() == 1);
         drop(expected);
-        assert!(!e.take_expected("start", "c1", &event("")));
+        assert!(!e.take_expected(&event("start", "")));
         assert!(e.own_events.lock().unwrap().is_empty());
+    }
+
+    fn raw(ev: Value) -> EngineEvent {
+        EngineEvent::new(ev.as_object().cloned().unwrap_or_default())
+    }
+
+    #[test]
+    fn each_kind_of_event_asks_for_the_reread_it_needs() {
+        let cases = [
+            (
+                json!({"Type": "container", "Action": "die", "Actor": {"ID": "c1"}}),
+                Reread::Container("c1"),
+            ),
+            (
+                json!({"status": "start", "id": "c2"}),
+                Reread::Container("c2"),
+            ),
+            (
+                json!({"Type": "container", "Action": "exec_start: sh", "Actor": {"ID": "c1"}}),
+                Reread::Nothing,
+            ),
+            (
+                json!({"Type": "container", "Action": "commit", "Actor": {"ID": "c1"}}),
+                Reread::Images,
+            ),
+            (
+                json!({"Type": "image", "Action": "pull", "Actor": {"ID": "busybox"}}),
+                Reread::Images,
+            ),
+            (
+                json!({"Type": "network", "Action": "create", "Actor": {"ID": "n1"}}),
+                Reread::Network("n1"),
+            ),
+            (
+                json!({"Type": "volume", "Action": "destroy", "Actor": {"ID": "v1"}}),
+                Reread::Volume("v1"),
+            ),
+            (
+                json!({"Type": "daemon", "Action": "reload", "Actor": {"ID": "d1"}}),
+                Reread::Specs,
+            ),
+            (
+                json!({"Type": "plugin", "Action": "enable", "Actor": {"ID": "p1"}}),
+                Reread::Nothing,
+            ),
+        ];
+        for (ev, want) in cases {
+            let ev = raw(ev);
+            assert_eq!(reread_for(&ev), want, "{ev:?}");
+        }
+    }
+
+    #[test]
+    fn the_resubscribe_delay_grows_a_second_a_failure_up_to_ten() {
+        let secs = |failures| resubscribe_delay(failures).as_secs();
+        assert_eq!(secs(0), 1);
+        assert_eq!(secs(4), 5);
+        assert_eq!(secs(9), 10);
+        assert_eq!(secs(10), 10);
+        assert_eq!(secs(u32::MAX), 10);
+    }
+
+    /// An events source whose subscription answer is scripted and whose calls are recorded.
+    struct Scripted {
+        /// The stream a subscription gets; `None`: the engine refuses.
+        stream: Option<u32>,
+        calls: Mutex<Vec<String>>,
+    }
+
+    impl Scripted {
+        fn new(stream: Option<u32>) -> Scripted {
+            Scripted {
+                stream,
+                calls: Mutex::new(Vec::new()),
+            }
+        }
+
+        fn called(&self, what: String) {
+            self.calls.lock().unwrap().push(what);
+        }
+
+        fn calls(&self) -> Vec<String> {
+            self.calls.lock().unwrap().clone()
+        }
+    }
+
+    impl EventsSource for Scripted {
+        type Stream = u32;
+
+        async fn subscribe(&self) -> Option<u32> {
+            self.called("subscribe".into());
+            self.stream
+        }
+
+        async fn relist(&self) {
+            self.called("relist".into());
+        }
+
+        async fn consume(&self, stream: u32) -> String {
+            self.called(format!("consume {stream}"));
+            "end of stream".into()
+        }
+
+        fn stream_broke(&self, reason: &str) {
+            self.called(format!("wake: {reason}"));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_first_subscription_streams_without_a_relist() {
+        let source = Scripted::new(Some(7));
+        let next = step(&source, Monitor::Connecting { resumed: false }).await;
+        assert_eq!(next, Monitor::Streaming(7));
+        assert_eq!(source.calls(), ["subscribe"]);
+    }
+
+    #[tokio::test]
+    async fn a_resumed_subscription_relists_the_containers_before_streaming() {
+        let source = Scripted::new(Some(7));
+        let next = step(&source, Monitor::Connecting { resumed: true }).await;
+        assert_eq!(next, Monitor::Streaming(7));
+        assert_eq!(source.calls(), ["subscribe", "relist"]);
+    }
+
+    #[tokio::test]
+    async fn a_refused_subscription_backs_off() {
+        let source = Scripted::new(None);
+        for resumed in [false, true] {
+            let next = step(&source, Monitor::Connecting { resumed }).await;
+            assert_eq!(next, Monitor::Waiting);
+        }
+        assert_eq!(source.calls(), ["subscribe", "subscribe"], "no relist");
+    }
+
+    #[tokio::test]
+    async fn a_stream_that_ends_wakes_the_refresh_loop_and_backs_off() {
+        let source = Scripted::new(Some(7));
+        let next = step(&source, Monitor::Streaming(3)).await;
+        assert_eq!(next, Monitor::Waiting);
+        assert_eq!(source.calls(), ["consume 3", "wake: end of stream"]);
+    }
+
+    #[tokio::test]
+    async fn after_backing_off_the_monitor_subscribes_again_as_resumed() {
+        let source = Scripted::new(Some(7));
+        let next = step(&source, Monitor::Waiting).await;
+        assert_eq!(next, Monitor::Connecting { resumed: true });
+        assert!(
+            source.calls().is_empty(),
+            "waiting is the loop's, not the step's"
+        );
     }
 
     /// The body of an `/events` response whose chunks are `chunks`, from a local server.

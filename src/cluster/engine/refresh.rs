@@ -3,6 +3,9 @@
 //! the engine's cache goes through [`Engine::update_cache`] (one writer at a time), and container
 //! reads carry tickets so that an older read never overwrites a newer one's write
 //! ([`super::super::order`]). The directory of names and IDs is updated in step with the cache.
+//! Nothing outside this file writes the cache: the events monitor asks for a [`Reread`], and
+//! call flows use [`Engine::forget_container`], [`Engine::restore_container`] and
+//! [`Engine::add_exec_id`].
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -253,6 +256,21 @@ impl Engine {
         });
     }
 
+    /// Re-reads what an event says changed (the events monitor's only way to the cache).
+    pub(super) async fn reread(self: &Arc<Self>, what: Reread<'_>) -> Result<(), EngineError> {
+        match what {
+            Reread::Nothing => Ok(()),
+            Reread::Container(id) => self.refresh_container(id).await,
+            Reread::Images => {
+                self.schedule_images_refresh();
+                Ok(())
+            }
+            Reread::Network(id) => self.refresh_network(id).await,
+            Reread::Volume(name) => self.refresh_volume(name).await,
+            Reread::Specs => self.update_specs().await,
+        }
+    }
+
     /// Refreshes images, networks and volumes; errors are logged and ignored.
     pub async fn refresh_others(&self) {
         // One after the other: one pooled connection per engine serves the whole refresh.
@@ -402,6 +420,15 @@ impl Engine {
         Ok(())
     }
 
+    /// Takes the engine's containers out of the cluster's directory once it is disconnected
+    /// (under the writer's lock, so that no write in flight puts one back).
+    pub(super) fn release_directory(&self) {
+        let _writer = self.cache_write.lock().unwrap_or_else(|e| e.into_inner());
+        let cache = self.cache.load();
+        self.directory
+            .remove(tag(self), cache.containers.values().map(|c| &**c));
+    }
+
     fn update_cache(&self, f: impl FnOnce(&mut EngineCache)) {
         let _writer = self.cache_write.lock().unwrap_or_else(|e| e.into_inner());
         let old = self.cache.load_full();
@@ -419,6 +446,22 @@ impl Engine {
         self.directory.remove(tag(self), removed);
         self.changed();
     }
+}
+
+/// What an engine event asks to be read again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Reread<'a> {
+    Nothing,
+    /// One container, by ID.
+    Container(&'a str),
+    /// The image list, once for a burst of image events.
+    Images,
+    /// One network, by ID or name.
+    Network(&'a str),
+    /// One volume, by name.
+    Volume(&'a str),
+    /// The engine's specs (its configuration was reloaded).
+    Specs,
 }
 
 /// What one container read found.

@@ -1,11 +1,11 @@
 //! The events monitor of an engine (SPEC §3.5): subscribe to the engine's `/events`, have the
 //! cache re-read what each event changed, forward the event to the cluster bus with the node
 //! fields, and resubscribe with back-off when the stream breaks. It writes no cache itself: it
-//! asks the cache writer ([`super::refresh`]) for a [`Reread`].
+//! asks the cache writer (`refresh`) for a `Reread`.
 //!
-//! A state enum ([`Monitor`]) and a [`step`] function drive it; the back-off between steps is
-//! decided outside the step ([`resubscribe_delay`]), and what a step does outside goes through
-//! [`EventsSource`], so that the transitions are tested without an engine. The engine's health
+//! A state enum (`Monitor`) and a `step` function drive it; the back-off between steps is
+//! decided outside the step (`resubscribe_delay`), and what a step does outside goes through
+//! `EventsSource`, so that the transitions are tested without an engine. The engine's health
 //! record sees every connection attempt.
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

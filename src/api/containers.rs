@@ -308,9 +308,7 @@ pub fn name_taken(state: &AppState, name: &str, except: Option<&str>) -> bool {
 pub fn conflict(name: &str) -> ApiError {
     ApiError::new(
         StatusCode::CONFLICT,
-        format!(
-            "Conflict: The name {name} is already assigned. You have to delete (or rename) that container to be able to assign {name} to a container again."
-        ),
+        crate::cluster::names::name_conflict(name),
     )
 }
 

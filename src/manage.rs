@@ -223,11 +223,11 @@ async fn feed_discovery(
     backend: Arc<dyn Backend>,
     shutdown: CancellationToken,
 ) {
-    let mut rx = backend.watch(shutdown.child_token());
+    let mut watch = backend.watch(shutdown.child_token());
     loop {
         let event = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            ev = rx.recv() => ev,
+            _ = shutdown.cancelled() => break,
+            ev = watch.recv() => ev,
         };
         match event {
             Some(WatchEvent::Entries(entries)) => {
@@ -237,9 +237,10 @@ async fn feed_discovery(
             Some(WatchEvent::Error(err)) => {
                 tracing::error!(error = %err, "Discovery error: {err}");
             }
-            None => return,
+            None => break,
         }
     }
+    watch.stop().await;
 }
 
 /// Resolves on SIGINT or SIGTERM: the end of `swarm manage` and `swarm join`. Listens from the

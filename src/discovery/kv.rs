@@ -17,11 +17,11 @@ use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
-use super::{DiscoveryError, DiscoveryOptions, Entry, Scheme, WatchEvent};
+use super::{DiscoveryError, DiscoveryOptions, Entry, Scheme, Watch, WatchEvent};
 use crate::cluster::transport::{boxed, empty, error_chain, Endpoint, Transport};
 
 /// Where leader election keeps its lock, below the URL prefix (never below `kv.path`).
@@ -369,10 +369,9 @@ pub(crate) fn watch_directory<D: NodeDirectory>(
     directory: Arc<D>,
     retry: Duration,
     shutdown: CancellationToken,
-) -> mpsc::Receiver<WatchEvent> {
-    let (sender, receiver) = mpsc::channel(8);
+) -> Watch {
     let retry = retry.max(Duration::from_millis(100));
-    tokio::spawn(async move {
+    Watch::spawn(8, |sender| async move {
         let send = |event: WatchEvent| {
             let sender = sender.clone();
             let shutdown = shutdown.clone();
@@ -437,8 +436,7 @@ pub(crate) fn watch_directory<D: NodeDirectory>(
                 }
             }
         }
-    });
-    receiver
+    })
 }
 
 /// Waits for `duration` unless `shutdown` comes first; returns false on shutdown.

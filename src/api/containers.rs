@@ -152,7 +152,7 @@ pub async fn get_route(
         Some("attach/ws") => {
             let c = resolve(&state, name, |n| format!("No such container: {n}"))?;
             let path = container_path(&c, action, &req);
-            hijack(&c.engine, req, &path).await
+            hijack(&state, &c.engine, req, &path).await
         }
         Some(_) => {
             let c = resolve(&state, name, |n| format!("No such container: {n}"))?;
@@ -203,7 +203,7 @@ pub async fn post_route(
     })?;
     let path = container_path(&c, Some(action), &req);
     match action {
-        "attach" if wants_upgrade(&req) => hijack(&c.engine, req, &path).await,
+        "attach" if wants_upgrade(&req) => hijack(&state, &c.engine, req, &path).await,
         "exec" => create_exec(&state, &c, req, &path).await,
         "start" => {
             let expected = c.engine.expect_event(&c.container.id, "start");

@@ -15,6 +15,7 @@ use http::{header, HeaderMap, HeaderValue, Method};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
+use tokio_util::task::TaskTracker;
 
 use super::version::ApiVersion;
 use crate::cluster::fanout::{
@@ -158,10 +159,11 @@ fn os_mismatch(error: &str) -> Option<(String, String)> {
 /// Runs one body-carrying call (import or load) on every engine and merges their message
 /// streams: each message gets the node as `id` (and `prefix` before its status); an engine's
 /// failure is reported on its line; a platform mismatch is a skip, not an error; any other
-/// failure ends the stream with an error object.
+/// failure ends the stream with an error object. `calls` pairs each engine with its copy of the
+/// body.
 pub fn fanned_stream(
-    engines: Vec<Arc<Engine>>,
-    copies: Vec<TransportBody>,
+    tasks: &TaskTracker,
+    calls: Vec<(Arc<Engine>, TransportBody)>,
     version: Option<ApiVersion>,
     headers: HeaderMap,
     path: String,
@@ -169,7 +171,8 @@ pub fn fanned_stream(
     prefix: Option<&'static str>,
 ) -> Response {
     let (tx, resp) = json_stream();
-    tokio::spawn(async move {
+    let (engines, copies): (Vec<_>, Vec<_>) = calls.into_iter().unzip();
+    tasks.spawn(async move {
         let jobs = engines.iter().zip(copies).map(|(engine, body)| {
             let (tx, headers, path) = (&tx, &headers, &path);
             async move {

@@ -9,7 +9,7 @@ use http::{header, HeaderName, StatusCode};
 use serde_json::Value;
 
 use super::error::{ApiError, ApiResult};
-use super::state::RequestedVersion;
+use super::state::{AppState, RequestedVersion};
 use crate::cluster::engine::error_message;
 use crate::cluster::transport::{boxed, empty};
 use crate::cluster::{Engine, EngineError};
@@ -207,6 +207,7 @@ pub async fn fetch_json(
 /// sending, the other side's write half is closed and the other direction runs to its end, so
 /// half-closes pass through. Anything but `101` is relayed as a normal response.
 pub async fn hijack(
+    state: &AppState,
     engine: &Engine,
     mut req: Request,
     path_and_query: &str,
@@ -237,8 +238,12 @@ pub async fn hijack(
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
             .await
             .map_err(|e| ApiError::internal(format!("engine handshake: {e}")))?;
-    tokio::spawn(async move {
-        let _ = conn.with_upgrades().await;
+    let stop = state.shutdown.clone();
+    state.tasks.spawn(async move {
+        tokio::select! {
+            () = stop.cancelled() => {}
+            _ = conn.with_upgrades() => {}
+        }
     });
     let origin = match uri.path_and_query() {
         Some(pq) => pq.as_str().to_string(),
@@ -290,7 +295,8 @@ pub async fn hijack(
         }
     }
     let addr = engine.addr.clone();
-    tokio::spawn(async move {
+    let stop = state.shutdown.clone();
+    state.tasks.spawn(async move {
         let (client, upstream) = match tokio::join!(client_upgrade, engine_upgrade) {
             (Ok(c), Ok(u)) => (c, u),
             (c, u) => {
@@ -300,14 +306,16 @@ pub async fn hijack(
         };
         let mut client = hyper_util::rt::TokioIo::new(client);
         let mut upstream = hyper_util::rt::TokioIo::new(upstream);
-        match tokio::io::copy_bidirectional_with_sizes(
-            &mut client,
-            &mut upstream,
-            64 << 10,
-            64 << 10,
-        )
-        .await
-        {
+        let copied = tokio::select! {
+            () = stop.cancelled() => return,
+            copied = tokio::io::copy_bidirectional_with_sizes(
+                &mut client,
+                &mut upstream,
+                64 << 10,
+                64 << 10,
+            ) => copied,
+        };
+        match copied {
             Ok((up, down)) => tracing::debug!(engine = %addr, up, down, "Hijacked stream ended"),
             Err(e) => tracing::debug!(engine = %addr, error = %e, "Hijacked stream broke"),
         }

@@ -23,9 +23,7 @@ use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 
 use super::error::{json_response, no_such_route, ApiError, ApiResult};
-use super::fanout::{
-    fanned_stream, json_stream, on_each, relay_messages, send, tagged, EngineOutcome,
-};
+use super::fanout::{call_and_relay, fanned_stream, json_stream, on_each, send, EngineOutcome};
 use super::filters::{label_matches, Filters};
 use super::proxy::forward;
 use super::request::{path_and_query, query_bool, query_value, resolve, split_name_action};
@@ -482,19 +480,8 @@ fn pull(
             let (tx, prefix, headers, path) = (&tx, &prefix, &headers, &path);
             async move {
                 let node = engine.name();
-                if !send(tx, json!({"status": prefix, "id": node})).await {
-                    return EngineOutcome::ClientGone;
-                }
-                let outcome = match engine
-                    .send_at(Method::POST, version, path, headers, empty())
-                    .await
-                {
-                    Ok(r) => {
-                        relay_messages(engine, r, tx, |m| tagged(m, &node, Some(prefix))).await
-                    }
-                    Err(e) => EngineOutcome::Failed(e.to_string()),
-                };
-                let _ = engine.refresh_images().await;
+                let outcome =
+                    call_and_relay(engine, tx, Some(prefix), version, path, headers, empty()).await;
                 match &outcome {
                     EngineOutcome::Done => {
                         send(tx, json!({"status": prefix, "id": node})).await;

@@ -18,10 +18,10 @@ pub async fn run(options: ListOptions) -> Result<Vec<Entry>, String> {
         },
     )
     .map_err(|error| error.to_string())?;
-    let shutdown = CancellationToken::new();
-    let _stop_watch = shutdown.clone().drop_guard();
-    let mut events = backend.watch(shutdown);
-    match tokio::time::timeout(options.timeout, events.recv()).await {
+    let mut watch = backend.watch(CancellationToken::new());
+    let first = tokio::time::timeout(options.timeout, watch.recv()).await;
+    watch.stop().await;
+    match first {
         Ok(Some(WatchEvent::Entries(entries))) => Ok(entries),
         Ok(Some(WatchEvent::Error(message))) => Err(message),
         Ok(None) => Err("discovery stopped before reporting any address".to_string()),

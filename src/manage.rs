@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::api::replica::Replication;
 use crate::api::{self, ApiOptions, AppState};
@@ -41,7 +42,8 @@ fn host_of(addr: &str) -> Option<String> {
         .filter(|host| !host.is_empty())
 }
 
-/// How long shutdown waits for open connections before giving up on them.
+/// How long shutdown waits for open connections, the streams requests started and the
+/// watchdog's reschedulings before giving up on them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Runs the manager until a termination signal.
@@ -154,8 +156,10 @@ pub async fn run(global: GlobalOptions, opts: ManageOptions) -> Result<(), Manag
             },
         }),
         shutdown: shutdown.clone(),
+        tasks: TaskTracker::new(),
         replication: replication.clone(),
     };
+    let request_tasks = state.tasks.clone();
     let gate = api::ConnectionGate::new(state.opts.limits.clone(), open_file_limit);
     tracing::info!(
         open_file_limit = open_file_limit.map_or("unlimited".to_string(), |l| l.to_string()),
@@ -167,7 +171,7 @@ pub async fn run(global: GlobalOptions, opts: ManageOptions) -> Result<(), Manag
     cluster.start();
     let discovery = tokio::spawn(feed_discovery(cluster.clone(), backend, shutdown.clone()));
     let leader = leadership.clone();
-    crate::cluster::watchdog::start(
+    let watchdog = crate::cluster::watchdog::start(
         cluster.clone(),
         Arc::new(move || {
             leader
@@ -210,8 +214,11 @@ pub async fn run(global: GlobalOptions, opts: ManageOptions) -> Result<(), Manag
     // Membership stops changing before the engines are stopped.
     let _ = discovery.await;
     cluster.shutdown().await;
+    request_tasks.close();
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, async {
         while servers.join_next().await.is_some() {}
+        request_tasks.wait().await;
+        watchdog.wait().await;
     })
     .await;
     result
@@ -223,11 +230,11 @@ async fn feed_discovery(
     backend: Arc<dyn Backend>,
     shutdown: CancellationToken,
 ) {
-    let mut rx = backend.watch(shutdown.child_token());
+    let mut watch = backend.watch(shutdown.child_token());
     loop {
         let event = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            ev = rx.recv() => ev,
+            _ = shutdown.cancelled() => break,
+            ev = watch.recv() => ev,
         };
         match event {
             Some(WatchEvent::Entries(entries)) => {
@@ -237,9 +244,10 @@ async fn feed_discovery(
             Some(WatchEvent::Error(err)) => {
                 tracing::error!(error = %err, "Discovery error: {err}");
             }
-            None => return,
+            None => break,
         }
     }
+    watch.stop().await;
 }
 
 /// Resolves on SIGINT or SIGTERM: the end of `swarm manage` and `swarm join`. Listens from the

@@ -26,6 +26,7 @@ use http_body_util::BodyExt;
 use serde_json::{Map, Value};
 use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
+use tokio_util::task::TaskTracker;
 
 use super::error::{no_such_route, ApiError, ApiResult};
 use super::proxy::{forward, hijack};
@@ -199,7 +200,7 @@ pub async fn build(
     if !resp.status().is_success() {
         return Ok(resp);
     }
-    Ok(relay_build_output(resp, engine, buildkit))
+    Ok(relay_build_output(&state.tasks, resp, engine, buildkit))
 }
 
 /// How long a refused build's context is read and thrown away before the answer.
@@ -290,12 +291,17 @@ async fn place_build(
 /// Relays a build's message stream as it comes: legacy-builder messages get the node as `id`
 /// (so the CLI prints `node-1: Step 1/2 …`), BuildKit ones pass unchanged; a successful build
 /// ends with `{"id":"<node>"}`. The engine's images are refreshed when the stream ends.
-fn relay_build_output(resp: Response, engine: Arc<Engine>, buildkit: bool) -> Response {
+fn relay_build_output(
+    tasks: &TaskTracker,
+    resp: Response,
+    engine: Arc<Engine>,
+    buildkit: bool,
+) -> Response {
     let (mut parts, mut body) = resp.into_parts();
     parts.headers.remove(http::header::CONTENT_LENGTH);
     let node = engine.name();
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(32);
-    tokio::spawn(async move {
+    tasks.spawn(async move {
         let mut splitter = JsonMessages::new();
         let mut failed = false;
         let mut client_gone = false;
@@ -359,17 +365,17 @@ pub async fn session(
         .ok_or_else(|| ApiError::bad_request("no session ID provided"))?
         .to_string();
     match placed_engine(&state, &placements, &format!("session:{id}")).await? {
-        Some(engine) => hijack(&engine, req, "/session").await,
-        None => Ok(closed_session(req)),
+        Some(engine) => hijack(&state, &engine, req, "/session").await,
+        None => Ok(closed_session(&state.tasks, req)),
     }
 }
 
 /// The answer to the session of a build that failed to start: the upgrade is granted and the
 /// connection closed at once. The client then ends its session without an error of its own,
 /// and reports the build's error (a refused upgrade would be reported instead of it).
-fn closed_session(mut req: Request) -> Response {
+fn closed_session(tasks: &TaskTracker, mut req: Request) -> Response {
     let upgrade = hyper::upgrade::on(&mut req);
-    tokio::spawn(async move {
+    tasks.spawn(async move {
         if let Ok(conn) = upgrade.await {
             drop(conn);
         }

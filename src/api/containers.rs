@@ -152,7 +152,7 @@ pub async fn get_route(
         Some("attach/ws") => {
             let c = resolve(&state, name, |n| format!("No such container: {n}"))?;
             let path = container_path(&c, action, &req);
-            hijack(&c.engine, req, &path).await
+            hijack(&state, &c.engine, req, &path).await
         }
         Some(_) => {
             let c = resolve(&state, name, |n| format!("No such container: {n}"))?;
@@ -203,7 +203,7 @@ pub async fn post_route(
     })?;
     let path = container_path(&c, Some(action), &req);
     match action {
-        "attach" if wants_upgrade(&req) => hijack(&c.engine, req, &path).await,
+        "attach" if wants_upgrade(&req) => hijack(&state, &c.engine, req, &path).await,
         "exec" => create_exec(&state, &c, req, &path).await,
         "start" => {
             let expected = c.engine.expect_event(&c.container.id, "start");
@@ -308,9 +308,7 @@ pub fn name_taken(state: &AppState, name: &str, except: Option<&str>) -> bool {
 pub fn conflict(name: &str) -> ApiError {
     ApiError::new(
         StatusCode::CONFLICT,
-        format!(
-            "Conflict: The name {name} is already assigned. You have to delete (or rename) that container to be able to assign {name} to a container again."
-        ),
+        crate::cluster::names::name_conflict(name),
     )
 }
 

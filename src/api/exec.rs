@@ -51,7 +51,7 @@ pub async fn post_route(
             let c = owner(&state, id)?;
             let path = exec_path(id, action, &req);
             if action == "start" && wants_upgrade(&req) {
-                hijack(&c.engine, req, &path).await
+                hijack(&state, &c.engine, req, &path).await
             } else {
                 forward(&c.engine, req, &path).await
             }

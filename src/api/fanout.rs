@@ -15,6 +15,7 @@ use http::{header, HeaderMap, HeaderValue, Method};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
+use tokio_util::task::TaskTracker;
 
 use super::version::ApiVersion;
 use crate::cluster::fanout::{
@@ -155,13 +156,44 @@ fn os_mismatch(error: &str) -> Option<(String, String)> {
     Some((image_os.to_string(), engine_os.to_string()))
 }
 
+/// One engine's part of a fanned call: `prefix` announced on the node's line (when given), the
+/// call sent, the engine's messages relayed tagged with the node, then the engine's images
+/// refreshed (a pull, load or import changes them whatever the outcome). A client gone before
+/// the call is sent ends it there.
+pub async fn call_and_relay(
+    engine: &Engine,
+    tx: &MessageSender,
+    prefix: Option<&str>,
+    version: Option<ApiVersion>,
+    path: &str,
+    headers: &HeaderMap,
+    body: TransportBody,
+) -> EngineOutcome {
+    let node = engine.name();
+    if let Some(p) = prefix {
+        if !send(tx, json!({"status": p, "id": node})).await {
+            return EngineOutcome::ClientGone;
+        }
+    }
+    let outcome = match engine
+        .send_at(Method::POST, version, path, headers, body)
+        .await
+    {
+        Ok(r) => relay_messages(engine, r, tx, |m| tagged(m, &node, prefix)).await,
+        Err(e) => EngineOutcome::Failed(e.to_string()),
+    };
+    let _ = engine.refresh_images().await;
+    outcome
+}
+
 /// Runs one body-carrying call (import or load) on every engine and merges their message
 /// streams: each message gets the node as `id` (and `prefix` before its status); an engine's
 /// failure is reported on its line; a platform mismatch is a skip, not an error; any other
-/// failure ends the stream with an error object.
+/// failure ends the stream with an error object. `calls` pairs each engine with its copy of the
+/// body.
 pub fn fanned_stream(
-    engines: Vec<Arc<Engine>>,
-    copies: Vec<TransportBody>,
+    tasks: &TaskTracker,
+    calls: Vec<(Arc<Engine>, TransportBody)>,
     version: Option<ApiVersion>,
     headers: HeaderMap,
     path: String,
@@ -169,21 +201,14 @@ pub fn fanned_stream(
     prefix: Option<&'static str>,
 ) -> Response {
     let (tx, resp) = json_stream();
-    tokio::spawn(async move {
+    let (engines, copies): (Vec<_>, Vec<_>) = calls.into_iter().unzip();
+    tasks.spawn(async move {
         let jobs = engines.iter().zip(copies).map(|(engine, body)| {
             let (tx, headers, path) = (&tx, &headers, &path);
             async move {
                 let node = engine.name();
-                if let Some(p) = prefix {
-                    if !send(tx, json!({"status": p, "id": node})).await {
-                        return EngineOutcome::ClientGone;
-                    }
-                }
-                let outcome = match engine.send_at(Method::POST, version, path, headers, body).await {
-                    Ok(r) => relay_messages(engine, r, tx, |m| tagged(m, &node, prefix)).await,
-                    Err(e) => EngineOutcome::Failed(e.to_string()),
-                };
-                let _ = engine.refresh_images().await;
+                let outcome =
+                    call_and_relay(engine, tx, prefix, version, path, headers, body).await;
                 match outcome {
                     EngineOutcome::Failed(err) => {
                         if let Some((image_os, engine_os)) = os_mismatch(&err) {

@@ -20,11 +20,10 @@ use http_body_util::BodyExt;
 use regex::Regex;
 use serde_json::{json, Map, Value};
 use tokio::sync::mpsc;
+use tokio_util::task::TaskTracker;
 
 use super::error::{json_response, no_such_route, ApiError, ApiResult};
-use super::fanout::{
-    fanned_stream, json_stream, on_each, relay_messages, send, tagged, EngineOutcome,
-};
+use super::fanout::{call_and_relay, fanned_stream, json_stream, on_each, send, EngineOutcome};
 use super::filters::{label_matches, Filters};
 use super::proxy::forward;
 use super::request::{path_and_query, query_bool, query_value, resolve, split_name_action};
@@ -248,15 +247,15 @@ async fn push(state: &AppState, name: &str, req: Request) -> ApiResult<Response>
     let engine = engine_holding(state, &wanted)?;
     let path = path_and_query(&req);
     let resp = forward(&engine, req, &path).await?;
-    Ok(relay_then_refresh(resp, engine))
+    Ok(relay_then_refresh(&state.tasks, resp, engine))
 }
 
 /// Relays a streamed answer as it comes, then refreshes the engine's images once it has ended
 /// (or the client went away).
-fn relay_then_refresh(resp: Response, engine: Arc<Engine>) -> Response {
+fn relay_then_refresh(tasks: &TaskTracker, resp: Response, engine: Arc<Engine>) -> Response {
     let (parts, mut body) = resp.into_parts();
     let (tx, rx) = mpsc::channel::<Result<Bytes, axum::Error>>(16);
-    tokio::spawn(async move {
+    tasks.spawn(async move {
         while let Some(frame) = body.frame().await {
             let chunk = match frame {
                 Ok(f) => match f.into_data() {
@@ -434,10 +433,10 @@ pub async fn create(
             query.append_pair("platform", p);
         }
         let path = format!("/images/create?{}", query.finish());
-        return Ok(pull(engines, version, req, reference, path));
+        return Ok(pull(&state.tasks, engines, version, req, reference, path));
     }
     if !from_src.is_empty() {
-        return Ok(import(engines, version, req, from_src == "-"));
+        return Ok(import(&state.tasks, engines, version, req, from_src == "-"));
     }
     Err(ApiError::bad_request(
         "either fromImage or fromSrc must be given",
@@ -456,9 +455,9 @@ fn passed_headers(req: &Request) -> HeaderMap {
 }
 
 /// The request body duplicated for each engine when `with_body`, else empty bodies.
-fn bodies(req: Request, count: usize, with_body: bool) -> Vec<TransportBody> {
+fn bodies(tasks: &TaskTracker, req: Request, count: usize, with_body: bool) -> Vec<TransportBody> {
     if with_body {
-        tee_body(req.into_body(), count)
+        tee_body(tasks, req.into_body(), count)
     } else {
         (0..count).map(|_| empty()).collect()
     }
@@ -466,6 +465,7 @@ fn bodies(req: Request, count: usize, with_body: bool) -> Vec<TransportBody> {
 
 /// A pull on every validated engine at once, with per-node progress (SPEC §5.9).
 fn pull(
+    tasks: &TaskTracker,
     engines: Vec<Arc<Engine>>,
     version: Option<ApiVersion>,
     req: Request,
@@ -474,25 +474,14 @@ fn pull(
 ) -> Response {
     let headers = passed_headers(&req);
     let (tx, resp) = json_stream();
-    tokio::spawn(async move {
+    tasks.spawn(async move {
         let prefix = format!("Pulling {reference}...");
         let jobs = engines.iter().map(|engine| {
             let (tx, prefix, headers, path) = (&tx, &prefix, &headers, &path);
             async move {
                 let node = engine.name();
-                if !send(tx, json!({"status": prefix, "id": node})).await {
-                    return EngineOutcome::ClientGone;
-                }
-                let outcome = match engine
-                    .send_at(Method::POST, version, path, headers, empty())
-                    .await
-                {
-                    Ok(r) => {
-                        relay_messages(engine, r, tx, |m| tagged(m, &node, Some(prefix))).await
-                    }
-                    Err(e) => EngineOutcome::Failed(e.to_string()),
-                };
-                let _ = engine.refresh_images().await;
+                let outcome =
+                    call_and_relay(engine, tx, Some(prefix), version, path, headers, empty()).await;
                 match &outcome {
                     EngineOutcome::Done => {
                         send(tx, json!({"status": prefix, "id": node})).await;
@@ -527,6 +516,7 @@ fn pull(
 
 /// An import (`fromSrc`) on every validated engine at once, the body duplicated to each.
 fn import(
+    tasks: &TaskTracker,
     engines: Vec<Arc<Engine>>,
     version: Option<ApiVersion>,
     req: Request,
@@ -534,8 +524,9 @@ fn import(
 ) -> Response {
     let headers = passed_headers(&req);
     let path = path_and_query(&req);
-    let copies = bodies(req, engines.len(), with_body);
-    fanned_stream(engines, copies, version, headers, path, "Import", None)
+    let copies = bodies(tasks, req, engines.len(), with_body);
+    let calls = engines.into_iter().zip(copies).collect();
+    fanned_stream(tasks, calls, version, headers, path, "Import", None)
 }
 
 /// `POST /images/load`: on every validated engine at once, the body duplicated to each.
@@ -550,10 +541,10 @@ pub async fn load(
     }
     let headers = passed_headers(&req);
     let path = path_and_query(&req);
-    let copies = bodies(req, engines.len(), true);
+    let copies = bodies(&state.tasks, req, engines.len(), true);
     Ok(fanned_stream(
-        engines,
-        copies,
+        &state.tasks,
+        engines.into_iter().zip(copies).collect(),
         version,
         headers,
         path,

@@ -1,6 +1,7 @@
 //! Forwarding one request to one engine: method, path (with the engine's API version), query,
 //! headers and body go up; status, headers and body come back, streamed as they arrive and never
-//! buffered whole. Every forward feeds the engine's health record.
+//! buffered whole. Every forward feeds the engine's health record. Upgraded connections are
+//! spliced here too ([`splice`]), for engines and for the replica's relay to the primary.
 use axum::body::Body;
 use axum::extract::Request;
 use axum::response::Response;
@@ -9,7 +10,7 @@ use http::{header, HeaderName, StatusCode};
 use serde_json::Value;
 
 use super::error::{ApiError, ApiResult};
-use super::state::RequestedVersion;
+use super::state::{AppState, RequestedVersion};
 use crate::cluster::engine::error_message;
 use crate::cluster::transport::{boxed, empty};
 use crate::cluster::{Engine, EngineError};
@@ -205,8 +206,10 @@ pub async fn fetch_json(
 /// request goes up on a connection of its own; when the engine switches protocols, the client
 /// gets the same `101` and then bytes are copied both ways as they come. When one side stops
 /// sending, the other side's write half is closed and the other direction runs to its end, so
-/// half-closes pass through. Anything but `101` is relayed as a normal response.
+/// half-closes pass through. Anything but `101` is relayed as a normal response. The relay runs
+/// on the state's tasks and ends at shutdown.
 pub async fn hijack(
+    state: &AppState,
     engine: &Engine,
     mut req: Request,
     path_and_query: &str,
@@ -237,8 +240,12 @@ pub async fn hijack(
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
             .await
             .map_err(|e| ApiError::internal(format!("engine handshake: {e}")))?;
-    tokio::spawn(async move {
-        let _ = conn.with_upgrades().await;
+    let stop = state.shutdown.clone();
+    state.tasks.spawn(async move {
+        tokio::select! {
+            () = stop.cancelled() => {}
+            _ = conn.with_upgrades() => {}
+        }
     });
     let origin = match uri.path_and_query() {
         Some(pq) => pq.as_str().to_string(),
@@ -289,30 +296,50 @@ pub async fn hijack(
             out.headers_mut().append(name, value.clone());
         }
     }
-    let addr = engine.addr.clone();
-    tokio::spawn(async move {
-        let (client, upstream) = match tokio::join!(client_upgrade, engine_upgrade) {
-            (Ok(c), Ok(u)) => (c, u),
-            (c, u) => {
-                tracing::debug!(engine = %addr, client_ok = c.is_ok(), engine_ok = u.is_ok(), "Upgrade failed");
-                return;
-            }
-        };
-        let mut client = hyper_util::rt::TokioIo::new(client);
-        let mut upstream = hyper_util::rt::TokioIo::new(upstream);
-        match tokio::io::copy_bidirectional_with_sizes(
+    state.tasks.spawn(splice(
+        client_upgrade,
+        engine_upgrade,
+        engine.addr.clone(),
+        state.shutdown.clone(),
+    ));
+    Ok(out)
+}
+
+/// The buffer of each direction of a spliced connection.
+const SPLICE_BUFFER: usize = 64 << 10;
+
+/// Once the client's connection and the one to `peer` (an engine, or the primary manager) have
+/// both switched protocols, copies bytes both ways as they come until both directions end or
+/// `stop`. When one side stops sending, the other side's write half is closed and the other
+/// direction runs to its end, so half-closes pass through.
+pub(crate) async fn splice(
+    client: hyper::upgrade::OnUpgrade,
+    upstream: hyper::upgrade::OnUpgrade,
+    peer: String,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let (client, upstream) = match tokio::join!(client, upstream) {
+        (Ok(c), Ok(u)) => (c, u),
+        (c, u) => {
+            tracing::debug!(%peer, client_ok = c.is_ok(), peer_ok = u.is_ok(), "Upgrade failed");
+            return;
+        }
+    };
+    let mut client = hyper_util::rt::TokioIo::new(client);
+    let mut upstream = hyper_util::rt::TokioIo::new(upstream);
+    let copied = tokio::select! {
+        () = stop.cancelled() => return,
+        copied = tokio::io::copy_bidirectional_with_sizes(
             &mut client,
             &mut upstream,
-            64 << 10,
-            64 << 10,
-        )
-        .await
-        {
-            Ok((up, down)) => tracing::debug!(engine = %addr, up, down, "Hijacked stream ended"),
-            Err(e) => tracing::debug!(engine = %addr, error = %e, "Hijacked stream broke"),
-        }
-    });
-    Ok(out)
+            SPLICE_BUFFER,
+            SPLICE_BUFFER,
+        ) => copied,
+    };
+    match copied {
+        Ok((up, down)) => tracing::debug!(%peer, up, down, "Upgraded stream ended"),
+        Err(e) => tracing::debug!(%peer, error = %e, "Upgraded stream broke"),
+    }
 }
 
 #[cfg(test)]

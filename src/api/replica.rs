@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::error::ApiError;
+use super::proxy::splice;
 use super::version::split_version_prefix;
 use crate::cluster::transport;
 use crate::leadership::{Leadership, Role};
@@ -195,26 +196,12 @@ impl Replication {
         let mut answer = Response::new(Body::empty());
         *answer.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
         *answer.headers_mut() = response.headers().clone();
-        let stop = self.relays_stop.clone();
-        let primary = primary.to_string();
-        self.relay_tasks.spawn(async move {
-            let (client, upstream) = match tokio::join!(client_upgrade, primary_upgrade) {
-                (Ok(client), Ok(upstream)) => (client, upstream),
-                (client, upstream) => {
-                    tracing::debug!(%primary, client_ok = client.is_ok(), primary_ok = upstream.is_ok(),
-                        "Relayed upgrade failed");
-                    return;
-                }
-            };
-            let mut client = TokioIo::new(client);
-            let mut upstream = TokioIo::new(upstream);
-            tokio::select! {
-                () = stop.cancelled() => {}
-                copied = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {
-                    tracing::debug!(%primary, result = ?copied, "Relayed upgraded connection ended");
-                }
-            }
-        });
+        self.relay_tasks.spawn(splice(
+            client_upgrade,
+            primary_upgrade,
+            primary.to_string(),
+            self.relays_stop.clone(),
+        ));
         answer
     }
 }

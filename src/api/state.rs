@@ -30,6 +30,9 @@ pub struct AppState {
     pub opts: Arc<ApiOptions>,
     /// Cancelled when the manager shuts down; ends long streams such as `/events`.
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// The tasks a request starts that outlive its handler (hijacked streams, streamed relays
+    /// and the body copies they feed): the manager waits for them at shutdown.
+    pub tasks: tokio_util::task::TaskTracker,
     /// With `--replication`: the election, which sends a replica's requests to the primary.
     pub replication: Option<Arc<super::replica::Replication>>,
 }

@@ -41,6 +41,7 @@ pub(crate) fn app_without_engines() -> axum::Router {
         cluster: Cluster::new(opts, transport, scheduler),
         opts: Arc::new(ApiOptions::default()),
         shutdown: Default::default(),
+        tasks: Default::default(),
         replication: None,
     })
 }

@@ -17,16 +17,8 @@ use super::{
 /// Where the manager listens when neither `-H` nor `SWARM_HOST` says otherwise.
 pub(crate) const DEFAULT_HOST: &str = "tcp://127.0.0.1:2375";
 
-/// Every scheduling filter, in the default order.
-pub(crate) const FILTERS: [&str; 7] = [
-    "health",
-    "port",
-    "containerslots",
-    "dependency",
-    "affinity",
-    "constraint",
-    "whitelist",
-];
+/// Every scheduling filter, in the default order: the scheduler's own list.
+pub(crate) const FILTERS: [&str; 7] = crate::scheduler::filter::DEFAULT_FILTERS;
 
 const STRATEGIES: [&str; 3] = ["spread", "binpack", "random"];
 

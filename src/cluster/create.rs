@@ -239,9 +239,7 @@ impl Cluster {
                 let wanted = name.trim_start_matches('/');
                 let taken = super::names::name_taken(&maps, wanted, None) || set.has_name(wanted);
                 if taken {
-                    return Err(CreateError::Conflict(format!(
-                        "Conflict: The name {wanted} is already assigned. You have to delete (or rename) that container to be able to assign {wanted} to a container again."
-                    )));
+                    return Err(CreateError::Conflict(super::names::name_conflict(wanted)));
                 }
             }
             let swarm_id = match labels_of(&body)

@@ -14,6 +14,7 @@ use http::StatusCode;
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use serde_json::Value;
+use tokio_util::task::TaskTracker;
 
 use super::cluster::Cluster;
 use super::engine::{Engine, EngineError};
@@ -77,7 +78,7 @@ pub fn names_image(image: &super::cache::Image, name: &str) -> bool {
 /// Duplicates `body` to `count` engine request bodies as it streams in. A pump task reads the
 /// body once and hands every chunk to each copy; a copy whose engine stopped reading is dropped
 /// and the others go on. A read error of the original ends every copy with that error.
-pub fn tee_body<B>(body: B, count: usize) -> Vec<TransportBody>
+pub fn tee_body<B>(tasks: &TaskTracker, body: B, count: usize) -> Vec<TransportBody>
 where
     B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: std::fmt::Display,
@@ -90,7 +91,7 @@ where
         let stream = receiver_stream(rx).map(|chunk| chunk.map(Frame::data));
         copies.push(boxed(StreamBody::new(stream)));
     }
-    tokio::spawn(async move {
+    tasks.spawn(async move {
         let mut body = body;
         loop {
             if senders.iter().all(Option::is_none) {
@@ -418,7 +419,7 @@ mod tests {
             .map(|i| Ok(Frame::data(Bytes::from(format!("chunk{i};")))))
             .collect();
         let body = StreamBody::new(futures_util::stream::iter(chunks));
-        let copies = tee_body(body, 3);
+        let copies = tee_body(&TaskTracker::new(), body, 3);
         // Engines read their copies at the same time; the pump paces itself on the slowest.
         let texts = futures_util::future::join_all(
             copies
@@ -438,7 +439,7 @@ mod tests {
             .map(|_| Ok(Frame::data(Bytes::from_static(b"x"))))
             .collect();
         let body = StreamBody::new(futures_util::stream::iter(chunks));
-        let mut copies = tee_body(body, 2);
+        let mut copies = tee_body(&TaskTracker::new(), body, 2);
         drop(copies.remove(0));
         let rest = copies.remove(0).collect().await.unwrap().to_bytes();
         assert_eq!(rest.len(), 100);

@@ -41,6 +41,13 @@ pub fn find_container_on(engine: &Arc<Engine>, name: &str) -> Option<ContainerRe
     find_exact(&[engine], &LookupKey::new(name)).or_else(|| find_loose(&[engine], name))
 }
 
+/// The classic answer to a name clash (a 409), worded as Docker words it.
+pub fn name_conflict(name: &str) -> String {
+    format!(
+        "Conflict: The name {name} is already assigned. You have to delete (or rename) that container to be able to assign {name} to a container again."
+    )
+}
+
 /// Whether a container other than `except` has the own name `name` (leading `/` ignored) on
 /// any validated engine.
 pub fn name_taken(maps: &EngineMaps, name: &str, except: Option<&str>) -> bool {

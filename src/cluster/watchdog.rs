@@ -8,6 +8,7 @@ use std::sync::Arc;
 use http::{Method, Request};
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::cache::Container;
 use super::cluster::Cluster;
@@ -18,10 +19,17 @@ use super::transport::empty;
 /// Whether this manager should act (the primary, or a manager without replication).
 pub type IsPrimary = Arc<dyn Fn() -> bool + Send + Sync>;
 
-/// Starts the watchdog; it ends with `shutdown`.
-pub fn start(cluster: Arc<Cluster>, is_primary: IsPrimary, shutdown: CancellationToken) {
+/// Starts the watchdog; it ends with `shutdown`. The returned tracker holds the watchdog and
+/// every rescheduling it started: once it is done waiting, all of them have ended.
+pub fn start(
+    cluster: Arc<Cluster>,
+    is_primary: IsPrimary,
+    shutdown: CancellationToken,
+) -> TaskTracker {
     let (_, mut rx) = cluster.bus().subscribe(None, "watchdog");
-    tokio::spawn(async move {
+    let tasks = TaskTracker::new();
+    let work = tasks.clone();
+    tasks.spawn(async move {
         loop {
             let ev = tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -44,17 +52,20 @@ pub fn start(cluster: Arc<Cluster>, is_primary: IsPrimary, shutdown: Cancellatio
             let cluster = cluster.clone();
             match ev.action() {
                 "engine_disconnect" => {
-                    tokio::spawn(async move { reschedule_from(&cluster, &node_id).await });
+                    work.spawn(async move { reschedule_from(&cluster, &node_id).await });
                 }
                 // A returning engine may still hold containers rescheduled elsewhere meanwhile.
                 // (A newly validated engine was never failed over, so nothing was copied off it.)
                 "engine_reconnect" => {
-                    tokio::spawn(async move { remove_duplicates(&cluster, &node_id).await });
+                    work.spawn(async move { remove_duplicates(&cluster, &node_id).await });
                 }
                 _ => {}
             }
         }
     });
+    // Closed so that waiting ends once the tasks are gone; the loop may still add to it.
+    tasks.close();
+    tasks
 }
 
 /// The create body that reproduces a container from its inspect body.

@@ -17,14 +17,14 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
-use tokio::sync::{mpsc, Mutex};
+use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use super::kv::{
     self, encode_key_path, encode_query, keep_lock, ttl_seconds, watch_directory, ElectionEvents,
     HeldLock, LeaderStore, NodeDirectory, Renewal, StoreFuture, StoreHttp, StoreResponse, Tenure,
 };
-use super::{Backend, DiscoveryError, DiscoveryOptions, RegisterFuture, WatchEvent};
+use super::{Backend, DiscoveryError, DiscoveryOptions, RegisterFuture, Watch};
 
 /// Per-request limit for everything but blocking queries.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -364,7 +364,7 @@ impl HeldLock for ConsulLock<'_> {
 }
 
 impl Backend for ConsulBackend {
-    fn watch(self: Arc<Self>, shutdown: CancellationToken) -> mpsc::Receiver<WatchEvent> {
+    fn watch(self: Arc<Self>, shutdown: CancellationToken) -> Watch {
         let retry = self.heartbeat;
         watch_directory(self, retry, shutdown)
     }

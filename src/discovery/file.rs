@@ -11,7 +11,9 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{push_expanded, AddrError, Backend, DiscoveryError, Entry, RegisterFuture, WatchEvent};
+use super::{
+    push_expanded, AddrError, Backend, DiscoveryError, Entry, RegisterFuture, Watch, WatchEvent,
+};
 
 /// The largest file read; a bigger one (far more than [`super::MAX_LIST_ADDRESSES`] lines) is
 /// reported as an error rather than read into memory every heartbeat.
@@ -92,10 +94,8 @@ impl FileBackend {
 }
 
 impl Backend for FileBackend {
-    fn watch(self: Arc<Self>, shutdown: CancellationToken) -> mpsc::Receiver<WatchEvent> {
-        let (sender, receiver) = mpsc::channel(8);
-        tokio::spawn(self.run(sender, shutdown));
-        receiver
+    fn watch(self: Arc<Self>, shutdown: CancellationToken) -> Watch {
+        Watch::spawn(8, |sender| self.run(sender, shutdown))
     }
 
     fn register<'a>(&'a self, _addr: &'a str) -> RegisterFuture<'a> {
@@ -207,7 +207,7 @@ mod tests {
     struct WatchedFile {
         _dir: tempfile::TempDir,
         path: PathBuf,
-        events: mpsc::Receiver<WatchEvent>,
+        events: Watch,
         shutdown: CancellationToken,
     }
 

@@ -391,14 +391,63 @@ pub enum WatchEvent {
     Error(String),
 }
 
+/// How long [`Watch::stop`] waits for the watch task: every watch loop ends at its next step
+/// once its reports are no longer read, so this is reached only when a store or file read hangs.
+const WATCH_STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// A running watch: its reports, and the task that makes them. The holder ends it with
+/// [`Watch::stop`]; dropped instead, the task still ends at its next step, when it finds nobody
+/// reading.
+pub struct Watch {
+    events: mpsc::Receiver<WatchEvent>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Watch {
+    /// Makes a channel of `capacity` reports and spawns the future `run` builds around its
+    /// sending half. Must be called inside a Tokio runtime.
+    pub(crate) fn spawn<F>(
+        capacity: usize,
+        run: impl FnOnce(mpsc::Sender<WatchEvent>) -> F,
+    ) -> Watch
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let (sender, events) = mpsc::channel(capacity);
+        let task = tokio::spawn(run(sender));
+        Watch { events, task }
+    }
+
+    /// The next report; `None` once the watch has ended.
+    pub async fn recv(&mut self) -> Option<WatchEvent> {
+        self.events.recv().await
+    }
+
+    /// A report already waiting, without waiting for one.
+    #[cfg(test)]
+    pub(crate) fn try_recv(&mut self) -> Result<WatchEvent, mpsc::error::TryRecvError> {
+        self.events.try_recv()
+    }
+
+    /// Stops reading and waits for the task to end, at most [`WATCH_STOP_GRACE`].
+    pub async fn stop(self) {
+        let Watch { events, task } = self;
+        drop(events);
+        if tokio::time::timeout(WATCH_STOP_GRACE, task).await.is_err() {
+            tracing::warn!(grace = ?WATCH_STOP_GRACE, "Discovery watch did not stop in time");
+        }
+    }
+}
+
 /// The future returned by [`Backend::register`].
 pub type RegisterFuture<'a> = Pin<Box<dyn Future<Output = Result<(), DiscoveryError>> + Send + 'a>>;
 
 /// A discovery backend as the manager, `swarm list` and `swarm join` use it.
 pub trait Backend: Send + Sync + 'static {
-    /// Starts watching; the task ends when `shutdown` is cancelled or the receiver is dropped.
-    /// A list is sent first, then again whenever it changes. Must be called inside a Tokio runtime.
-    fn watch(self: Arc<Self>, shutdown: CancellationToken) -> mpsc::Receiver<WatchEvent>;
+    /// Starts watching; the task ends when `shutdown` is cancelled or the [`Watch`] is stopped or
+    /// dropped. A list is sent first, then again whenever it changes. Must be called inside a
+    /// Tokio runtime.
+    fn watch(self: Arc<Self>, shutdown: CancellationToken) -> Watch;
 
     /// Registers an address (swarm join). nodes/file: error
     /// `not implemented in this discovery service`.

@@ -2,10 +2,9 @@
 //! the command line. Parsed once; the list never changes, and there is nothing to register in.
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{push_expanded, Backend, DiscoveryError, Entry, RegisterFuture, WatchEvent};
+use super::{push_expanded, Backend, DiscoveryError, Entry, RegisterFuture, Watch, WatchEvent};
 
 /// Parses a comma-separated list of `host:port` items, each of which may hold one `[a:b]` range.
 /// Every item must parse, empty ones included (as in the original, `a:1,` is an error).
@@ -39,20 +38,20 @@ impl NodesBackend {
 }
 
 impl Backend for NodesBackend {
-    fn watch(self: Arc<Self>, shutdown: CancellationToken) -> mpsc::Receiver<WatchEvent> {
-        let (sender, receiver) = mpsc::channel(1);
-        // The channel is empty and has room for one, so the list is waiting for the receiver
-        // before this returns.
-        let _ = sender.try_send(WatchEvent::Entries(self.entries.clone()));
-        // Holding the sender until shutdown keeps the stream open: a closed stream would read as
-        // "the discovery ended" to the consumer, and a fixed list never ends.
-        tokio::spawn(async move {
-            tokio::select! {
-                () = shutdown.cancelled() => {}
-                () = sender.closed() => {}
+    fn watch(self: Arc<Self>, shutdown: CancellationToken) -> Watch {
+        Watch::spawn(1, |sender| {
+            // The channel is empty and has room for one, so the list is waiting for the receiver
+            // before this returns.
+            let _ = sender.try_send(WatchEvent::Entries(self.entries.clone()));
+            // Holding the sender until shutdown keeps the stream open: a closed stream would read
+            // as "the discovery ended" to the consumer, and a fixed list never ends.
+            async move {
+                tokio::select! {
+                    () = shutdown.cancelled() => {}
+                    () = sender.closed() => {}
+                }
             }
-        });
-        receiver
+        })
     }
 
     fn register<'a>(&'a self, _addr: &'a str) -> RegisterFuture<'a> {

@@ -13,14 +13,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, Mutex};
+use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 use zookeeper_client as zk;
 
 use super::kv::{
     self, watch_directory, ElectionEvents, LeaderStore, NodeDirectory, StoreFuture, Tenure,
 };
-use super::{Backend, DiscoveryError, DiscoveryOptions, RegisterFuture, WatchEvent};
+use super::{Backend, DiscoveryError, DiscoveryOptions, RegisterFuture, Watch};
 
 /// Session timeout for watching and registering (the classic's value).
 const SESSION_TIMEOUT: Duration = Duration::from_secs(10);
@@ -266,7 +266,7 @@ impl ZkBackend {
 }
 
 impl Backend for ZkBackend {
-    fn watch(self: Arc<Self>, shutdown: CancellationToken) -> mpsc::Receiver<WatchEvent> {
+    fn watch(self: Arc<Self>, shutdown: CancellationToken) -> Watch {
         let retry = self.heartbeat;
         watch_directory(self, retry, shutdown)
     }

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use http::{Method, StatusCode};
 use serde_json::Value;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{int_field, Etcd, REQUEST_TIMEOUT, WATCH_IDLE_LIMIT};
@@ -14,7 +13,7 @@ use crate::discovery::kv::{
     encode_key_path, encode_query, keep_lock, ttl_seconds, watch_directory, ElectionEvents,
     HeldLock, LeaderStore, NodeDirectory, Renewal, StoreFuture, Tenure,
 };
-use crate::discovery::{Backend, DiscoveryError, RegisterFuture, WatchEvent};
+use crate::discovery::{Backend, DiscoveryError, RegisterFuture, Watch};
 
 /// A client of etcd's v2 keys API.
 pub struct EtcdV2 {
@@ -30,7 +29,7 @@ impl EtcdV2 {
 }
 
 impl Backend for EtcdV2 {
-    fn watch(self: Arc<Self>, shutdown: CancellationToken) -> mpsc::Receiver<WatchEvent> {
+    fn watch(self: Arc<Self>, shutdown: CancellationToken) -> Watch {
         let retry = self.etcd.heartbeat;
         watch_directory(self, retry, shutdown)
     }

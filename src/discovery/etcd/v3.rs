@@ -8,7 +8,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
-use tokio::sync::{mpsc, Mutex};
+use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use super::v2::EtcdV2;
@@ -17,7 +17,7 @@ use crate::discovery::kv::{
     keep_lock, ttl_seconds, watch_directory, ElectionEvents, HeldLock, JsonLines, LeaderStore,
     NodeDirectory, Renewal, StoreFuture, Tenure,
 };
-use crate::discovery::{Backend, DiscoveryError, RegisterFuture, WatchEvent};
+use crate::discovery::{Backend, DiscoveryError, RegisterFuture, Watch};
 
 /// A client of etcd's v3 API.
 pub struct EtcdV3 {
@@ -41,7 +41,7 @@ impl EtcdV3 {
 }
 
 impl Backend for EtcdV3 {
-    fn watch(self: Arc<Self>, shutdown: CancellationToken) -> mpsc::Receiver<WatchEvent> {
+    fn watch(self: Arc<Self>, shutdown: CancellationToken) -> Watch {
         let retry = self.etcd.heartbeat;
         watch_directory(self, retry, shutdown)
     }

@@ -36,6 +36,7 @@ pub mod ps;
 pub mod replica;
 pub mod request;
 pub mod server;
+pub mod splice;
 pub mod state;
 #[cfg(test)]
 pub(crate) mod testing;

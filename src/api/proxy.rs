@@ -1,7 +1,7 @@
 //! Forwarding one request to one engine: method, path (with the engine's API version), query,
 //! headers and body go up; status, headers and body come back, streamed as they arrive and never
 //! buffered whole. Every forward feeds the engine's health record. Upgraded connections are
-//! spliced here too ([`splice`]), for engines and for the replica's relay to the primary.
+//! spliced by [`super::splice`], as the replica's relay to the primary is.
 use axum::body::Body;
 use axum::extract::Request;
 use axum::response::Response;
@@ -296,50 +296,13 @@ pub async fn hijack(
             out.headers_mut().append(name, value.clone());
         }
     }
-    state.tasks.spawn(splice(
+    state.tasks.spawn(super::splice::splice(
         client_upgrade,
         engine_upgrade,
         engine.addr.clone(),
         state.shutdown.clone(),
     ));
     Ok(out)
-}
-
-/// The buffer of each direction of a spliced connection.
-const SPLICE_BUFFER: usize = 64 << 10;
-
-/// Once the client's connection and the one to `peer` (an engine, or the primary manager) have
-/// both switched protocols, copies bytes both ways as they come until both directions end or
-/// `stop`. When one side stops sending, the other side's write half is closed and the other
-/// direction runs to its end, so half-closes pass through.
-pub(crate) async fn splice(
-    client: hyper::upgrade::OnUpgrade,
-    upstream: hyper::upgrade::OnUpgrade,
-    peer: String,
-    stop: tokio_util::sync::CancellationToken,
-) {
-    let (client, upstream) = match tokio::join!(client, upstream) {
-        (Ok(c), Ok(u)) => (c, u),
-        (c, u) => {
-            tracing::debug!(%peer, client_ok = c.is_ok(), peer_ok = u.is_ok(), "Upgrade failed");
-            return;
-        }
-    };
-    let mut client = hyper_util::rt::TokioIo::new(client);
-    let mut upstream = hyper_util::rt::TokioIo::new(upstream);
-    let copied = tokio::select! {
-        () = stop.cancelled() => return,
-        copied = tokio::io::copy_bidirectional_with_sizes(
-            &mut client,
-            &mut upstream,
-            SPLICE_BUFFER,
-            SPLICE_BUFFER,
-        ) => copied,
-    };
-    match copied {
-        Ok((up, down)) => tracing::debug!(%peer, up, down, "Upgraded stream ended"),
-        Err(e) => tracing::debug!(%peer, error = %e, "Upgraded stream broke"),
-    }
 }
 
 #[cfg(test)]

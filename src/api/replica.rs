@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::error::ApiError;
-use super::proxy::splice;
+use super::splice::splice;
 use super::version::split_version_prefix;
 use crate::cluster::transport;
 use crate::leadership::{Leadership, Role};

@@ -11,14 +11,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use super::cache::{Container, LookupKey};
-use super::engine::Engine;
 
-/// An engine as the directory knows it: the address of its `Arc<Engine>`.
+/// An engine as the directory knows it: the address of its `Arc<Engine>`. The directory is
+/// generic over what it tags, so it does not depend on the engine type that depends on it.
 pub type EngineTag = usize;
 
-/// The tag of an engine.
-pub fn tag(engine: &Engine) -> EngineTag {
-    engine as *const Engine as usize
+/// The tag of an engine (of anything shared behind an `Arc` that keeps its address).
+pub fn tag<E>(engine: &E) -> EngineTag {
+    engine as *const E as usize
 }
 
 /// The directory. One per cluster, shared by its engines.
@@ -106,16 +106,16 @@ impl Directory {
     }
 
     /// Of `engines`, in their order, those that may hold `key`.
-    pub fn narrow<'e>(
+    pub fn narrow<'e, E: 'e>(
         &self,
-        engines: impl Iterator<Item = &'e Arc<Engine>>,
+        engines: impl Iterator<Item = &'e Arc<E>>,
         key: &LookupKey,
-    ) -> Vec<&'e Arc<Engine>> {
+    ) -> Vec<&'e Arc<E>> {
         let holders = self.holders(key);
         if holders.is_empty() {
             return Vec::new();
         }
-        engines.filter(|e| holders.contains(&tag(e))).collect()
+        engines.filter(|e| holders.contains(&tag::<E>(e))).collect()
     }
 
     /// Number of keys held (for tests).

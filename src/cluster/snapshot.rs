@@ -10,8 +10,9 @@ use super::cache::{Container, EngineCache};
 use super::engine::Engine;
 use super::membership::EngineMaps;
 use super::memo::PerEngine;
-use crate::scheduler::node::{ContainerSnapshot, ImageSnapshot, NodeSnapshot, PortBinding};
+use crate::scheduler::node::{ContainerSnapshot, ImageSnapshot, NodeSnapshot};
 use crate::scheduler::resources::{shares_to_cpus, total_with_overcommit};
+use crate::scheduler::PortBinding;
 
 /// A snapshot and the cache and health indicator it was built from. Holding the cache keeps its
 /// address from being reused, so pointer equality is a sound check.

@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
-use super::node::PortBinding;
 use super::SchedulerError;
 
 /// The four kinds of scheduling metadata a container carries.
@@ -433,6 +432,24 @@ fn encode_label_list(list: &[String]) -> String {
         }
     }
     escaped
+}
+
+/// A port binding, requested or in use: `port` is the container side (`80/tcp`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PortBinding {
+    /// Container port with protocol, e.g. `80/tcp`.
+    pub port: String,
+    /// Host interface; empty, `0.0.0.0` or `::` bind every interface.
+    pub host_ip: String,
+    /// Host port; empty means "any free port" and never conflicts.
+    pub host_port: String,
+}
+
+impl PortBinding {
+    /// Whether this binding listens on every host interface.
+    pub fn binds_all_interfaces(&self) -> bool {
+        matches!(self.host_ip.as_str(), "" | "0.0.0.0" | "::")
+    }
 }
 
 #[cfg(test)]

@@ -45,10 +45,11 @@ mod fixtures;
 #[cfg(test)]
 mod tests;
 
+pub use config::PortBinding;
 pub use config::{extract, MetadataKind, SchedulingRequest};
 pub use expr::{ExprError, Expression, Operator};
 pub use filter::{filter_by_name, Filter, FilterError, DEFAULT_FILTERS};
-pub use node::{ContainerSnapshot, ImageSnapshot, NodeSnapshot, PortBinding, SWARM_ID_LABEL};
+pub use node::{ContainerSnapshot, ImageSnapshot, NodeSnapshot, SWARM_ID_LABEL};
 pub use resources::{cpus_to_shares, shares_to_cpus, total_with_overcommit};
 pub use strategy::{strategy_by_name, Strategy, StrategyError};
 

@@ -2,7 +2,7 @@
 //! snapshots from its caches (and its pending creations); the scheduler only reads them.
 use std::collections::BTreeMap;
 
-use super::config::SchedulingRequest;
+use super::config::{PortBinding, SchedulingRequest};
 
 /// Label that carries the Swarm ID of a container (SPEC §4.6).
 pub const SWARM_ID_LABEL: &str = "com.docker.swarm.id";
@@ -192,24 +192,6 @@ impl ContainerSnapshot {
         self.name
             .as_deref()
             .or_else(|| self.names.first().map(|n| n.strip_prefix('/').unwrap_or(n)))
-    }
-}
-
-/// A port binding, requested or in use: `port` is the container side (`80/tcp`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PortBinding {
-    /// Container port with protocol, e.g. `80/tcp`.
-    pub port: String,
-    /// Host interface; empty, `0.0.0.0` or `::` bind every interface.
-    pub host_ip: String,
-    /// Host port; empty means "any free port" and never conflicts.
-    pub host_port: String,
-}
-
-impl PortBinding {
-    /// Whether this binding listens on every host interface.
-    pub fn binds_all_interfaces(&self) -> bool {
-        matches!(self.host_ip.as_str(), "" | "0.0.0.0" | "::")
     }
 }
 

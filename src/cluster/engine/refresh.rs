@@ -426,7 +426,7 @@ impl Engine {
         let _writer = self.cache_write.lock().unwrap_or_else(|e| e.into_inner());
         let cache = self.cache.load();
         self.directory
-            .remove(tag(self), cache.containers.values().map(|c| &**c));
+            .remove(tag::<Engine>(self), cache.containers.values().map(|c| &**c));
     }
 
     fn update_cache(&self, f: impl FnOnce(&mut EngineCache)) {
@@ -440,10 +440,10 @@ impl Engine {
         let containers = next.containers.clone();
         let (added, removed) = changed_records(&old.containers, &containers);
         if !self.cancel.is_cancelled() {
-            self.directory.add(tag(self), added);
+            self.directory.add(tag::<Engine>(self), added);
         }
         self.cache.store(Arc::new(next));
-        self.directory.remove(tag(self), removed);
+        self.directory.remove(tag::<Engine>(self), removed);
         self.changed();
     }
 }
@@ -548,7 +548,7 @@ mod tests {
         };
         let web = crate::cluster::cache::LookupKey::new("web");
         e.restore_container(record(1));
-        assert_eq!(e.directory.holders(&web), [tag(&e)]);
+        assert_eq!(e.directory.holders(&web), [tag::<Engine>(&e)]);
         // A newer record of the same container keeps it listed once.
         e.restore_container(record(2));
         e.forget_container("c1");

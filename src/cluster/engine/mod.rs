@@ -267,7 +267,7 @@ impl Engine {
         self.specs().map(|s| s.id.clone()).unwrap_or_default()
     }
 
-    /// The node IP, or the host part of the address before specs are known.
+    /// The node IP (what the address resolved to when specs were read); empty before then.
     pub fn ip(&self) -> String {
         self.specs().map(|s| s.ip.clone()).unwrap_or_default()
     }

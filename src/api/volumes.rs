@@ -19,7 +19,7 @@ use crate::cluster::fanout::NodeFailures;
 use crate::cluster::names::{find_volume, find_volumes};
 use crate::cluster::transport::empty;
 use crate::cluster::Engine;
-use crate::scheduler::config::MetadataKind;
+use crate::scheduler::MetadataKind;
 use crate::scheduler::SchedulingRequest;
 
 /// `GET /volumes?filters=`.

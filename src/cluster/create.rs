@@ -13,9 +13,9 @@ use super::cluster::Cluster;
 use super::engine::{error_message, Engine, EngineError};
 use super::names::split_reference;
 use super::transport::{boxed, empty};
-use crate::scheduler::config::{extract, SchedulingRequest};
 use crate::scheduler::node::{ContainerSnapshot, NodeSnapshot, SWARM_ID_LABEL};
 use crate::scheduler::resources::cpus_to_shares;
+use crate::scheduler::{extract, SchedulingRequest};
 use crate::scheduler::{SchedulerError, SchedulerErrorKind};
 use crate::version::ApiVersion;
 

@@ -2,10 +2,10 @@
 //! container (or a network, volume or build) goes, exactly as the classic Swarm manager does
 //! (SPEC §4).
 //!
-//! It owns the expression language ([`expr`]), the scheduling request taken from a create body
-//! ([`config`]), the filters ([`filter`]: health, port, containerslots, dependency, affinity,
-//! constraint, whitelist), the strategies ([`strategy`]: spread, binpack, random) and the two-pass
-//! selection with its error texts ([`Scheduler::select`]).
+//! It owns the expression language ([`expr`]), the scheduling request ([`request`]) taken from a
+//! create body ([`create_body`]), the filters ([`filter`]: health, port, containerslots,
+//! dependency, affinity, constraint, whitelist), the strategies ([`strategy`]: spread, binpack,
+//! random) and the two-pass selection with its error texts ([`Scheduler::select`]).
 //!
 //! It must not do I/O, await, read clocks or hold locks across calls: the cluster builds
 //! [`NodeSnapshot`]s (pending creations included), serialises selection with its own lock, and
@@ -33,10 +33,11 @@
 
 use std::fmt::Write as _;
 
-pub mod config;
+pub mod create_body;
 pub mod expr;
 pub mod filter;
 pub mod node;
+pub mod request;
 pub mod resources;
 pub mod strategy;
 
@@ -45,11 +46,11 @@ mod fixtures;
 #[cfg(test)]
 mod tests;
 
-pub use config::PortBinding;
-pub use config::{extract, MetadataKind, SchedulingRequest};
+pub use create_body::extract;
 pub use expr::{ExprError, Expression, Operator};
 pub use filter::{filter_by_name, Filter, FilterError, DEFAULT_FILTERS};
 pub use node::{ContainerSnapshot, ImageSnapshot, NodeSnapshot, SWARM_ID_LABEL};
+pub use request::{MetadataKind, PortBinding, SchedulingRequest};
 pub use resources::{cpus_to_shares, shares_to_cpus, total_with_overcommit};
 pub use strategy::{strategy_by_name, Strategy, StrategyError};
 

@@ -2,7 +2,7 @@
 //! snapshots from its caches (and its pending creations); the scheduler only reads them.
 use std::collections::BTreeMap;
 
-use super::config::{PortBinding, SchedulingRequest};
+use super::request::{PortBinding, SchedulingRequest};
 
 /// Label that carries the Swarm ID of a container (SPEC §4.6).
 pub const SWARM_ID_LABEL: &str = "com.docker.swarm.id";

@@ -1,9 +1,9 @@
 //! The affinity filter: place a container next to (or away from) given containers, images or
 //! container labels.
 use super::{describe_with_softness, ExpressionFilter};
-use crate::scheduler::config::SchedulingRequest;
 use crate::scheduler::expr::Expression;
 use crate::scheduler::node::NodeSnapshot;
+use crate::scheduler::request::SchedulingRequest;
 
 /// Applies `affinity:` expressions (SPEC §4.2). Key `container` matches the full ID and first
 /// name of each named container on the node, key `image` matches image IDs, `repo:tag`s and

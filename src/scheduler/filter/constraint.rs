@@ -1,8 +1,8 @@
 //! The constraint filter: place a container only on nodes whose name, ID or engine labels match.
 use super::ExpressionFilter;
-use crate::scheduler::config::SchedulingRequest;
 use crate::scheduler::expr::Expression;
 use crate::scheduler::node::NodeSnapshot;
+use crate::scheduler::request::SchedulingRequest;
 
 /// Applies `constraint:` expressions (SPEC §4.2). Key `node` matches the node's ID and name; any
 /// other key matches that engine label, a missing label counting as the empty string (so

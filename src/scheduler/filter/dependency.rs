@@ -1,9 +1,9 @@
 //! The dependency filter: a container that shares volumes, links or a network namespace with
 //! other containers must land on the node that holds them.
 use super::{Filter, FilterError};
-use crate::scheduler::config::SchedulingRequest;
 use crate::scheduler::expr::ExprError;
 use crate::scheduler::node::NodeSnapshot;
+use crate::scheduler::request::SchedulingRequest;
 
 /// Keeps nodes holding every container named by `--volumes-from`, `--link` and
 /// `--net=container:<x>` (SPEC §4.2), resolved by the classic rules restricted to the node.

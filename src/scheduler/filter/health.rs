@@ -1,8 +1,8 @@
 //! The health filter: only nodes with a positive health indicator receive containers.
 use super::{Filter, FilterError};
-use crate::scheduler::config::SchedulingRequest;
 use crate::scheduler::expr::ExprError;
 use crate::scheduler::node::NodeSnapshot;
+use crate::scheduler::request::SchedulingRequest;
 
 /// Keeps nodes whose health indicator is above 0 (SPEC §3.2).
 #[derive(Debug, Clone, Copy, Default)]

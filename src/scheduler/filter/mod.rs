@@ -1,8 +1,8 @@
 //! Filters: each one narrows the candidate nodes for a request and can describe, for the
 //! scheduling error text, what it required (SPEC §4.2, §4.3). One file per filter; all pure.
-use super::config::SchedulingRequest;
 use super::expr::{ExprError, Expression};
 use super::node::NodeSnapshot;
+use super::request::SchedulingRequest;
 
 mod affinity;
 mod constraint;

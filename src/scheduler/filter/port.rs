@@ -1,9 +1,9 @@
 //! The port filter: a node cannot take a container whose host ports are already taken there.
 use super::{Filter, FilterError};
-use crate::scheduler::config::PortBinding;
-use crate::scheduler::config::SchedulingRequest;
 use crate::scheduler::expr::ExprError;
 use crate::scheduler::node::NodeSnapshot;
+use crate::scheduler::request::PortBinding;
+use crate::scheduler::request::SchedulingRequest;
 
 /// Drops nodes where a requested host port is in use (SPEC §4.2). Host network mode compares
 /// exposed ports with other host-mode containers; other modes compare host ports of bindings,

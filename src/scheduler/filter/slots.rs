@@ -1,9 +1,9 @@
 //! The container-slots filter: an engine label `containerslots=<n>` caps how many containers
 //! (in any state, pending ones included) a node holds.
 use super::{Filter, FilterError};
-use crate::scheduler::config::SchedulingRequest;
 use crate::scheduler::expr::ExprError;
 use crate::scheduler::node::NodeSnapshot;
+use crate::scheduler::request::SchedulingRequest;
 
 /// The engine label that limits a node's containers.
 pub const CONTAINER_SLOTS_LABEL: &str = "containerslots";

@@ -1,8 +1,8 @@
 //! The whitelist filter: restrict placement to nodes named in a `|`-separated list.
 use super::{describe_with_softness, ExpressionFilter};
-use crate::scheduler::config::SchedulingRequest;
 use crate::scheduler::expr::Expression;
 use crate::scheduler::node::NodeSnapshot;
+use crate::scheduler::request::SchedulingRequest;
 
 /// Applies `whitelist:` expressions (SPEC §4.2): the value is split on `|` and the node name must
 /// equal one part exactly. The key and the operator are ignored (`!=` acts like `==`).

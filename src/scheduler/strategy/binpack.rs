@@ -1,7 +1,7 @@
 //! The binpack strategy: fill the fullest healthy node before using another.
 use super::{weigh_nodes, Strategy, StrategyError, HEALTH_WEIGHT};
-use crate::scheduler::config::SchedulingRequest;
 use crate::scheduler::node::NodeSnapshot;
+use crate::scheduler::request::SchedulingRequest;
 
 /// Ranks by descending weight (health adds), then by more containers. Nodes that tie on both
 /// keep their input order.

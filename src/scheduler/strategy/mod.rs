@@ -1,7 +1,7 @@
 //! Strategies: rank the nodes that passed the filters, best first (SPEC §4.4). One file per
 //! strategy; spread and binpack share the resource weighing here. Pure (random keeps its own RNG).
-use super::config::SchedulingRequest;
 use super::node::NodeSnapshot;
+use super::request::SchedulingRequest;
 
 mod binpack;
 mod random;

@@ -6,8 +6,8 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
 use super::{Strategy, StrategyError};
-use crate::scheduler::config::SchedulingRequest;
 use crate::scheduler::node::NodeSnapshot;
+use crate::scheduler::request::SchedulingRequest;
 
 /// Shuffles the candidates (Fisher–Yates). Requested CPUs and memory are not checked, as in the
 /// classic manager.

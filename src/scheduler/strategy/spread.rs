@@ -1,7 +1,7 @@
 //! The spread strategy: put each container on the least loaded healthy node.
 use super::{weigh_nodes, Strategy, StrategyError, HEALTH_WEIGHT};
-use crate::scheduler::config::SchedulingRequest;
 use crate::scheduler::node::NodeSnapshot;
+use crate::scheduler::request::SchedulingRequest;
 
 /// Ranks by ascending weight (health subtracts, so the healthiest node comes first), then by
 /// fewer containers. Nodes that tie on both keep their input order.

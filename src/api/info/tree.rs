@@ -1,78 +1,16 @@
-//! `/_ping`, `/version` and `/info`: answered by the manager itself from its own state (SPEC
-//! §5.5). No engine is contacted here: `/info` reads each engine's cached rows and counts and
-//! keeps the rendered node tree ([`InfoTree`]) while no engine changed. This module owns
-//! that rendering and its memo; it must not import another handler module.
+//! The `/info` node tree: each engine's `SystemStatus` rows and counts ([`InfoPart`], rendered
+//! from its health, cache and specs), the tree of every engine's rows in natural order of names
+//! with the cluster totals ([`InfoTree`], kept while no engine changed), and the reservation
+//! and size formatting those rows show.
+//!
+//! It reads engine state only: it must not contact an engine, build the `/info` body or know
+//! any route; the handler in the parent module does that.
 use std::sync::Arc;
-use std::time::SystemTime;
 
-use axum::extract::State;
-use axum::response::{IntoResponse, Response};
-use axum::Extension;
-use http::{header, HeaderValue, Method, StatusCode};
-use serde_json::{json, Value};
-
-use super::error::{json_response, no_such_route};
-use super::state::AppState;
-use super::version::{MAX_API, MIN_API};
 use crate::cluster::cache::EngineCache;
 use crate::cluster::memo::PerEngine;
 use crate::cluster::{Engine, EngineSpecs, EngineState};
 use crate::scheduler::resources::{shares_to_cpus, total_with_overcommit};
-
-/// `GET|HEAD /_ping`.
-pub async fn ping(method: Method) -> Response {
-    let body = if method == Method::HEAD { "" } else { "OK" };
-    let mut resp = (StatusCode::OK, body).into_response();
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("no-cache, no-store, must-revalidate"),
-    );
-    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    h.insert("Builder-Version", HeaderValue::from_static("1"));
-    resp
-}
-
-/// The classic version string clients see, followed by Shoal's own.
-pub const SWARM_VERSION: &str = "swarm/1.2.9";
-
-fn kernel_version() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "<unknown>".to_string())
-}
-
-fn arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        other => other,
-    }
-}
-
-/// `GET /version`.
-pub async fn version(State(state): State<AppState>) -> Response {
-    let mut v = json!({
-        "Platform": {"Name": "Docker Swarm - Community"},
-        "Version": SWARM_VERSION,
-        "ApiVersion": MAX_API.to_string(),
-        "MinAPIVersion": MIN_API.to_string(),
-        "GitCommit": concat!("shoal-", env!("CARGO_PKG_VERSION")),
-        "GoVersion": "rust",
-        "Os": std::env::consts::OS,
-        "Arch": arch(),
-        "KernelVersion": kernel_version(),
-        "BuildTime": "<unknown>",
-    });
-    if state.opts.experimental {
-        v["Experimental"] = Value::Bool(true);
-    }
-    json_response(StatusCode::OK, &v)
-}
 
 /// Formats a byte count as Docker does for `Reserved Memory`: `%.4g` and a binary unit.
 pub fn human_size(bytes: f64) -> String {
@@ -329,7 +267,7 @@ struct InfoTreeMemo {
 
 impl InfoTree {
     /// The parts of `engines`, each rendered again only when its engine changed since.
-    fn parts<'a>(
+    pub(super) fn parts<'a>(
         &self,
         engines: impl Iterator<Item = &'a Arc<Engine>>,
         overcommit: f64,
@@ -354,7 +292,11 @@ impl InfoTree {
     }
 
     /// The tree and totals for `parts` (validated engines first).
-    fn get(&self, parts: Vec<Arc<InfoPart>>, validated: usize) -> (Arc<Vec<u8>>, InfoPart) {
+    pub(super) fn get(
+        &self,
+        parts: Vec<Arc<InfoPart>>,
+        validated: usize,
+    ) -> (Arc<Vec<u8>>, InfoPart) {
         let mut memo = self.tree.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(m) = memo.as_ref() {
             let same = m.validated == validated
@@ -389,143 +331,13 @@ impl InfoTree {
     }
 }
 
-/// `GET /info`.
-pub async fn info(
-    State(state): State<AppState>,
-    Extension(tree): Extension<Arc<InfoTree>>,
-) -> Response {
-    let cluster = &state.cluster;
-    let maps = cluster.engines();
-    let overcommit = cluster.opts.overcommit;
-    let parts = tree.parts(maps.all(), overcommit);
-    let (tree, totals) = tree.get(parts, maps.validated.len());
-
-    // Role (and Primary on a replica) come from the election when replication is on.
-    let mut rows: Vec<[String; 2]> = match &state.replication {
-        Some(replication) => replication.status_rows(),
-        None => vec![["Role".into(), "primary".into()]],
-    };
-    rows.extend([
-        ["Strategy".into(), cluster.opts.strategy.clone()],
-        ["Filters".into(), cluster.opts.filters.join(", ")],
-        ["Nodes".into(), maps.all().count().to_string()],
-    ]);
-    let (containers, running, paused, stopped, images) = (
-        totals.containers,
-        totals.running,
-        totals.paused,
-        totals.stopped,
-        totals.images,
-    );
-    let (ncpu, memtotal) = (totals.cpus, totals.memory);
-    let name = hostname::get()
-        .map(|h| h.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let env = |k: &str| {
-        std::env::var(k)
-            .or_else(|_| std::env::var(k.to_uppercase()))
-            .unwrap_or_default()
-    };
-    let now: chrono::DateTime<chrono::Utc> = SystemTime::now().into();
-    let body = json!({
-        "ID": "",
-        "Containers": containers,
-        "ContainersRunning": running,
-        "ContainersPaused": paused,
-        "ContainersStopped": stopped,
-        "Images": images,
-        "Driver": "",
-        "DriverStatus": null,
-        "Plugins": {"Volume": null, "Network": null, "Authorization": null, "Log": null},
-        "MemoryLimit": true,
-        "SwapLimit": true,
-        "CpuCfsPeriod": true,
-        "CpuCfsQuota": true,
-        "CPUShares": true,
-        "CPUSet": true,
-        "PidsLimit": false,
-        "IPv4Forwarding": true,
-        "BridgeNfIptables": true,
-        "BridgeNfIp6tables": true,
-        "Debug": false,
-        "NFd": 0,
-        "OomKillDisable": true,
-        "NGoroutines": 0,
-        "SystemTime": now.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
-        "LoggingDriver": "",
-        "CgroupDriver": "",
-        "NEventsListener": cluster.bus().listeners(),
-        "KernelVersion": kernel_version(),
-        "OperatingSystem": std::env::consts::OS,
-        "OSVersion": "",
-        "OSType": "",
-        "Architecture": arch(),
-        "IndexServerAddress": "https://index.docker.io/v1/",
-        "RegistryConfig": null,
-        "NCPU": ncpu,
-        "MemTotal": memtotal,
-        "GenericResources": null,
-        "DockerRootDir": "",
-        "HttpProxy": env("http_proxy"),
-        "HttpsProxy": env("https_proxy"),
-        "NoProxy": env("no_proxy"),
-        "Name": name,
-        "Labels": null,
-        "ExperimentalBuild": state.opts.experimental,
-        "ServerVersion": SWARM_VERSION,
-        "Runtimes": null,
-        "DefaultRuntime": "",
-        "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "", "ControlAvailable": false,
-                  "Error": "", "RemoteManagers": null},
-        "LiveRestoreEnabled": false,
-        "Isolation": "",
-        "InitBinary": "",
-        "ContainerdCommit": {"ID": "", "Expected": ""},
-        "RuncCommit": {"ID": "", "Expected": ""},
-        "InitCommit": {"ID": "", "Expected": ""},
-        "SecurityOptions": null,
-        "Warnings": null,
-    });
-    // The node tree is most of the body at scale: serialise it directly and splice it in
-    // rather than building a JSON value of it first.
-    let mut out = serde_json::to_vec(&body).unwrap_or_else(|_| b"{}".to_vec());
-    let mut status = b"{\"SystemStatus\":".to_vec();
-    let head = serde_json::to_vec(&rows).unwrap_or_else(|_| b"[]".to_vec());
-    status.extend_from_slice(&head[..head.len() - 1]);
-    status.extend_from_slice(&tree);
-    status.push(b']');
-    if out.len() > 2 {
-        status.push(b',');
-    }
-    status.extend_from_slice(&out[1..]);
-    out = status;
-    out.push(b'\n');
-    let mut resp = (StatusCode::OK, out).into_response();
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    resp
-}
-
-/// The routes answered from the manager's own state, sharing one [`InfoTree`].
-pub fn routes() -> axum::Router<AppState> {
-    use axum::routing::get;
-    axum::Router::new()
-        .route("/_ping", get(ping).head(ping))
-        .route("/version", get(version))
-        .route("/info", get(info))
-        .method_not_allowed_fallback(no_such_route)
-        .layer(Extension(Arc::new(InfoTree::default())))
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::cluster::health::Outcome;
+    use serde_json::json;
 
-    use crate::api::testing::call;
-    use crate::scheduler::DEFAULT_FILTERS;
+    use super::*;
+    use crate::api::version::MAX_API;
+    use crate::cluster::health::Outcome;
 
     #[test]
     fn sizes_format_like_docker() {
@@ -639,59 +451,5 @@ mod tests {
         let mut v = vec!["node-10", "node-2", "(unknown)", "node-1", "alpha"];
         v.sort_by(|a, b| natural_cmp(a, b));
         assert_eq!(v, vec!["(unknown)", "alpha", "node-1", "node-2", "node-10"]);
-    }
-
-    #[tokio::test]
-    async fn ping_answers_ok_with_the_headers_every_daemon_sends() {
-        let get = call(Method::GET, "/_ping", "").await;
-        assert_eq!((get.status, &get.body[..]), (StatusCode::OK, &b"OK"[..]));
-        assert_eq!(get.headers["Api-Version"], MAX_API.to_string());
-        assert_eq!(get.headers["Ostype"], "linux");
-        assert_eq!(get.headers["Docker-Experimental"], "false");
-        assert_eq!(
-            get.headers[header::CACHE_CONTROL],
-            "no-cache, no-store, must-revalidate"
-        );
-        let head = call(Method::HEAD, "/v1.24/_ping", "").await;
-        assert_eq!((head.status, head.body.len()), (StatusCode::OK, 0));
-    }
-
-    #[tokio::test]
-    async fn version_advertises_the_api_range_and_the_classic_version() {
-        let answer = call(Method::GET, "/version", "").await;
-        assert_eq!(answer.status, StatusCode::OK);
-        assert_eq!(answer.headers[header::CONTENT_TYPE], "application/json");
-        let v = answer.json();
-        assert_eq!(v["ApiVersion"], MAX_API.to_string());
-        assert_eq!(v["MinAPIVersion"], MIN_API.to_string());
-        assert_eq!(v["Version"], SWARM_VERSION);
-        assert!(v.get("Experimental").is_none());
-    }
-
-    #[tokio::test]
-    async fn info_without_nodes_counts_nothing_and_lists_no_node() {
-        let answer = call(Method::GET, "/v1.41/info", "").await;
-        assert_eq!(answer.status, StatusCode::OK);
-        assert!(answer.body.ends_with(b"\n"));
-        let v = answer.json();
-        assert_eq!(
-            v["SystemStatus"],
-            json!([
-                ["Role", "primary"],
-                ["Strategy", "spread"],
-                ["Filters", DEFAULT_FILTERS.join(", ")],
-                ["Nodes", "0"],
-            ])
-        );
-        for key in [
-            "Containers",
-            "ContainersRunning",
-            "Images",
-            "NCPU",
-            "MemTotal",
-        ] {
-            assert_eq!(v[key], 0, "{key}");
-        }
-        assert_eq!(v["ServerVersion"], SWARM_VERSION);
     }
 }

@@ -221,6 +221,11 @@ fn reread_for(ev: &EngineEvent) -> Reread<'_> {
             _ => Reread::Container(ev.actor_id()),
         },
         "image" => Reread::Images,
+        // A prune names no object (its ID is empty): the whole list is read again. Any other
+        // event without an ID gives nothing to read, and must never reach the cache.
+        "network" if ev.verb() == "prune" => Reread::Networks,
+        "volume" if ev.verb() == "prune" => Reread::Volumes,
+        "network" | "volume" if ev.actor_id().is_empty() => Reread::Nothing,
         "network" => Reread::Network(ev.actor_id()),
         "volume" => Reread::Volume(ev.actor_id()),
         "daemon" if ev.verb() == "reload" => Reread::Specs,
@@ -386,6 +391,22 @@ mod tests {
             (
                 json!({"Type": "volume", "Action": "destroy", "Actor": {"ID": "v1"}}),
                 Reread::Volume("v1"),
+            ),
+            (
+                json!({"Type": "network", "Action": "prune", "Actor": {"ID": "", "Attributes": {"reclaimed": "0"}}}),
+                Reread::Networks,
+            ),
+            (
+                json!({"Type": "volume", "Action": "prune", "Actor": {"ID": ""}}),
+                Reread::Volumes,
+            ),
+            (
+                json!({"Type": "network", "Action": "connect", "Actor": {"ID": ""}}),
+                Reread::Nothing,
+            ),
+            (
+                json!({"Type": "volume", "Action": "destroy", "Actor": {}}),
+                Reread::Nothing,
             ),
             (
                 json!({"Type": "daemon", "Action": "reload", "Actor": {"ID": "d1"}}),

@@ -267,6 +267,8 @@ impl Engine {
             }
             Reread::Network(id) => self.refresh_network(id).await,
             Reread::Volume(name) => self.refresh_volume(name).await,
+            Reread::Networks => self.refresh_networks().await,
+            Reread::Volumes => self.refresh_volumes().await,
             Reread::Specs => self.update_specs().await,
         }
     }
@@ -369,6 +371,10 @@ impl Engine {
 
     /// Re-inspects one network; drops it when the engine no longer has it.
     pub async fn refresh_network(&self, id: &str) -> Result<(), EngineError> {
+        if id.is_empty() {
+            // `/networks/` is the list, not one network: it must never be cached as one.
+            return self.refresh_networks().await;
+        }
         self.list_hashes[NETWORKS].store(0, Ordering::Release);
         let result: Result<Value, EngineError> = self.get_json(&format!("/networks/{id}")).await;
         let fresh = match result {
@@ -398,6 +404,10 @@ impl Engine {
 
     /// Re-inspects one volume; drops it when the engine no longer has it.
     pub async fn refresh_volume(&self, name: &str) -> Result<(), EngineError> {
+        if name.is_empty() {
+            // `/volumes/` is the list, not one volume: it must never be cached as one.
+            return self.refresh_volumes().await;
+        }
         self.list_hashes[VOLUMES].store(0, Ordering::Release);
         let result: Result<Value, EngineError> = self.get_json(&format!("/volumes/{name}")).await;
         let fresh = match result {
@@ -456,10 +466,14 @@ pub(super) enum Reread<'a> {
     Container(&'a str),
     /// The image list, once for a burst of image events.
     Images,
-    /// One network, by ID or name.
+    /// One network, by ID or name (never empty).
     Network(&'a str),
-    /// One volume, by name.
+    /// One volume, by name (never empty).
     Volume(&'a str),
+    /// The whole network list (a prune names no network).
+    Networks,
+    /// The whole volume list (a prune names no volume).
+    Volumes,
     /// The engine's specs (its configuration was reloaded).
     Specs,
 }

@@ -38,6 +38,7 @@ pub mod request;
 pub mod server;
 pub mod splice;
 pub mod state;
+pub mod swarm;
 #[cfg(test)]
 pub(crate) mod testing;
 pub mod version;

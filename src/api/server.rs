@@ -35,6 +35,7 @@ pub fn app(state: AppState) -> Router {
         .merge(volumes::routes())
         .merge(super::build::routes())
         .merge(super::prune::routes())
+        .merge(super::swarm::routes())
         // OPTIONS reaches these only with CORS off: the outer layer answers it when CORS is on.
         .fallback(no_such_route)
         .method_not_allowed_fallback(no_such_route)

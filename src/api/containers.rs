@@ -242,11 +242,48 @@ pub async fn delete_route(
     axum::extract::Path(rest): axum::extract::Path<String>,
     req: Request,
 ) -> ApiResult<Response> {
+    if let Some((parent, alias)) = link_to_remove(&rest, &req) {
+        return remove_link(&state, parent, alias, req).await;
+    }
     let c = find_container(&state.cluster.engines(), &rest)
         .ok_or_else(|| ApiError::not_found(format!("Container {rest} not found")))?;
     let path = container_path(&c, None, &req);
     let resp = forward(&c.engine, req, &path).await?;
     refresh(&c).await;
+    Ok(resp)
+}
+
+/// The `(parent, alias)` of `DELETE /containers/{parent}/{alias}?link=1`, or `None` when the
+/// request removes a container. The parent may itself be written `node/name`, so the alias is
+/// what follows the last `/`.
+fn link_to_remove<'a>(rest: &'a str, req: &Request) -> Option<(&'a str, &'a str)> {
+    let link = query_value(req, "link")?;
+    if !query_bool(&HashMap::from([("link".to_string(), link)]), "link") {
+        return None;
+    }
+    let (parent, alias) = rest.trim_matches('/').rsplit_once('/')?;
+    (!parent.is_empty() && !alias.is_empty()).then_some((parent, alias))
+}
+
+/// `DELETE /containers/{parent}/{alias}?link=1`: the parent's engine removes the link. The
+/// engine finds the parent by its own name (not by ID), so that is the name forwarded.
+async fn remove_link(
+    state: &AppState,
+    parent: &str,
+    alias: &str,
+    req: Request,
+) -> ApiResult<Response> {
+    let c = resolve(state, parent, |name| format!("No such container: {name}"))?;
+    let mut path = format!("/containers/{}/{alias}", c.container.name());
+    if let Some(q) = req.uri().query() {
+        path.push('?');
+        path.push_str(q);
+    }
+    let resp = forward(&c.engine, req, &path).await?;
+    // The linked container loses its `/parent/alias` name: the engine's list is read again.
+    if let Err(err) = c.engine.refresh_containers().await {
+        tracing::debug!(container = %c.container.id, error = %err, "Refresh after unlink failed");
+    }
     Ok(resp)
 }
 

@@ -295,3 +295,37 @@ pub fn fanned_stream(
     });
     resp
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::StreamExt;
+
+    #[tokio::test]
+    async fn merged_stream_lines_are_sent_once_in_first_seen_order_and_the_rest_per_node() {
+        let (tx, rx) = mpsc::channel(32);
+        let tx = MessageSender { tx, merged: None }.merging_stream_lines();
+        for node in ["node-0", "node-1"] {
+            send(&tx, json!({"status": "Loading Image...", "id": node})).await;
+            for line in ["Loaded image: a:1\n", "Loaded image: b:1\n"] {
+                send(&tx, json!({"stream": line, "id": node})).await;
+            }
+        }
+        send(&tx, error_object("node-1 failed")).await;
+        drop(tx);
+        let sent: Vec<Value> = receiver_stream(rx)
+            .map(|b| serde_json::from_slice(&b.unwrap()).unwrap())
+            .collect()
+            .await;
+        assert_eq!(
+            sent,
+            vec![
+                json!({"status": "Loading Image...", "id": "node-0"}),
+                json!({"stream": "Loaded image: a:1\n"}),
+                json!({"stream": "Loaded image: b:1\n"}),
+                json!({"status": "Loading Image...", "id": "node-1"}),
+                error_object("node-1 failed"),
+            ]
+        );
+    }
+}

@@ -22,7 +22,7 @@ TEST_PACKAGES=(
 	docker-registry # a local registry for pull/push tests (tests/support/registry.rs)
 	docker-compose # compose projects through the manager (tests/compose.rs)
 	socat          # forwards the registry into each engine's network namespace
-	python3-docker # docker-py, the Python SDK the SDK-fidelity tests drive (tests/sdk_swarm_links.rs)
+	python3-docker # docker-py, the Python SDK, through the manager (tests/sdk_images.rs, sdk_swarm_links.rs)
 )
 
 say() { printf '==> %s\n' "$*" >&2; }

@@ -32,9 +32,7 @@ use super::error::{no_such_route, ApiError, ApiResult};
 use super::proxy::{forward, hijack};
 use super::request::{path_and_query, query_value};
 use super::state::AppState;
-use crate::cluster::fanout::{
-    encode_message, message_error, receiver_stream, JsonMessages, StreamItem,
-};
+use crate::cluster::fanout::{encode_message, receiver_stream, JsonMessages, StreamItem};
 use crate::cluster::Engine;
 use crate::scheduler::SchedulingRequest;
 
@@ -288,9 +286,15 @@ async fn place_build(
     Ok((engine, format!("/build?{query}"), buildkit))
 }
 
+/// The response header naming the node a build ran on.
+pub const NODE_HEADER: &str = "X-Swarm-Node";
+
 /// Relays a build's message stream as it comes: legacy-builder messages get the node as `id`
-/// (so the CLI prints `node-1: Step 1/2 …`), BuildKit ones pass unchanged; a successful build
-/// ends with `{"id":"<node>"}`. The engine's images are refreshed when the stream ends.
+/// (so the CLI prints `node-1: Step 1/2 …`), BuildKit ones pass unchanged. Nothing is added:
+/// the classic manager ended a successful build with `{"id":"<node>"}`, which SDKs read as a
+/// build message and fail on, so the node is named in the [`NODE_HEADER`] header instead. The
+/// engine's images are refreshed before the stream ends, so a client that looks the new image
+/// up as soon as its build returns finds it.
 fn relay_build_output(
     tasks: &TaskTracker,
     resp: Response,
@@ -300,10 +304,12 @@ fn relay_build_output(
     let (mut parts, mut body) = resp.into_parts();
     parts.headers.remove(http::header::CONTENT_LENGTH);
     let node = engine.name();
+    if let Ok(value) = http::HeaderValue::from_str(&node) {
+        parts.headers.insert(NODE_HEADER, value);
+    }
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(32);
     tasks.spawn(async move {
         let mut splitter = JsonMessages::new();
-        let mut failed = false;
         let mut client_gone = false;
         'relay: while let Some(frame) = body.frame().await {
             let data = match frame {
@@ -313,14 +319,12 @@ fn relay_build_output(
                 },
                 Err(e) => {
                     tracing::debug!(engine = %engine.addr, error = %e, "Build stream broke");
-                    failed = true;
                     break;
                 }
             };
             for item in splitter.push(&data) {
                 let out = match item {
                     StreamItem::Message(mut m) => {
-                        failed |= message_error(&m).is_some();
                         if !buildkit {
                             if let Some(obj) = m.as_object_mut() {
                                 obj.insert("id".into(), Value::String(node.clone()));
@@ -340,13 +344,12 @@ fn relay_build_output(
             if let Some(rest) = splitter.finish() {
                 let _ = tx.send(Ok(rest)).await;
             }
-            if !failed {
-                let done = serde_json::json!({ "id": node });
-                let _ = tx.send(Ok(encode_message(&done))).await;
-            }
+        }
+        // Before the end of the stream: the client reads its own write when the build returns.
+        if let Err(error) = engine.refresh_images().await {
+            tracing::debug!(engine = %engine.addr, %error, "Refreshing images after a build failed");
         }
         drop(tx);
-        let _ = engine.refresh_images().await;
     });
     Response::from_parts(parts, Body::from_stream(receiver_stream(rx)))
 }

@@ -5,7 +5,8 @@
 //! side of these calls (splitting message streams, teeing a body, collecting failures) is
 //! `cluster::fanout`. This module knows no route: handlers decide which engines and which call;
 //! it must not import a handler module.
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
 use axum::response::Response;
@@ -55,18 +56,66 @@ pub async fn on_each(
 }
 
 /// A 200 `application/json` response streaming whatever is sent on the returned sender.
-pub fn json_stream() -> (mpsc::Sender<Result<Bytes, std::io::Error>>, Response) {
+pub fn json_stream() -> (MessageSender, Response) {
     let (tx, rx) = mpsc::channel(32);
     let mut resp = Response::new(Body::from_stream(receiver_stream(rx)));
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
+    let tx = MessageSender { tx, merged: None };
     (tx, resp)
 }
 
+/// How many bytes of `stream` lines a merged answer remembers to recognise repeats; past
+/// that, further lines are relayed as they come, repeats included.
+pub const MERGED_LINES_BUDGET: usize = 1024 * 1024;
+
 /// The sender side of a streamed JSON answer.
-pub type MessageSender = mpsc::Sender<Result<Bytes, std::io::Error>>;
+pub struct MessageSender {
+    tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
+    /// When merging: the `stream` lines sent so far and their total size.
+    merged: Option<Mutex<(HashSet<String>, usize)>>,
+}
+
+impl MessageSender {
+    /// Merges `stream` lines from now on: a line already sent (by any node) is left out, and
+    /// lines are sent without a node `id`, since one line stands for every node that printed
+    /// it. SDKs count each `Loaded image: …` line as one image.
+    pub fn merging_stream_lines(mut self) -> Self {
+        self.merged = Some(Mutex::new((HashSet::new(), 0)));
+        self
+    }
+
+    /// Whether `message` is to be sent; takes the node `id` off a merged `stream` line.
+    fn admit(&self, message: &mut Value) -> bool {
+        let Some(merged) = &self.merged else {
+            return true;
+        };
+        let Some(obj) = message.as_object_mut() else {
+            return true;
+        };
+        let Some(line) = obj.get("stream").and_then(Value::as_str) else {
+            return true;
+        };
+        let mut seen = merged.lock().unwrap_or_else(|e| e.into_inner());
+        let (lines, bytes) = &mut *seen;
+        if lines.contains(line) {
+            return false;
+        }
+        if *bytes + line.len() <= MERGED_LINES_BUDGET {
+            *bytes += line.len();
+            lines.insert(line.to_string());
+        } else {
+            tracing::debug!(
+                budget = MERGED_LINES_BUDGET,
+                "Too many distinct stream lines to merge; relayed as they come"
+            );
+        }
+        obj.remove("id");
+        true
+    }
+}
 
 /// How one engine's part of a fanned-out stream ended.
 #[derive(Debug)]
@@ -79,8 +128,12 @@ pub enum EngineOutcome {
     ClientGone,
 }
 
-pub async fn send(tx: &MessageSender, message: Value) -> bool {
-    tx.send(Ok(encode_message(&message))).await.is_ok()
+/// Sends one message (unless it merges into one sent before); false when the client is gone.
+pub async fn send(tx: &MessageSender, mut message: Value) -> bool {
+    if !tx.admit(&mut message) {
+        return true;
+    }
+    tx.tx.send(Ok(encode_message(&message))).await.is_ok()
 }
 
 /// Relays one engine's JSON message stream, each message rewritten by `rewrite`; stops at the
@@ -189,8 +242,9 @@ pub async fn call_and_relay(
 /// Runs one body-carrying call (import or load) on every engine and merges their message
 /// streams: each message gets the node as `id` (and `prefix` before its status); an engine's
 /// failure is reported on its line; a platform mismatch is a skip, not an error; any other
-/// failure ends the stream with an error object. `calls` pairs each engine with its copy of the
-/// body.
+/// failure ends the stream with an error object. A `stream` line that several nodes print
+/// alike (`Loaded image: …`) is sent once, when first seen. Each engine's images are refreshed
+/// before the stream ends. `calls` pairs each engine with its copy of the body.
 pub fn fanned_stream(
     tasks: &TaskTracker,
     calls: Vec<(Arc<Engine>, TransportBody)>,
@@ -201,6 +255,7 @@ pub fn fanned_stream(
     prefix: Option<&'static str>,
 ) -> Response {
     let (tx, resp) = json_stream();
+    let tx = tx.merging_stream_lines();
     let (engines, copies): (Vec<_>, Vec<_>) = calls.into_iter().unzip();
     tasks.spawn(async move {
         let jobs = engines.iter().zip(copies).map(|(engine, body)| {
@@ -239,4 +294,38 @@ pub fn fanned_stream(
         }
     });
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::StreamExt;
+
+    #[tokio::test]
+    async fn merged_stream_lines_are_sent_once_in_first_seen_order_and_the_rest_per_node() {
+        let (tx, rx) = mpsc::channel(32);
+        let tx = MessageSender { tx, merged: None }.merging_stream_lines();
+        for node in ["node-0", "node-1"] {
+            send(&tx, json!({"status": "Loading Image...", "id": node})).await;
+            for line in ["Loaded image: a:1\n", "Loaded image: b:1\n"] {
+                send(&tx, json!({"stream": line, "id": node})).await;
+            }
+        }
+        send(&tx, error_object("node-1 failed")).await;
+        drop(tx);
+        let sent: Vec<Value> = receiver_stream(rx)
+            .map(|b| serde_json::from_slice(&b.unwrap()).unwrap())
+            .collect()
+            .await;
+        assert_eq!(
+            sent,
+            vec![
+                json!({"status": "Loading Image...", "id": "node-0"}),
+                json!({"stream": "Loaded image: a:1\n"}),
+                json!({"stream": "Loaded image: b:1\n"}),
+                json!({"status": "Loading Image...", "id": "node-1"}),
+                error_object("node-1 failed"),
+            ]
+        );
+    }
 }

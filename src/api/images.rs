@@ -250,8 +250,8 @@ async fn push(state: &AppState, name: &str, req: Request) -> ApiResult<Response>
     Ok(relay_then_refresh(&state.tasks, resp, engine))
 }
 
-/// Relays a streamed answer as it comes, then refreshes the engine's images once it has ended
-/// (or the client went away).
+/// Relays a streamed answer as it comes and refreshes the engine's images before ending it
+/// (or once the client went away).
 fn relay_then_refresh(tasks: &TaskTracker, resp: Response, engine: Arc<Engine>) -> Response {
     let (parts, mut body) = resp.into_parts();
     let (tx, rx) = mpsc::channel::<Result<Bytes, axum::Error>>(16);
@@ -269,8 +269,9 @@ fn relay_then_refresh(tasks: &TaskTracker, resp: Response, engine: Arc<Engine>) 
                 break;
             }
         }
-        drop(tx);
+        // Before the end of the stream, so the client's next request sees the new digest.
         let _ = engine.refresh_images().await;
+        drop(tx);
     });
     Response::from_parts(parts, Body::from_stream(receiver_stream(rx)))
 }

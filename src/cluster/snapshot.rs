@@ -114,6 +114,7 @@ pub fn node_snapshot(
                 repo_digests: i.repo_digests.clone(),
             })
             .collect(),
+        volumes: cache.volumes.keys().cloned().collect(),
     };
     for c in cache.containers.values() {
         if listed {

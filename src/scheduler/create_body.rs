@@ -59,6 +59,7 @@ pub fn extract(body: &mut Map<String, Value>) -> Result<SchedulingRequest, Sched
         .to_string();
     request.links = string_list(host_field("Links"));
     request.volumes_from = string_list(host_field("VolumesFrom"));
+    request.volumes = named_volumes(host_field("Binds"), host_field("Mounts"));
     request.port_bindings = port_bindings(host_field("PortBindings"));
     request.exposed_ports = body
         .get("ExposedPorts")
@@ -142,6 +143,41 @@ fn json_integer(value: &Value) -> i64 {
         // `as` saturates, and NaN becomes 0.
         value.as_f64().map(|f| f as i64).unwrap_or(0)
     }
+}
+
+/// The volume names among `HostConfig.Binds` (`source:destination[:mode]` whose source is a
+/// name, not a path) and `HostConfig.Mounts` (`Type: volume` with a `Source`), each once, in
+/// body order. Anonymous volumes (no source) name nothing.
+fn named_volumes(binds: Option<&Value>, mounts: Option<&Value>) -> Vec<String> {
+    let from_binds = string_list(binds).into_iter().filter_map(|bind| {
+        let (source, _) = bind.split_once(':')?;
+        is_volume_name(source).then(|| source.to_string())
+    });
+    let from_mounts = mounts
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|m| m.get("Type").and_then(Value::as_str) == Some("volume"))
+        .filter_map(|m| m.get("Source").and_then(Value::as_str))
+        .filter(|source| !source.is_empty())
+        .map(str::to_string);
+    let mut volumes: Vec<String> = Vec::new();
+    for volume in from_binds.chain(from_mounts) {
+        if !volumes.contains(&volume) {
+            volumes.push(volume);
+        }
+    }
+    volumes
+}
+
+/// Whether a bind source is a volume name as the engine accepts it (`[a-zA-Z0-9][a-zA-Z0-9_.-]+`)
+/// rather than a host path (`/srv`, `./x`, or a Windows drive such as `C:\x`, whose one-letter
+/// "source" is too short to be a name).
+fn is_volume_name(source: &str) -> bool {
+    let mut chars = source.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && source.len() >= 2
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
 }
 
 fn string_list(value: Option<&Value>) -> Vec<String> {
@@ -249,6 +285,24 @@ mod tests {
         assert!(body["Labels"]
             .get("com.docker.swarm.reschedule-policies")
             .is_none());
+    }
+
+    #[test]
+    fn named_volumes_are_read_from_binds_and_volume_mounts_but_not_paths() {
+        let mut body = body(json!({
+            "HostConfig": {
+                "Binds": ["myvol:/data", "/srv:/srv:ro", "./rel:/rel", "C:\\x:/x", "myvol:/again", "/anon"],
+                "Mounts": [
+                    {"Type": "volume", "Source": "other", "Target": "/o"},
+                    {"Type": "volume", "Target": "/anonymous"},
+                    {"Type": "bind", "Source": "/host", "Target": "/h"},
+                    {"Type": "tmpfs", "Target": "/t"},
+                ],
+            },
+        }));
+        let request = extract(&mut body).unwrap();
+        assert_eq!(request.volumes, ["myvol", "other"]);
+        assert!(!request.needs_containers());
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The scheduler's read-only view of an engine and of what runs on it. The cluster builds these
 //! snapshots from its caches (and its pending creations); the scheduler only reads them.
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::request::{PortBinding, SchedulingRequest};
 
@@ -41,6 +41,9 @@ pub struct NodeSnapshot {
     pub unlisted: usize,
     /// Images present on the node; matched by `image` affinities.
     pub images: Vec<ImageSnapshot>,
+    /// Names of the volumes on the node; a container mounting one of them is kept to the nodes
+    /// that hold it.
+    pub volumes: BTreeSet<String>,
 }
 
 impl NodeSnapshot {

@@ -96,6 +96,9 @@ pub struct SchedulingRequest {
     pub links: Vec<String>,
     /// `HostConfig.VolumesFrom` as written (`name:ro`).
     pub volumes_from: Vec<String>,
+    /// Named volumes the container mounts (`-v name:/path` binds and `Type: volume` mounts),
+    /// each once; the dependency filter keeps the nodes that already hold them.
+    pub volumes: Vec<String>,
     /// The container's labels after the metadata labels were written; pending creations carry
     /// them so label affinities see containers still being created.
     pub labels: BTreeMap<String, String>,

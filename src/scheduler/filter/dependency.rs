@@ -1,5 +1,6 @@
 //! The dependency filter: a container that shares volumes, links or a network namespace with
-//! other containers must land on the node that holds them.
+//! other containers must land on the node that holds them, and one that mounts a named volume
+//! lands on a node that has that volume when any candidate has it.
 use super::{Filter, FilterError};
 use crate::scheduler::expr::ExprError;
 use crate::scheduler::node::NodeSnapshot;
@@ -7,6 +8,9 @@ use crate::scheduler::request::SchedulingRequest;
 
 /// Keeps nodes holding every container named by `--volumes-from`, `--link` and
 /// `--net=container:<x>` (SPEC §4.2), resolved by the classic rules restricted to the node.
+/// Also keeps, for each named volume the container mounts, the nodes holding that volume; a
+/// volume no candidate holds constrains nothing, since the engine creates it where the
+/// container lands.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DependencyFilter;
 
@@ -23,6 +27,11 @@ impl Filter for DependencyFilter {
         mut nodes: Vec<&'a NodeSnapshot>,
         _soft_active: bool,
     ) -> Result<Vec<&'a NodeSnapshot>, FilterError> {
+        for volume in &request.volumes {
+            if nodes.iter().any(|node| node.volumes.contains(volume)) {
+                nodes.retain(|node| node.volumes.contains(volume));
+            }
+        }
         let dependencies = dependencies(request);
         if dependencies.is_empty() {
             return Ok(nodes);
@@ -51,7 +60,8 @@ impl Filter for DependencyFilter {
             .iter()
             .map(|l| format!("--link={}", before_colon(l)));
         let network = container_network(request).map(|_| format!("--net={}", request.network_mode));
-        Ok(volumes.chain(links).chain(network).collect())
+        let named = request.volumes.iter().map(|v| format!("--volume={v}"));
+        Ok(volumes.chain(links).chain(network).chain(named).collect())
     }
 }
 
@@ -155,6 +165,54 @@ mod tests {
             err.to_string(),
             "Unable to find a node fulfilling all dependencies: nope"
         );
+    }
+
+    fn with_volumes(mut node: NodeSnapshot, volumes: &[&str]) -> NodeSnapshot {
+        node.volumes = volumes.iter().map(|v| v.to_string()).collect();
+        node
+    }
+
+    #[test]
+    fn a_named_volume_keeps_the_nodes_that_hold_it() {
+        let nodes = vec![
+            with_volumes(node("node-0"), &["shared"]),
+            with_volumes(node("node-1"), &["onlyhere", "shared"]),
+            with_volumes(node("node-2"), &[]),
+        ];
+        let request = |volumes: &[&str]| SchedulingRequest {
+            volumes: volumes.iter().map(|v| v.to_string()).collect(),
+            ..Default::default()
+        };
+        let kept = |volumes: &[&str]| {
+            names(
+                &DependencyFilter
+                    .filter(&request(volumes), all(&nodes), true)
+                    .unwrap(),
+            )
+        };
+        assert_eq!(kept(&["onlyhere"]), ["node-1"]);
+        assert_eq!(kept(&["shared"]), ["node-0", "node-1"]);
+        assert_eq!(kept(&["shared", "onlyhere"]), ["node-1"]);
+        // A volume no node has is created where the container lands: no constraint.
+        assert_eq!(kept(&["fresh"]), ["node-0", "node-1", "node-2"]);
+        assert_eq!(
+            DependencyFilter.describe(&request(&["onlyhere"])).unwrap(),
+            ["--volume=onlyhere"]
+        );
+    }
+
+    #[test]
+    fn a_named_volume_and_a_dependency_on_different_nodes_leave_no_node() {
+        let mut nodes = cluster();
+        nodes[0].volumes.insert("onlyhere".into());
+        let request = SchedulingRequest {
+            volumes: vec!["onlyhere".into()],
+            links: vec!["3333333333333333cccc".into()],
+            ..Default::default()
+        };
+        assert!(DependencyFilter
+            .filter(&request, all(&nodes), true)
+            .is_err());
     }
 
     #[test]

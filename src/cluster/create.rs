@@ -117,7 +117,10 @@ impl Cluster {
         let mut retries = 0i64;
         let mut image_affinity = false;
         loop {
-            let result = self.create_once(&req, &sched, image_affinity, &image).await;
+            let mut pull_failed = false;
+            let result = self
+                .create_once(&req, &sched, image_affinity, &image, &mut pull_failed)
+                .await;
             let err = match result {
                 Ok(created) => return Ok(created),
                 Err(e) => e,
@@ -125,7 +128,22 @@ impl Cluster {
             if matches!(err, CreateError::Conflict(_) | CreateError::BadRequest(_)) {
                 return Err(err);
             }
-            if may_have_created(&err) {
+            // A failed pull created nothing, whatever the error: an image that was built,
+            // committed or loaded on some nodes only may be pullable from nowhere, and the nodes
+            // holding it can still take the container.
+            if pull_failed
+                && !image_affinity
+                && !hard_node_constraint
+                && self.some_engine_has_image(&image)
+            {
+                tracing::info!(
+                    image,
+                    "Pull failed on the chosen node; retrying on a node holding the image"
+                );
+                image_affinity = true;
+                continue;
+            }
+            if !pull_failed && may_have_created(&err) {
                 // The engine may hold the container although its answer was lost: a retry
                 // elsewhere would put the name on two nodes once that engine is back.
                 return Err(err);
@@ -219,12 +237,15 @@ impl Cluster {
         }
     }
 
+    /// One placement and create; sets `pull_failed` when the chosen node lacked the image and
+    /// pulling it there failed (nothing was created then).
     async fn create_once(
         &self,
         req: &CreateRequest,
         sched: &SchedulingRequest,
         image_affinity: bool,
         image: &str,
+        pull_failed: &mut bool,
     ) -> Result<Created, CreateError> {
         let mut body = req.body.clone();
         let placement = &self.placement;
@@ -298,8 +319,14 @@ impl Cluster {
         if matches!(&attempt, Err(CreateError::Engine(e)) if e.is_not_found()) && !image.is_empty()
         {
             tracing::info!(engine = %engine.addr, image, "Image missing on the chosen node; pulling it there");
-            self.pull_on(&engine, image, req.version, req.registry_auth.as_deref())
-                .await?;
+            if let Err(err) = self
+                .pull_on(&engine, image, req.version, req.registry_auth.as_deref())
+                .await
+            {
+                tracing::info!(engine = %engine.addr, image, error = %err, "Pulling the image on the chosen node failed");
+                *pull_failed = true;
+                return Err(err);
+            }
             attempt = self.engine_create(&engine, req, &encoded).await;
         }
         let (id, warnings) = attempt?;

@@ -8,7 +8,7 @@ use std::fmt::Display;
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
-use shoal::cli::{self, Command, GlobalOptions};
+use shoal::cli::{self, Command, GlobalOptions, LogFormat};
 
 /// mimalloc keeps the manager's memory compact under many threads and many small JSON values.
 #[cfg(feature = "mimalloc")]
@@ -105,7 +105,8 @@ fn fatal(message: impl Display) -> ExitCode {
 }
 
 /// Logs go to stdout like the original's. `fatal` and `panic` have no tracing equivalent and
-/// mean "errors only". Dependencies stay at warn unless even that is too chatty.
+/// mean "errors only". Dependencies stay at warn unless even that is too chatty. `--log-format
+/// json` writes one JSON object per line, never with colours.
 fn init_logging(global: &GlobalOptions) {
     let level = match global.log_level.as_str() {
         "debug" => "debug",
@@ -116,11 +117,13 @@ fn init_logging(global: &GlobalOptions) {
     let dependencies = if level == "error" { "error" } else { "warn" };
     let filter =
         tracing_subscriber::EnvFilter::new(format!("{dependencies},shoal={level},swarm={level}"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stdout)
-        .with_ansi(std::io::stdout().is_terminal())
-        .with_env_filter(filter)
-        .init();
+        .with_env_filter(filter);
+    match global.log_format {
+        LogFormat::Text => builder.with_ansi(std::io::stdout().is_terminal()).init(),
+        LogFormat::Json => builder.json().with_ansi(false).init(),
+    }
 }
 
 /// Runs a small command (`list`, `join`) on a single-threaded runtime.

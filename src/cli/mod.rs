@@ -120,8 +120,32 @@ pub struct GlobalOptions {
     pub debug: bool,
     /// Effective log level: `debug`, `info`, `warn`, `error`, `fatal` or `panic`.
     pub log_level: String,
+    /// `--log-format`: how each log line is written.
+    pub log_format: LogFormat,
     /// `--experimental`: only reported in `/info` and `/version`.
     pub experimental: bool,
+}
+
+/// How log lines are written (`--log-format`, named like dockerd's flag).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// One human-readable line per event: timestamp, level, target, message and fields.
+    #[default]
+    Text,
+    /// One JSON object per line (`timestamp`, `level`, `target`, `fields.message` and the
+    /// other fields), for log collectors.
+    Json,
+}
+
+impl LogFormat {
+    /// Reads a `--log-format` value; `None` for anything but `text` or `json`.
+    pub fn parse(value: &str) -> Option<LogFormat> {
+        match value {
+            "text" => Some(LogFormat::Text),
+            "json" => Some(LogFormat::Json),
+            _ => None,
+        }
+    }
 }
 
 /// Options of `swarm join` (SPEC §1.3), validated.
@@ -344,6 +368,15 @@ pub(crate) const GLOBAL_FLAGS: &[FlagDef] = &[
         help: "Log level: debug, info, warn, error, fatal or panic",
     },
     FlagDef {
+        name: "log-format",
+        aliases: &[],
+        arity: Arity::Single,
+        value_name: "<format>",
+        default: Some("text"),
+        env: None,
+        help: "Log format: text, or json for one JSON object per line",
+    },
+    FlagDef {
         name: "experimental",
         aliases: &[],
         arity: Arity::Switch,
@@ -394,6 +427,7 @@ fn default_global() -> GlobalOptions {
     GlobalOptions {
         debug: false,
         log_level: "info".to_string(),
+        log_format: LogFormat::Text,
         experimental: false,
     }
 }
@@ -417,6 +451,13 @@ fn global_options(
             )))
         }
     };
+    let requested = matches.value("log-format");
+    let Some(log_format) = LogFormat::parse(requested) else {
+        return Err(CliError::Invalid(format!(
+            "invalid log format: {} (use text or json)",
+            quote(requested)
+        )));
+    };
     // Like the original, an unparseable DEBUG value is ignored rather than refused.
     let debug = if matches.is_set("debug") {
         matches.switch("debug")
@@ -433,6 +474,7 @@ fn global_options(
     Ok(GlobalOptions {
         debug,
         log_level: log_level.to_string(),
+        log_format,
         experimental: matches.switch("experimental"),
     })
 }

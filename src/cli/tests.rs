@@ -71,6 +71,7 @@ fn global_defaults() {
         GlobalOptions {
             debug: false,
             log_level: "info".into(),
+            log_format: LogFormat::Text,
             experimental: false
         }
     );
@@ -98,6 +99,28 @@ fn debug_forces_debug_level_unless_a_level_is_given() {
     let g = global(&["--debug=false", "manage", NODES], &[("DEBUG", "true")]);
     assert!(!g.debug);
     assert_eq!(g.log_level, "info");
+}
+
+#[test]
+fn log_format_is_text_or_json_and_anything_else_is_refused() {
+    let format = |line: &[&str]| parse_with(line, &[]).unwrap().global.log_format;
+    assert_eq!(format(&["manage", NODES]), LogFormat::Text);
+    assert_eq!(
+        format(&["--log-format", "json", "manage", NODES]),
+        LogFormat::Json
+    );
+    assert_eq!(
+        format(&["--log-format=text", "-l", "debug", "manage", NODES]),
+        LogFormat::Text
+    );
+    assert_eq!(
+        error(&["--log-format", "xml", "manage", NODES]),
+        "invalid log format: \"xml\" (use text or json)"
+    );
+    assert_eq!(
+        error(&["--log-format=JSON", "manage", NODES]),
+        "invalid log format: \"JSON\" (use text or json)"
+    );
 }
 
 #[test]
@@ -238,6 +261,8 @@ fn app_help_lists_commands_and_global_options() {
         "[env: DEBUG]",
         "-l, --log-level <level>",
         "(default: info)",
+        "--log-format <format>",
+        "(default: text)",
         "--experimental",
         "-v, --version",
         "-h, --help",

@@ -89,11 +89,17 @@ impl Cluster {
         })
     }
 
-    /// Starts the pending-engine checker.
+    /// Starts the pending-engine checker and the start-up progress reporter.
     pub fn start(self: &Arc<Self>) {
         let cluster = self.clone();
         self.tasks
             .spawn(async move { cluster.pending_checker().await });
+        let cluster = self.clone();
+        let cancel = self.cancel.clone();
+        self.tasks.spawn(super::startup::report_progress(
+            move || cluster.engines(),
+            cancel,
+        ));
     }
 
     /// The event bus.

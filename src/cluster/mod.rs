@@ -16,6 +16,7 @@ pub mod names;
 pub mod order;
 pub mod placement;
 pub mod snapshot;
+pub mod startup;
 pub mod transport;
 pub mod watchdog;
 

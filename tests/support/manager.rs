@@ -78,6 +78,8 @@ pub fn free_port() -> u16 {
 #[derive(Debug, Clone)]
 pub struct ManagerBuilder {
     binary: Option<PathBuf>,
+    /// Global flags, written before `manage` (`--log-format json`).
+    global_args: Vec<String>,
     args: Vec<String>,
     envs: Vec<(String, String)>,
     port: Option<u16>,
@@ -93,6 +95,12 @@ impl ManagerBuilder {
     /// port accepting TCP connections rather than a plain-HTTP `GET /_ping`.
     pub fn tls(mut self) -> Self {
         self.tls = true;
+        self
+    }
+
+    /// Adds a global flag (or its value) before `manage`.
+    pub fn global_arg(mut self, arg: &str) -> Self {
+        self.global_args.push(arg.to_string());
         self
     }
 
@@ -138,8 +146,8 @@ impl ManagerBuilder {
         self
     }
 
-    /// Runs `swarm manage -H tcp://127.0.0.1:PORT <args> <discovery>` (no discovery argument
-    /// when `discovery` is empty) and waits until `GET /_ping` answers 200.
+    /// Runs `swarm <global args> manage -H tcp://127.0.0.1:PORT <args> <discovery>` (no
+    /// discovery argument when `discovery` is empty) and waits until `GET /_ping` answers 200.
     pub fn try_start(self, discovery: &str) -> Result<Manager, SupportError> {
         processes::sweep_leftovers();
         let binary = match self.binary {
@@ -147,11 +155,12 @@ impl ManagerBuilder {
             None => swarm_binary(),
         };
         let port = self.port.unwrap_or_else(free_port);
-        let mut args = vec![
+        let mut args = self.global_args;
+        args.extend([
             "manage".to_string(),
             "-H".to_string(),
             format!("tcp://127.0.0.1:{port}"),
-        ];
+        ]);
         args.extend(self.args);
         if !discovery.is_empty() {
             args.push(discovery.to_string());
@@ -224,6 +233,7 @@ impl Manager {
     pub fn builder() -> ManagerBuilder {
         ManagerBuilder {
             binary: None,
+            global_args: Vec::new(),
             args: Vec::new(),
             envs: Vec::new(),
             port: None,

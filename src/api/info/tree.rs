@@ -123,6 +123,16 @@ fn reservations_of(
     }
 }
 
+/// How many distinct images `parts` hold: an image on several engines is one image in the
+/// merged `docker images` list, and counts once.
+fn distinct_images(parts: &[Arc<InfoPart>]) -> i64 {
+    let ids: std::collections::HashSet<&str> = parts
+        .iter()
+        .flat_map(|p| p.image_ids.iter().map(|id| &**id))
+        .collect();
+    ids.len() as i64
+}
+
 /// Adds one engine's counts to the cluster totals, saturating (the counts are the engines').
 fn add_to_totals(totals: &mut InfoPart, part: &InfoPart) {
     for (total, value) in [
@@ -154,7 +164,8 @@ fn node_rows(engine: &Engine, overcommit: f64) -> InfoPart {
             part.stopped += 1;
         }
     }
-    part.images = cache.images.iter().filter(|i| i.is_tagged()).count() as i64;
+    part.image_ids = cache.images.iter().map(|i| i.id.as_str().into()).collect();
+    part.images = part.image_ids.len() as i64;
     let mut rows: Vec<[String; 2]> = Vec::with_capacity(11);
     let r = reservations_of(cache, specs, overcommit);
     part.cpus = r.total_cpus;
@@ -224,8 +235,12 @@ pub struct InfoPart {
     pub running: i64,
     pub paused: i64,
     pub stopped: i64,
-    /// Tagged images.
+    /// In a part: the engine's image count; in the totals: the number of distinct images
+    /// across the validated engines (what one engine holding them all would report).
     pub images: i64,
+    /// The IDs of the engine's images (every image, as an engine counts them), for the
+    /// distinct count of the totals.
+    pub image_ids: Vec<Box<str>>,
     /// CPUs and memory with overcommit applied.
     pub cpus: i64,
     pub memory: i64,
@@ -310,6 +325,7 @@ impl InfoTree {
         for p in &parts[..validated] {
             add_to_totals(&mut totals, p);
         }
+        totals.images = distinct_images(&parts[..validated]);
         let mut sorted: Vec<&Arc<InfoPart>> = parts.iter().collect();
         sorted.sort_by(|a, b| natural_cmp(&a.name, &b.name));
         let mut tree = Vec::with_capacity(sorted.iter().map(|p| p.rows.len() + 1).sum());
@@ -422,6 +438,25 @@ mod tests {
         );
         assert_eq!((totals.cpus, totals.memory), (i64::MAX, i64::MAX));
         assert_eq!((totals.paused, totals.stopped), (2, 4));
+    }
+
+    #[test]
+    fn an_image_on_several_engines_counts_once_as_in_the_merged_list() {
+        let part = |name: &str, ids: &[&str]| {
+            Arc::new(InfoPart {
+                name: name.into(),
+                images: ids.len() as i64,
+                image_ids: ids.iter().map(|id| (*id).into()).collect(),
+                ..Default::default()
+            })
+        };
+        let parts = vec![
+            part("node-1", &["sha256:busybox", "sha256:app"]),
+            part("node-2", &["sha256:busybox"]),
+            part("pending", &["sha256:other"]),
+        ];
+        let (_, totals) = InfoTree::default().get(parts, 2);
+        assert_eq!(totals.images, 2, "busybox once, app once; a pending engine's not at all");
     }
 
     #[tokio::test]

@@ -456,7 +456,10 @@ mod tests {
             part("pending", &["sha256:other"]),
         ];
         let (_, totals) = InfoTree::default().get(parts, 2);
-        assert_eq!(totals.images, 2, "busybox once, app once; a pending engine's not at all");
+        assert_eq!(
+            totals.images, 2,
+            "busybox once, app once; a pending engine's not at all"
+        );
     }
 
     #[tokio::test]

@@ -27,13 +27,8 @@ pub fn query_value(req: &Request, key: &str) -> Option<String> {
 
 /// Docker's boolean query values: empty, `0`, `no`, `false`, `none` are false.
 pub fn query_bool(q: &HashMap<String, String>, key: &str) -> bool {
-    match q.get(key) {
-        None => false,
-        Some(v) => {
-            let v = v.trim().to_ascii_lowercase();
-            !(v.is_empty() || v == "0" || v == "no" || v == "false" || v == "none")
-        }
-    }
+    q.get(key)
+        .is_some_and(|v| crate::cluster::budget::docker_bool(v))
 }
 
 /// Splits `/containers/{name}/{action}` remainders: the name may contain slashes.

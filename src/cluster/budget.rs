@@ -112,21 +112,21 @@ fn has_param(query: &str, name: &str) -> bool {
     param(query, name).is_some()
 }
 
-/// Docker's boolean query form: `1`, `true`, `True`, `yes`… are true; absent is false.
+/// Whether query parameter `name` is present and true.
 fn truthy(query: &str, name: &str) -> bool {
-    param(query, name).is_some_and(|v| !v.is_empty() && !is_false_word(v))
+    param(query, name).is_some_and(docker_bool)
 }
 
-/// Whether `name` is present and false (`0`, `false`, `no`).
+/// Whether query parameter `name` is present and false (`0`, `false`, `no`, `none`, empty).
 fn falsy(query: &str, name: &str) -> bool {
-    param(query, name).is_some_and(is_false_word)
+    param(query, name).is_some_and(|v| !docker_bool(v))
 }
 
-fn is_false_word(v: &str) -> bool {
-    matches!(
-        v.to_ascii_lowercase().as_str(),
-        "0" | "false" | "no" | "off" | "none"
-    )
+/// Docker's reading of a boolean query value: empty, `0`, `no`, `false` and `none` (any case)
+/// are false, anything else is true.
+pub fn docker_bool(value: &str) -> bool {
+    let v = value.trim().to_ascii_lowercase();
+    !(v.is_empty() || v == "0" || v == "no" || v == "false" || v == "none")
 }
 
 #[cfg(test)]

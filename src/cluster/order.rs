@@ -53,10 +53,16 @@ impl WriteOrder {
             .map(|(id, _)| &**id)
     }
 
+    /// Whether a read older than `ticket` is still in flight (only then do writes need
+    /// remembering).
+    pub fn older_in_flight(&self, ticket: u64) -> bool {
+        self.reading.first().is_some_and(|oldest| *oldest < ticket)
+    }
+
     /// Notes that the read with `ticket` wrote container `id`, where an older read in flight
     /// could still try to write it.
     pub fn wrote(&mut self, id: &str, ticket: u64) {
-        if self.reading.first().is_some_and(|oldest| *oldest < ticket) {
+        if self.older_in_flight(ticket) {
             let at = self.written.entry(id.into()).or_insert(ticket);
             *at = (*at).max(ticket);
         }

@@ -1,6 +1,7 @@
 //! Calls made on a client's behalf: a request at the client's API version (the one rule of
 //! [`crate::version::for_engine`], through [`Engine::uri`]) with the client's headers, sent
-//! with its answer unread (streams) or read whole within [`COLLECT_TIMEOUT`]. Fanned-out
+//! with its answer unread (streams) or read whole within the call's budget
+//! ([`crate::cluster::budget`]: the call timeout, or 10 minutes for prunes). Fanned-out
 //! routes call each engine through here; which engines take part is decided above.
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
@@ -9,10 +10,6 @@ use hyper::body::Incoming;
 use super::super::transport::TransportBody;
 use super::{error_message, Engine, EngineError};
 use crate::version::ApiVersion;
-
-/// How long a fanned-out call whose answer is read whole (tag, remove, create, prune) may take.
-/// Generous: pruning a large engine takes a while, but a call must not hang a client forever.
-pub const COLLECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
 
 impl Engine {
     /// Sends `method path_and_query` at the client's API version and returns the engine's
@@ -31,7 +28,7 @@ impl Engine {
 
     /// Sends `method path_and_query` at the client's API version and reads the whole (small)
     /// answer: the body on a success status, the engine's message as [`EngineError::Status`]
-    /// otherwise. Bounded by [`COLLECT_TIMEOUT`].
+    /// otherwise. Bounded like every whole read ([`Engine::call`]).
     pub async fn call_at(
         &self,
         method: Method,
@@ -41,15 +38,7 @@ impl Engine {
         body: TransportBody,
     ) -> Result<(StatusCode, Bytes), EngineError> {
         let req = self.request_at(method, requested, path_and_query, headers, body)?;
-        let (status, bytes) = match tokio::time::timeout(COLLECT_TIMEOUT, self.call(req)).await {
-            Ok(r) => r?,
-            Err(_) => {
-                return Err(EngineError::Unreachable {
-                    url: self.addr.clone(),
-                    detail: "request timed out".into(),
-                })
-            }
-        };
+        let (status, bytes) = self.call(req).await?;
         if !status.is_success() {
             return Err(EngineError::Status {
                 status,

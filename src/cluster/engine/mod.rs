@@ -15,7 +15,6 @@ pub mod monitor;
 mod refresh;
 mod specs;
 
-pub use calls::COLLECT_TIMEOUT;
 pub use monitor::{Expected, MAX_EVENT_BYTES};
 pub use specs::EngineSpecs;
 
@@ -429,8 +428,9 @@ impl Engine {
         &self,
         req: Request<TransportBody>,
     ) -> Result<(StatusCode, bytes::Bytes), EngineError> {
-        let whole = self.budget_of(&req).whole;
-        let answer = self.budget_of(&req).answer.map_or(whole, |a| a.min(whole));
+        let budget = self.budget_of(&req);
+        let whole = budget.whole;
+        let answer = budget.answer.map_or(whole, |a| a.min(whole));
         let read = async {
             let resp = self.send_within(req, Some(answer)).await?;
             let status = resp.status();

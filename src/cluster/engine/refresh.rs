@@ -170,8 +170,10 @@ impl Engine {
                             None => listed.remove(id),
                         };
                     }
-                    for id in cache.containers.keys().chain(listed.keys()) {
-                        order.wrote(id, ticket);
+                    if order.older_in_flight(ticket) {
+                        for id in cache.containers.keys().chain(listed.keys()) {
+                            order.wrote(id, ticket);
+                        }
                     }
                     cache.containers = Arc::new(listed);
                 }

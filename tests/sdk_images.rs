@@ -4,30 +4,15 @@
 //! nodes loaded it; a new tag can be inspected as soon as tagging returns.
 mod support;
 
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::cli::run_command;
+use support::cli::docker_py;
 use support::image::build_busybox_image;
-use support::{http, CliOutput, DockerCli, EngineSet, Manager};
+use support::{http, DockerCli, EngineSet, Manager};
 
 fn manager(engines: &EngineSet) -> Manager {
     Manager::start_healthy(engines, &[])
-}
-
-/// Runs a docker-py `script` against the manager (`DOCKER_HOST`), `client` already made.
-fn docker_py(m: &Manager, script: &str) -> CliOutput {
-    let program =
-        format!("import docker, io, sys\nclient = docker.from_env(timeout=120)\n{script}\n");
-    let mut command = Command::new("python3");
-    command
-        .arg("-c")
-        .arg(program)
-        .env("DOCKER_HOST", m.host())
-        .env_remove("DOCKER_TLS_VERIFY")
-        .env_remove("DOCKER_CERT_PATH");
-    run_command(command, None, Duration::from_secs(180))
 }
 
 /// The JSON messages of a streamed answer, one per line.
@@ -56,7 +41,7 @@ fn a_docker_py_build_returns_its_image_and_the_stream_holds_only_engine_messages
     let m = manager(&engines);
 
     let built = docker_py(
-        &m,
+        &m.host(),
         "image, _ = client.images.build(\n\
          \x20   fileobj=io.BytesIO(b'FROM busybox\\nLABEL sdk=built\\n'), tag='sdk-built')\n\
          got = client.images.get('sdk-built')\n\
@@ -117,7 +102,7 @@ fn a_load_reports_each_image_once_and_a_new_tag_is_inspectable_at_once() {
     image.write_to(&tar).unwrap();
 
     let loaded = docker_py(
-        &m,
+        &m.host(),
         &format!(
             "images = client.images.load(open({:?}, 'rb').read())\n\
              print(len(images), ' '.join(t for i in images for t in i.tags))",
@@ -164,7 +149,7 @@ fn a_load_reports_each_image_once_and_a_new_tag_is_inspectable_at_once() {
         .assert_success();
     assert_eq!(inspect.stdout_trimmed(), support::busybox_image().id);
     docker_py(
-        &m,
+        &m.host(),
         "assert client.images.get('busybox').tag('sdk-tagged', '2')\n\
          print(client.images.get('sdk-tagged:2').id)",
     )

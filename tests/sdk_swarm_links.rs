@@ -3,11 +3,10 @@
 //! cache after a prune, and removing a link.
 mod support;
 
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::cli::run_command;
+use support::cli::docker_py;
 use support::{http, DockerCli, EngineSet, Manager};
 
 /// Status and JSON body (`None` when the body is not JSON) of one request.
@@ -15,13 +14,6 @@ fn answer(addr: &str, method: &str, path: &str, body: Option<&str>) -> (u16, Opt
     let payload = body.map(|b| ("application/json", b.as_bytes()));
     let resp = http::request(addr, method, path, payload, Duration::from_secs(20)).unwrap();
     (resp.status, resp.json().ok())
-}
-
-/// Runs a docker-py script against `host` (a `tcp://` address); returns its output.
-fn docker_py(host: &str, script: &str) -> support::cli::CliOutput {
-    let mut cmd = Command::new("python3");
-    cmd.args(["-c", script]).env("DOCKER_HOST", host);
-    run_command(cmd, None, Duration::from_secs(60))
 }
 
 /// Bodies a real engine decodes, so that it answers its swarm-mode check.

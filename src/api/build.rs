@@ -241,6 +241,7 @@ async fn place_build(
     let (mut request, passed) = split_build_args(&args);
     request.cpus = param("cpushares").and_then(|v| v.parse().ok()).unwrap_or(0);
     request.memory = param("memory").and_then(|v| v.parse().ok()).unwrap_or(0);
+    prefer_cache_holders(state, &mut request, param("cachefrom"));
 
     let build_id = param("buildid");
     for (what, id) in [("build ID", build_id), ("session ID", param("session"))] {
@@ -285,6 +286,28 @@ async fn place_build(
         .finish();
     Ok((engine, format!("/build?{query}"), buildkit))
 }
+
+/// `cachefrom` (a JSON array of image references): the build is drawn to the nodes holding those
+/// images, where its layers can be reused, by one soft image affinity each. Images no node holds
+/// add nothing, and a soft affinity no node meets is dropped by the filter, so the cache never
+/// stops a build from being placed.
+fn prefer_cache_holders(
+    state: &AppState,
+    request: &mut SchedulingRequest,
+    cache_from: Option<&str>,
+) {
+    let Some(images) = cache_from.and_then(|c| serde_json::from_str::<Vec<String>>(c).ok()) else {
+        return;
+    };
+    for image in images.iter().take(MAX_CACHE_FROM) {
+        if !image.is_empty() && state.cluster.some_engine_has_image(image) {
+            request.affinities.push(format!("image==~{image}"));
+        }
+    }
+}
+
+/// How many `cachefrom` images are looked up to place one build.
+const MAX_CACHE_FROM: usize = 16;
 
 /// The response header naming the node a build ran on.
 pub const NODE_HEADER: &str = "X-Swarm-Node";

@@ -173,7 +173,7 @@ impl Cluster {
         }
     }
 
-    fn some_engine_has_image(&self, image: &str) -> bool {
+    pub fn some_engine_has_image(&self, image: &str) -> bool {
         self.validated().iter().any(|e| {
             e.cache()
                 .images

@@ -95,6 +95,21 @@ impl fmt::Display for CliOutput {
     }
 }
 
+/// Runs a docker-py (the Python SDK) `script` against `host` (a `tcp://` address), with
+/// `docker`, `io` and `sys` imported and `client` made from the environment; killed after 180 s.
+pub fn docker_py(host: &str, script: &str) -> CliOutput {
+    let program =
+        format!("import docker, io, sys\nclient = docker.from_env(timeout=120)\n{script}\n");
+    let mut command = Command::new("python3");
+    command
+        .arg("-c")
+        .arg(program)
+        .env("DOCKER_HOST", host)
+        .env_remove("DOCKER_TLS_VERIFY")
+        .env_remove("DOCKER_CERT_PATH");
+    run_command(command, None, Duration::from_secs(180))
+}
+
 /// Runs `command` with `stdin` (or none), capturing its output, killing it after `timeout`.
 ///
 /// Panics if the program cannot be started at all: that is a broken test setup, not a result.

@@ -9,9 +9,9 @@
 //! Bodies look like dockerd 20.10's (`payloads`): every key, the same nesting and sizes,
 //! derived from each container's create request. They are rendered once per change and kept as
 //! bytes, so a list is a copy of cached entries and a large fleet costs little CPU per request.
-//! Memory: about 1.5 kB per container (its list entry and spec; seeded containers share one
-//! spec), plus 5 kB for each container inspected since its last change, plus at most
-//! `EVENT_HISTORY` events per engine.
+//! Memory: about 2.5 kB per container (its record and list entry; seeded containers share one
+//! spec), plus 5 kB for each container inspected since its last change, plus about 10 kB per
+//! engine (its `EVENT_BUFFER` stream slots and at most `EVENT_HISTORY` kept events).
 #![allow(dead_code)]
 
 mod payloads;
@@ -51,6 +51,9 @@ pub enum Mode {
 /// How many past events each engine keeps for `GET /events?since=…`. Engines of a large fleet
 /// each hold at most this many (a few hundred bytes apiece); raise it for longer replays.
 const EVENT_HISTORY: usize = 16;
+
+/// Events an open stream may fall behind by before it skips ahead.
+const EVENT_BUFFER: usize = 256;
 
 /// One simulated container: what it was created with, where it is in its life, and its
 /// bodies rendered once per change.
@@ -220,7 +223,9 @@ impl SimFleet {
         for index in 0..n {
             let listener = TcpListener::bind("127.0.0.1:0").await?;
             let addr = listener.local_addr()?;
-            let (events, _) = broadcast::channel(1024);
+            // Each slot costs memory up front in every engine; a stream that falls this far
+            // behind skips ahead, as a slow reader of dockerd's stream would lose events.
+            let (events, _) = broadcast::channel(EVENT_BUFFER);
             let (events_epoch, _) = watch::channel(0);
             let (mode_tx, _) = watch::channel(Mode::Up);
             let engine = Arc::new(SimEngine {

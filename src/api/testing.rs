@@ -26,6 +26,14 @@ pub(crate) fn app_without_engines() -> axum::Router {
 pub(crate) fn replicated_app_without_engines(
     replication: Option<Arc<super::replica::Replication>>,
 ) -> axum::Router {
+    app(state_without_engines(replication))
+}
+
+/// The state of an API over a cluster that has no engine yet (tests may add some), with
+/// `replication` when given.
+pub(crate) fn state_without_engines(
+    replication: Option<Arc<super::replica::Replication>>,
+) -> AppState {
     let opts = ClusterOptions {
         engine: EngineOptions {
             refresh_min: Duration::from_secs(30),
@@ -44,13 +52,13 @@ pub(crate) fn replicated_app_without_engines(
     };
     let scheduler = Scheduler::new("spread", &opts.filters).unwrap();
     let transport = Transport::new(None);
-    app(AppState {
+    AppState {
         cluster: Cluster::new(opts, transport, scheduler),
         opts: Arc::new(ApiOptions::default()),
         shutdown: Default::default(),
         tasks: Default::default(),
         replication,
-    })
+    }
 }
 
 /// What the API answered to one call.

@@ -273,6 +273,42 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn ping_ready_is_503_while_the_engines_of_the_start_are_untried_but_not_for_later_ones() {
+        use crate::api::testing::{answer, state_without_engines};
+        // An engine that accepts connections and never answers stays untried.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let request = |path: &str| {
+            http::Request::builder()
+                .uri(path)
+                .body(axum::body::Body::empty())
+                .unwrap()
+        };
+        let state = state_without_engines(None);
+        let app = crate::api::server::app(state.clone());
+        let ready = answer(app.clone(), request("/_ping?ready=1")).await;
+        assert_eq!(ready.status, StatusCode::OK, "no engine to validate");
+        state.cluster.add_engine(&address);
+        let later = answer(app, request("/_ping?ready=1")).await;
+        assert_eq!(later.status, StatusCode::OK, "an engine joining later");
+        // A manager starting now, with an engine it has not tried yet.
+        let app = crate::api::server::app(state);
+        let not_ready = answer(app.clone(), request("/_ping?ready=1")).await;
+        assert_eq!(not_ready.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            not_ready.message().contains("still validating its engines"),
+            "{}",
+            not_ready.message()
+        );
+        let plain = answer(app, request("/_ping")).await;
+        assert_eq!(
+            (plain.status, &plain.body[..]),
+            (StatusCode::OK, &b"OK"[..])
+        );
+        drop(listener);
+    }
+
+    #[tokio::test]
     async fn version_advertises_the_api_range_and_the_classic_version() {
         let answer = call(Method::GET, "/version", "").await;
         assert_eq!(answer.status, StatusCode::OK);

@@ -232,6 +232,18 @@ impl Replication {
                 );
             }
             match self.next_target(deadline).await {
+                Some(Target::Stopping) => {
+                    return Relayed::Answer(
+                        ApiError::new(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            format!(
+                                "This manager is shutting down; the request was not delivered \
+                                 to the primary cluster manager ({failure}): {primary}"
+                            ),
+                        )
+                        .into_response(),
+                    );
+                }
                 Some(Target::Local) => {
                     tracing::info!(
                         held = ?held_since.elapsed(),
@@ -293,7 +305,7 @@ impl Replication {
 
     /// Waits for where a held request should go next: here once this manager is elected, the
     /// known primary after an election result or every [`HELD_RETRY`] (a primary that came back
-    /// under the same address is primary again), nothing at `deadline`.
+    /// under the same address is primary again), nowhere at shutdown, nothing at `deadline`.
     async fn next_target(&self, deadline: Instant) -> Option<Target> {
         let events = self.leadership.events();
         let mut held = events.subscribe_held();
@@ -305,6 +317,7 @@ impl Replication {
                 changed = held.changed() => if changed.is_err() { return None },
                 changed = leader.changed() => if changed.is_err() { return None },
                 () = tokio::time::sleep_until(wake) => {}
+                () = self.relays_stop.cancelled() => return Some(Target::Stopping),
             }
             if events.is_leader() {
                 return Some(Target::Local);
@@ -381,6 +394,8 @@ enum Target {
     Local,
     /// The primary at this address.
     Primary(String),
+    /// This manager shuts down: held requests are answered now.
+    Stopping,
 }
 
 /// How long a replica holds a request that no primary could receive: twice `ttl` plus
@@ -657,9 +672,38 @@ mod tests {
         primary: &str,
         path: &'static str,
     ) -> tokio::task::JoinHandle<Relayed> {
-        let replication = Replication::new(b.clone(), None);
-        let primary = primary.to_string();
+        relay_through(&Replication::new(b.clone(), None), primary, path)
+    }
+
+    /// Relays `path` through `replication` to `primary` in a task of its own.
+    fn relay_through(
+        replication: &Arc<Replication>,
+        primary: &str,
+        path: &'static str,
+    ) -> tokio::task::JoinHandle<Relayed> {
+        let (replication, primary) = (replication.clone(), primary.to_string());
         tokio::spawn(async move { replication.relay(&primary, request(path)).await })
+    }
+
+    #[tokio::test]
+    async fn a_held_request_is_answered_when_the_replica_shuts_down() {
+        let dead = closed_address().await;
+        let (a, b) = primary_and_replica(&dead).await;
+        let replication = Replication::new(b.clone(), None);
+        let held = relay_through(&replication, &dead, "/containers/create");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        replication.close().await;
+        let Relayed::Answer(response) = held.await.unwrap() else {
+            panic!("expected an answer");
+        };
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .unwrap();
+        let message = String::from_utf8_lossy(&body);
+        assert!(message.contains("shutting down"), "{message}");
+        a.resign().await;
+        b.resign().await;
     }
 
     #[tokio::test]

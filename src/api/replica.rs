@@ -685,6 +685,18 @@ mod tests {
         tokio::spawn(async move { replication.relay(&primary, request(path)).await })
     }
 
+    /// The message of an error answer with `status`.
+    async fn error_of(relayed: Relayed, status: StatusCode) -> String {
+        let Relayed::Answer(response) = relayed else {
+            panic!("expected an answer");
+        };
+        assert_eq!(response.status(), status);
+        let body = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .unwrap();
+        String::from_utf8_lossy(&body).into_owned()
+    }
+
     #[tokio::test]
     async fn a_held_request_is_answered_when_the_replica_shuts_down() {
         let dead = closed_address().await;
@@ -693,14 +705,7 @@ mod tests {
         let held = relay_through(&replication, &dead, "/containers/create");
         tokio::time::sleep(Duration::from_millis(300)).await;
         replication.close().await;
-        let Relayed::Answer(response) = held.await.unwrap() else {
-            panic!("expected an answer");
-        };
-        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-        let body = axum::body::to_bytes(response.into_body(), 4096)
-            .await
-            .unwrap();
-        let message = String::from_utf8_lossy(&body);
+        let message = error_of(held.await.unwrap(), StatusCode::SERVICE_UNAVAILABLE).await;
         assert!(message.contains("shutting down"), "{message}");
         a.resign().await;
         b.resign().await;
@@ -752,17 +757,8 @@ mod tests {
     async fn a_request_that_reached_the_primary_before_it_failed_is_not_sent_again() {
         let (primary, accepted) = server(|stream| answer_once(stream, None)).await;
         let (a, b) = primary_and_replica(&primary).await;
-        let Relayed::Answer(response) = relay_in_task(&b, &primary, "/containers/create")
-            .await
-            .unwrap()
-        else {
-            panic!("expected an answer");
-        };
-        assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
-        let body = axum::body::to_bytes(response.into_body(), 4096)
-            .await
-            .unwrap();
-        let message = String::from_utf8_lossy(&body);
+        let relayed = relay_in_task(&b, &primary, "/containers/create");
+        let message = error_of(relayed.await.unwrap(), StatusCode::BAD_GATEWAY).await;
         assert!(message.contains("may have been carried out"), "{message}");
         assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
         a.resign().await;

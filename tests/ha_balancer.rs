@@ -18,7 +18,7 @@ use support::{wait_for, wait_until, DockerCli, EngineSet, Manager};
 /// `--replication-ttl` of the managers.
 const TTL: &str = "4s";
 /// Runs before the first stop, between the two stops, and after the second.
-const RUNS_PER_PHASE: usize = 6;
+const RUNS_PER_PHASE: usize = 10;
 /// Runs of a phase at most while none is served after a stop.
 const MAX_RUNS_PER_PHASE: usize = 60;
 /// Pause between two runs of the client.

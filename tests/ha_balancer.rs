@@ -1,7 +1,8 @@
 //! Three replicated managers behind a real HAProxy (the configuration of `docs/ha.md`), a client
 //! running `docker run -d` in a loop through the balancer, and the primary killed with SIGKILL,
-//! then the next one stopped with SIGTERM: no run fails, every run reported started exists
-//! exactly once, and no name is on two nodes. Once on etcd, once on ZooKeeper.
+//! then the next one stopped with SIGTERM: no run fails (an attached one included), every run
+//! reported started exists exactly once, and no name is on two nodes. Once on etcd, once on
+//! ZooKeeper.
 //!
 //! Each scenario prints its figures (failed runs, kill to new primary, kill to the first run
 //! served after it) so that they can be compared between versions.
@@ -174,7 +175,22 @@ fn runs_survive_the_primary_stopping(store: &str, url: &str, runs_prefix: &str) 
     phase(&mut runs, None);
     for stop in [Stop::Kill, Stop::Term] {
         let (stopped, watcher, _) = stop_primary(&refs, stop);
+        // An attached run too: its hijacked connection starts while there is no primary.
+        let attached = {
+            let host = host.clone();
+            thread::spawn(move || {
+                DockerCli::modern()
+                    .with_timeout(Duration::from_secs(60))
+                    .run(&host, &["run", "--rm", "busybox", "echo", "attached"])
+            })
+        };
         let to_served = phase(&mut runs, Some(stopped));
+        let attached = attached.join().expect("the attached run finished");
+        assert_eq!(
+            attached.stdout_trimmed(),
+            "attached",
+            "{store}: attached run across {stop:?}: {attached}"
+        );
         failovers.push(Failover {
             stop,
             to_primary: watcher.join().expect("the watcher saw a new primary"),

@@ -8,7 +8,6 @@ use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use support::manager::free_port;
 use support::stores::{EtcdServer, JoinAgent, ZkServer};
 use support::terminal::in_terminal;
 use support::{wait_for, wait_until, DockerCli, EngineSet, Manager};
@@ -18,24 +17,7 @@ const TTL: Duration = Duration::from_secs(4);
 
 /// A replicated manager advertising its own loopback address.
 fn replicated(discovery: &str) -> Manager {
-    let port = free_port();
-    let advertise = format!("127.0.0.1:{port}");
-    Manager::builder()
-        .port(port)
-        .args(&[
-            "--replication",
-            "--replication-ttl",
-            "4s",
-            "--advertise",
-            &advertise,
-            "--heartbeat",
-            "1s",
-            "--engine-refresh-min-interval",
-            "1s",
-            "--engine-refresh-max-interval",
-            "2s",
-        ])
-        .start(discovery)
+    Manager::replicated(discovery, "4s")
 }
 
 /// `Role` and `Primary` as `docker info` shows them.

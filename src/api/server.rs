@@ -55,7 +55,11 @@ async fn outer_layer(State(state): State<AppState>, mut req: Request, next: Next
         match replication.route(&path).await {
             super::replica::Route::Local => {}
             super::replica::Route::Primary(primary) => {
-                return replication.relay(&primary, req).await;
+                match replication.relay(&primary, req).await {
+                    super::replica::Relayed::Answer(response) => return response,
+                    // Elected while the request was held: this manager serves it.
+                    super::replica::Relayed::Local(held) => req = held,
+                }
             }
             super::replica::Route::Unavailable(message) => {
                 return finish(&state, ApiError::internal(message).into_response());

@@ -19,6 +19,21 @@ use crate::scheduler::{Scheduler, DEFAULT_FILTERS};
 
 /// The whole API over a cluster that has no engine at all.
 pub(crate) fn app_without_engines() -> axum::Router {
+    replicated_app_without_engines(None)
+}
+
+/// The same, routing by `replication` when given (a replicated manager).
+pub(crate) fn replicated_app_without_engines(
+    replication: Option<Arc<super::replica::Replication>>,
+) -> axum::Router {
+    app(state_without_engines(replication))
+}
+
+/// The state of an API over a cluster that has no engine yet (tests may add some), with
+/// `replication` when given.
+pub(crate) fn state_without_engines(
+    replication: Option<Arc<super::replica::Replication>>,
+) -> AppState {
     let opts = ClusterOptions {
         engine: EngineOptions {
             refresh_min: Duration::from_secs(30),
@@ -37,13 +52,13 @@ pub(crate) fn app_without_engines() -> axum::Router {
     };
     let scheduler = Scheduler::new("spread", &opts.filters).unwrap();
     let transport = Transport::new(None);
-    app(AppState {
+    AppState {
         cluster: Cluster::new(opts, transport, scheduler),
         opts: Arc::new(ApiOptions::default()),
         shutdown: Default::default(),
         tasks: Default::default(),
-        replication: None,
-    })
+        replication,
+    }
 }
 
 /// What the API answered to one call.
@@ -73,7 +88,12 @@ pub(crate) async fn call(method: Method, path: &str, body: &str) -> Answer {
         request = request.header(header::CONTENT_TYPE, "application/json");
     }
     let request = request.body(Body::from(body.to_string())).unwrap();
-    let resp = app_without_engines().oneshot(request).await.unwrap();
+    answer(app_without_engines(), request).await
+}
+
+/// Sends `request` to `app` and collects the answer.
+pub(crate) async fn answer(app: axum::Router, request: Request<Body>) -> Answer {
+    let resp = app.oneshot(request).await.unwrap();
     let status = resp.status();
     let headers = resp.headers().clone();
     let body = resp.into_body().collect().await.unwrap().to_bytes();

@@ -407,6 +407,28 @@ pub const FAST_REFRESH: [&str; 4] = [
 ];
 
 impl Manager {
+    /// Starts a replicated manager (`--replication`, lock TTL `ttl` such as `4s`) over the
+    /// key-value `discovery`, advertising its own loopback address, with a 1 s heartbeat and
+    /// fast engine refreshes.
+    #[track_caller]
+    pub fn replicated(discovery: &str, ttl: &str) -> Manager {
+        let port = free_port();
+        let advertise = format!("127.0.0.1:{port}");
+        Manager::builder()
+            .port(port)
+            .args(&[
+                "--replication",
+                "--replication-ttl",
+                ttl,
+                "--advertise",
+                &advertise,
+                "--heartbeat",
+                "1s",
+            ])
+            .args(&FAST_REFRESH)
+            .start(discovery)
+    }
+
     /// Starts a manager over `engines` with [`FAST_REFRESH`] plus `extra` flags, and waits until
     /// it reports every engine Healthy.
     #[track_caller]

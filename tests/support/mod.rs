@@ -9,6 +9,7 @@
 //! - [`image`] builds the deterministic `busybox:latest` test image from the host's static
 //!   busybox and loads it into engines ([`busybox_image`]).
 //! - [`manager`] runs the `swarm` binary under test ([`Manager`], [`swarm`]).
+//! - [`balancer`] runs HAProxy in front of several managers ([`balancer::Balancer`]).
 //! - [`cli`] runs the docker CLIs, legacy (20.10) and modern, with a timeout ([`DockerCli`]).
 //! - [`http`] is a tiny blocking HTTP/1.1 client for pings and raw API checks.
 //! - [`registry`] runs a local image registry that engines reach as `127.0.0.1:5000`
@@ -40,6 +41,7 @@
 // Each test crate uses a different part of this module.
 #![allow(dead_code, unused_imports)]
 
+pub mod balancer;
 pub mod cli;
 pub mod engines;
 mod host;

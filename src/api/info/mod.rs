@@ -3,6 +3,7 @@
 //! keeps the rendered node tree ([`InfoTree`]) while no engine changed. This module owns the
 //! handlers and the `/info` body; the node tree's rendering and memo live in `tree`. It must not
 //! import another handler module.
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -12,16 +13,33 @@ use axum::Extension;
 use http::{header, HeaderValue, Method, StatusCode};
 use serde_json::{json, Value};
 
-use super::error::{json_response, no_such_route};
+use super::error::{json_response, no_such_route, ApiError};
 use super::state::AppState;
 use super::version::{MAX_API, MIN_API};
+use crate::cluster::startup::Tally;
 
 mod tree;
 
 pub use tree::{human_size, natural_cmp, reservations, InfoPart, InfoTree, Reservations};
 
-/// `GET|HEAD /_ping`.
-pub async fn ping(method: Method) -> Response {
+/// `GET|HEAD /_ping`: `OK` whatever the manager's state, as Docker answers. With `ready=1` it is
+/// a readiness check for load balancers instead: a 503 with the reason while this manager
+/// should get no requests (see [`readiness`]).
+pub async fn ping(
+    State(state): State<AppState>,
+    Extension(started): Extension<Arc<StartedOnce>>,
+    method: Method,
+    uri: http::Uri,
+) -> Response {
+    let ready_asked = uri.query().is_some_and(|query| {
+        url::form_urlencoded::parse(query.as_bytes())
+            .any(|(key, value)| key == "ready" && crate::cluster::budget::docker_bool(&value))
+    });
+    if ready_asked {
+        if let Err(why) = readiness(&state, &started) {
+            return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, why).into_response();
+        }
+    }
     let body = if method == Method::HEAD { "" } else { "OK" };
     let mut resp = (StatusCode::OK, body).into_response();
     let h = resp.headers_mut();
@@ -194,6 +212,32 @@ pub async fn info(
     resp
 }
 
+/// Whether start-up validation was seen complete once: from then on engines that join later
+/// never make the manager unready.
+#[derive(Debug, Default)]
+pub struct StartedOnce(AtomicBool);
+
+/// Why this manager should get no requests now, if so: it is still validating the engines it
+/// started with (some were never tried yet), or it is a replica that knows no primary.
+fn readiness(state: &AppState, started: &StartedOnce) -> Result<(), String> {
+    if !started.0.load(Ordering::Relaxed) {
+        let tally = Tally::of(&state.cluster.engines());
+        let untried = tally.total - tally.validated - tally.failing;
+        if untried > 0 {
+            return Err(format!(
+                "This manager is still validating its engines at start-up ({} of {} validated, \
+                 {untried} not tried yet)",
+                tally.validated, tally.total
+            ));
+        }
+        started.0.store(true, Ordering::Relaxed);
+    }
+    match &state.replication {
+        Some(replication) => replication.readiness(),
+        None => Ok(()),
+    }
+}
+
 /// The routes answered from the manager's own state, sharing one [`InfoTree`].
 pub fn routes() -> axum::Router<AppState> {
     use axum::routing::get;
@@ -203,6 +247,7 @@ pub fn routes() -> axum::Router<AppState> {
         .route("/info", get(info))
         .method_not_allowed_fallback(no_such_route)
         .layer(Extension(Arc::new(InfoTree::default())))
+        .layer(Extension(Arc::new(StartedOnce::default())))
 }
 
 #[cfg(test)]
@@ -225,6 +270,42 @@ mod tests {
         );
         let head = call(Method::HEAD, "/v1.24/_ping", "").await;
         assert_eq!((head.status, head.body.len()), (StatusCode::OK, 0));
+    }
+
+    #[tokio::test]
+    async fn ping_ready_is_503_while_the_engines_of_the_start_are_untried_but_not_for_later_ones() {
+        use crate::api::testing::{answer, state_without_engines};
+        // An engine that accepts connections and never answers stays untried.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let request = |path: &str| {
+            http::Request::builder()
+                .uri(path)
+                .body(axum::body::Body::empty())
+                .unwrap()
+        };
+        let state = state_without_engines(None);
+        let app = crate::api::server::app(state.clone());
+        let ready = answer(app.clone(), request("/_ping?ready=1")).await;
+        assert_eq!(ready.status, StatusCode::OK, "no engine to validate");
+        state.cluster.add_engine(&address);
+        let later = answer(app, request("/_ping?ready=1")).await;
+        assert_eq!(later.status, StatusCode::OK, "an engine joining later");
+        // A manager starting now, with an engine it has not tried yet.
+        let app = crate::api::server::app(state);
+        let not_ready = answer(app.clone(), request("/_ping?ready=1")).await;
+        assert_eq!(not_ready.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            not_ready.message().contains("still validating its engines"),
+            "{}",
+            not_ready.message()
+        );
+        let plain = answer(app, request("/_ping")).await;
+        assert_eq!(
+            (plain.status, &plain.body[..]),
+            (StatusCode::OK, &b"OK"[..])
+        );
+        drop(listener);
     }
 
     #[tokio::test]

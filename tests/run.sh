@@ -23,6 +23,7 @@ TEST_PACKAGES=(
 	docker-compose # compose projects through the manager (tests/compose.rs)
 	socat          # forwards the registry into each engine's network namespace
 	python3-docker # docker-py, the Python SDK, through the manager (tests/sdk_images.rs, sdk_swarm_links.rs)
+	prometheus     # a real Prometheus server scraping /metrics (tests/metrics_prometheus.rs)
 )
 
 say() { printf '==> %s\n' "$*" >&2; }

@@ -399,10 +399,12 @@ impl Engine {
         };
         match result {
             Ok(resp) => {
+                crate::metrics::engine_call(crate::metrics::CallOutcome::Answered);
                 self.record(Outcome::Answered);
                 Ok(resp)
             }
             Err(err) => {
+                crate::metrics::engine_call(crate::metrics::CallOutcome::Unreachable);
                 let e = self.unreachable(error_chain(&err));
                 self.record(Outcome::Unreachable(e.to_string()));
                 Err(e)
@@ -418,6 +420,7 @@ impl Engine {
             after,
         };
         tracing::debug!(engine = %self.addr, timeout = ?after, "Engine call timed out");
+        crate::metrics::engine_call(crate::metrics::CallOutcome::TimedOut);
         self.record(Outcome::TimedOut(e.to_string()));
         e
     }

@@ -44,6 +44,15 @@ fn prometheus_scrapes_engines_requests_scheduling_and_process_figures() {
             "sum(shoal_api_requests_total{route=\"/containers/create\",method=\"POST\",status=\"201\"})",
             |v| v >= 3.0,
         ),
+        // Routes that take an object name are labelled by action, never by the name.
+        (
+            "sum(shoal_api_requests_total{route=\"/containers/{name}/start\",status=\"204\"})",
+            |v| v >= 3.0,
+        ),
+        (
+            "count(shoal_api_requests_total{route=~\"/containers/[0-9a-f]{12,}.*\"}) or vector(0)",
+            |v| v == 0.0,
+        ),
         (
             "sum(shoal_api_request_duration_seconds_count{route=\"/containers/json\"})",
             |v| v >= 1.0,

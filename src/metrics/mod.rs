@@ -138,6 +138,13 @@ impl Metrics {
             discovery_errors: Family::default(),
             registry: Registry::with_prefix(PREFIX),
         };
+        // Every outcome has a series from the start, so that rates and ratios over them are
+        // defined before the first refusal.
+        for outcome in ["placed", "no_node", "refused"] {
+            metrics
+                .decisions
+                .get_or_create_owned(&OutcomeLabel { outcome });
+        }
         metrics.register(calls)
     }
 

@@ -298,6 +298,11 @@ impl Engine {
 
     /// Feeds one call outcome into the health state machine and acts on the transition.
     pub fn record(&self, outcome: Outcome) {
+        crate::metrics::engine_call(match outcome {
+            Outcome::Answered => crate::metrics::CallOutcome::Answered,
+            Outcome::Unreachable(_) => crate::metrics::CallOutcome::Unreachable,
+            Outcome::TimedOut(_) => crate::metrics::CallOutcome::TimedOut,
+        });
         *self.last_outcome.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
         let transition = {
             self.write_health(|h| h.record(outcome, SystemTime::now(), self.opts.failure_retry))
@@ -399,12 +404,10 @@ impl Engine {
         };
         match result {
             Ok(resp) => {
-                crate::metrics::engine_call(crate::metrics::CallOutcome::Answered);
                 self.record(Outcome::Answered);
                 Ok(resp)
             }
             Err(err) => {
-                crate::metrics::engine_call(crate::metrics::CallOutcome::Unreachable);
                 let e = self.unreachable(error_chain(&err));
                 self.record(Outcome::Unreachable(e.to_string()));
                 Err(e)
@@ -420,7 +423,6 @@ impl Engine {
             after,
         };
         tracing::debug!(engine = %self.addr, timeout = ?after, "Engine call timed out");
-        crate::metrics::engine_call(crate::metrics::CallOutcome::TimedOut);
         self.record(Outcome::TimedOut(e.to_string()));
         e
     }

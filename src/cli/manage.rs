@@ -383,7 +383,7 @@ fn build(context: &mut Context<'_>, matches: &Matches<'_>) -> Result<Command, Cl
         "" => None,
         addr => Some(addr.parse().map_err(|_| {
             invalid(format!(
-                "invalid --metrics-addr {}: not a host:port address",
+                "invalid --metrics-addr {}: not an ip:port address",
                 quote(addr)
             ))
         })?),

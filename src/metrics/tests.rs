@@ -177,3 +177,49 @@ async fn other_paths_are_404_and_other_methods_405_in_docker_json_form() {
     assert_eq!(body, r#"{"message":"method not allowed"}"#);
     assert_eq!(headers[http::header::ALLOW], "GET, HEAD");
 }
+
+/// The value of a counter of the handle (enabled by the caller).
+fn counted(counter: impl Fn(&Metrics) -> &Counter) -> u64 {
+    counter(METRICS.get().expect("enabled")).get()
+}
+
+#[test]
+fn a_new_primary_in_the_leader_key_counts_as_an_election() {
+    enable();
+    let before = counted(|m| &m.primary_changes);
+    let election = crate::discovery::kv::ElectionEvents::new();
+    election.leader_is("a:1");
+    election.leader_is("b:2");
+    // Other tests of this process may elect too: at least these two count.
+    assert!(counted(|m| &m.primary_changes) >= before + 2);
+}
+
+#[test]
+fn events_queued_and_thrown_away_with_a_stalled_listener_are_counted() {
+    use crate::cluster::events::{ClusterEvent, EventBus, EventLimits, NodeRef};
+    enable();
+    let bus = EventBus::with_limits(EventLimits {
+        listener_events: 2,
+        ..EventLimits::default()
+    });
+    let (_, mut stalled) = bus.subscribe(None, "stalled");
+    let node = NodeRef {
+        name: "node-1".into(),
+        id: "ID1".into(),
+        addr: "127.0.0.1:1".into(),
+        ip: "127.0.0.1".into(),
+    };
+    let (delivered, dropped, cut) = (
+        counted(|m| &m.events_delivered),
+        counted(|m| &m.events_dropped),
+        counted(|m| &m.listeners_dropped),
+    );
+    for time in 0..3 {
+        bus.publish(ClusterEvent::swarm("engine_connect", &node, time));
+    }
+    assert!(counted(|m| &m.events_delivered) >= delivered + 2);
+    // The third event found the queue full: the listener went, with its two queued events.
+    assert!(counted(|m| &m.events_dropped) >= dropped + 3);
+    assert!(counted(|m| &m.listeners_dropped) > cut);
+    assert!(stalled.try_recv().is_none());
+}

@@ -223,3 +223,31 @@ fn events_queued_and_thrown_away_with_a_stalled_listener_are_counted() {
     assert!(counted(|m| &m.listeners_dropped) > cut);
     assert!(stalled.try_recv().is_none());
 }
+
+#[tokio::test]
+async fn api_requests_are_counted_by_route_template_through_the_whole_api() {
+    use crate::api::testing::call;
+    enable();
+    let count = |route: &str, status: u16| {
+        METRICS
+            .get()
+            .expect("enabled")
+            .requests
+            .get(&RequestLabels {
+                route: route.to_string(),
+                method: "GET",
+                status,
+            })
+            .map_or(0, |counter| counter.get())
+    };
+    for (path, route, status) in [
+        ("/v1.41/_ping", "/_ping", 200),
+        ("/containers/nope/json", "/containers/{name}/json", 404),
+        ("/no/such/route", "unmatched", 404),
+        ("/v0.1/info", "unmatched", 400),
+    ] {
+        let before = count(route, status);
+        assert_eq!(call(Method::GET, path, "").await.status.as_u16(), status);
+        assert!(count(route, status) > before, "{path} counted as {route}");
+    }
+}

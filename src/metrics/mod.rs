@@ -64,7 +64,7 @@ struct RouteLabels {
     method: &'static str,
 }
 
-/// One label, `outcome`, `backend` or `state`, with a value from a fixed set.
+/// The `outcome` label, with a value from a fixed set.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabel {
     outcome: &'static str,
@@ -87,22 +87,37 @@ pub enum CallOutcome {
     TimedOut,
 }
 
-/// The families the manager counts into, registered once in [`enable`].
+/// The families the manager counts into, registered once in [`enable`]. Each field shares its
+/// counters with the registry: counting into the field is what the registry renders.
 struct Metrics {
+    /// Everything below, rendered at each scrape.
     registry: Registry,
+    /// `shoal_api_requests_total`.
     requests: Family<RequestLabels, Counter>,
+    /// `shoal_api_request_duration_seconds`.
     request_seconds: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    /// The three series of `shoal_engine_calls_total`, resolved once: engine calls are the
+    /// hottest path counted, so they skip the family's lookup.
     calls_answered: Counter,
     calls_unreachable: Counter,
     calls_timed_out: Counter,
+    /// `shoal_scheduler_decisions_total`.
     decisions: Family<OutcomeLabel, Counter>,
+    /// `shoal_scheduler_decision_duration_seconds`.
     decision_seconds: Family<OutcomeLabel, Histogram, fn() -> Histogram>,
+    /// `shoal_events_received_total`.
     events_received: Counter,
+    /// `shoal_events_delivered_total`.
     events_delivered: Counter,
+    /// `shoal_events_dropped_total`.
     events_dropped: Counter,
+    /// `shoal_events_listeners_dropped_total`.
     listeners_dropped: Counter,
+    /// `shoal_leader_elections_total`.
     primary_changes: Counter,
+    /// `shoal_discovery_refreshes_total`.
     discovery_refreshes: Family<BackendLabel, Counter>,
+    /// `shoal_discovery_errors_total`.
     discovery_errors: Family<BackendLabel, Counter>,
 }
 

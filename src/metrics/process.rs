@@ -9,11 +9,17 @@ use std::sync::atomic::AtomicU64;
 /// What `/proc` says about this process right now.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub(super) struct ProcessFigures {
+    /// `VmRSS` of `/proc/self/status`.
     pub resident_bytes: Option<u64>,
+    /// `VmSize` of `/proc/self/status`.
     pub virtual_bytes: Option<u64>,
+    /// User plus system time of `/proc/self/stat`.
     pub cpu_seconds: Option<f64>,
+    /// Boot time (`/proc/stat`) plus the start time of `/proc/self/stat`.
     pub start_time_seconds: Option<f64>,
+    /// Entries of `/proc/self/fd` (the directory's own descriptor included).
     pub open_fds: Option<u64>,
+    /// The soft `RLIMIT_NOFILE`; `None` when unlimited.
     pub max_fds: Option<u64>,
 }
 

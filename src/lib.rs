@@ -4,6 +4,9 @@
 //! everything behind it; the binary only parses, sets up logging and dispatches. From the ground
 //! up (a module imports only the ones before it, or its own siblings):
 //!
+//! - [`metrics`] counts what the manager does for Prometheus (`--metrics-addr`) through one
+//!   process-wide handle every module may call, and renders `/metrics`; of the manager it
+//!   imports only the version constants.
 //! - [`scheduler`] decides where a new container, network, volume or build goes: filters and
 //!   strategies over node snapshots, with no I/O.
 //! - [`tls`] owns [`tls::TlsOptions`] (the `--tls*` flags) and the rustls server and client
@@ -38,6 +41,7 @@ pub mod join;
 pub mod leadership;
 pub mod list;
 pub mod manage;
+pub mod metrics;
 pub mod scheduler;
 pub mod tls;
 pub mod version;

@@ -48,6 +48,10 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Runs the manager until a termination signal.
 pub async fn run(global: GlobalOptions, opts: ManageOptions) -> Result<(), ManageError> {
+    if opts.metrics_addr.is_some() {
+        // Before anything runs, so that every call and event is counted.
+        crate::metrics::enable();
+    }
     let tls_on = opts.tls.tls || opts.tls.verify;
     let (server_tls, client_tls) = if tls_on {
         (
@@ -124,6 +128,16 @@ pub async fn run(global: GlobalOptions, opts: ManageOptions) -> Result<(), Manag
         tracing::info!(addr = %listener.describe(), "Listening for HTTP");
         listeners.push(listener);
     }
+    let metrics_listener = match opts.metrics_addr {
+        Some(addr) => {
+            let listener = api::bind(&addr.to_string())
+                .await
+                .map_err(ManageError::Listen)?;
+            tracing::info!(metrics_addr = %listener.describe(), "Serving Prometheus metrics on /metrics");
+            Some(listener)
+        }
+        None => None,
+    };
     let leadership = match (&store, &opts.advertise) {
         (Some(store), Some(advertise)) => Some(Leadership::start(
             store,
@@ -167,9 +181,23 @@ pub async fn run(global: GlobalOptions, opts: ManageOptions) -> Result<(), Manag
         "Client connections capped"
     );
     let app = api::app(state);
+    let mut served: Vec<Served> = listeners
+        .into_iter()
+        .map(|listener| (listener, app.clone(), server_tls.clone(), gate.clone()))
+        .collect();
+    if let Some(listener) = metrics_listener {
+        served.push(metrics_endpoint(listener, &cluster, &leadership));
+    }
 
     cluster.start();
-    let discovery = tokio::spawn(feed_discovery(cluster.clone(), backend, shutdown.clone()));
+    let scheme = discovery::DiscoveryUrl::parse(&opts.discovery)
+        .map_or("unknown", |url| url.scheme.as_str());
+    let discovery = tokio::spawn(feed_discovery(
+        cluster.clone(),
+        backend,
+        scheme,
+        shutdown.clone(),
+    ));
     let leader = leadership.clone();
     let watchdog = crate::cluster::watchdog::start(
         cluster.clone(),
@@ -181,15 +209,12 @@ pub async fn run(global: GlobalOptions, opts: ManageOptions) -> Result<(), Manag
         shutdown.clone(),
     );
 
-    let (failed_tx, mut failed_rx) = tokio::sync::mpsc::channel::<String>(listeners.len().max(1));
+    let (failed_tx, mut failed_rx) = tokio::sync::mpsc::channel::<String>(served.len().max(1));
     let mut servers = tokio::task::JoinSet::new();
-    for listener in listeners {
-        let app = app.clone();
+    for (listener, app, tls, gate) in served {
         let token = shutdown.clone();
         let failed = failed_tx.clone();
         let name = listener.describe();
-        let tls = server_tls.clone();
-        let gate = gate.clone();
         servers.spawn(async move {
             if let Err(e) = api::serve(listener, app, token.cancelled_owned(), tls, gate).await {
                 let _ = failed.send(format!("{name}: {e}")).await;
@@ -224,10 +249,50 @@ pub async fn run(global: GlobalOptions, opts: ManageOptions) -> Result<(), Manag
     result
 }
 
-/// Feeds a discovery backend's entry sets into the cluster's membership until `shutdown`.
+/// A listener with what it serves: the router, TLS when on, and the gate capping its
+/// connections.
+type Served = (
+    api::Listener,
+    axum::Router,
+    Option<Arc<rustls::ServerConfig>>,
+    Arc<api::ConnectionGate>,
+);
+
+/// The `/metrics` listener with what it serves: the scrape router over the cluster and the
+/// election, no TLS, and its own small connection gate (see [`crate::metrics`]'s limits).
+fn metrics_endpoint(
+    listener: api::Listener,
+    cluster: &Arc<Cluster>,
+    leadership: &Option<Arc<Leadership>>,
+) -> Served {
+    let cluster = cluster.clone();
+    let leadership = leadership.clone();
+    let source: crate::metrics::ScrapeSource = Arc::new(move || {
+        let role = leadership
+            .as_ref()
+            .map_or("standalone", |l| l.role().as_str());
+        cluster.metric_figures(role)
+    });
+    let limits = api::ClientLimits {
+        header_read_timeout: crate::metrics::REQUEST_HEADER_TIMEOUT,
+        max_connections: Some(crate::metrics::MAX_CONNECTIONS),
+        write_stall_timeout: crate::metrics::WRITE_STALL_TIMEOUT,
+        ..api::ClientLimits::default()
+    };
+    (
+        listener,
+        crate::metrics::router(source),
+        None,
+        api::ConnectionGate::new(limits, None),
+    )
+}
+
+/// Feeds a discovery backend's entry sets into the cluster's membership until `shutdown`,
+/// counting each report under `scheme` (the backend's URL scheme) for the metrics.
 async fn feed_discovery(
     cluster: Arc<Cluster>,
     backend: Arc<dyn Backend>,
+    scheme: &'static str,
     shutdown: CancellationToken,
 ) {
     let mut watch = backend.watch(shutdown.child_token());
@@ -238,10 +303,12 @@ async fn feed_discovery(
         };
         match event {
             Some(WatchEvent::Entries(entries)) => {
+                crate::metrics::discovery_report(scheme, true);
                 let addrs: Vec<String> = entries.iter().map(|e| e.to_string()).collect();
                 cluster.set_engines(&addrs);
             }
             Some(WatchEvent::Error(err)) => {
+                crate::metrics::discovery_report(scheme, false);
                 tracing::error!(error = %err, "Discovery error: {err}");
             }
             None => break,

@@ -24,6 +24,7 @@ TEST_PACKAGES=(
 	socat          # forwards the registry into each engine's network namespace
 	python3-docker # docker-py, the Python SDK, through the manager (tests/sdk_images.rs, sdk_swarm_links.rs)
 	haproxy        # the load balancer in front of replicated managers (tests/ha_balancer.rs)
+	prometheus     # a real Prometheus server scraping /metrics (tests/metrics_prometheus.rs)
 )
 
 say() { printf '==> %s\n' "$*" >&2; }

@@ -36,6 +36,7 @@ pub fn app(state: AppState) -> Router {
         .merge(super::build::routes())
         .merge(super::prune::routes())
         .merge(super::swarm::routes())
+        .route_layer(axum::middleware::from_fn(crate::metrics::tag_route))
         // OPTIONS reaches these only with CORS off: the outer layer answers it when CORS is on.
         .fallback(no_such_route)
         .method_not_allowed_fallback(no_such_route)
@@ -44,6 +45,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .fallback_service(routes)
         .layer(axum::middleware::from_fn_with_state(state, outer_layer))
+        .layer(axum::middleware::from_fn(crate::metrics::count_requests))
 }
 
 /// Strips and checks the `/vX.Y` prefix, answers CORS pre-flight, and adds the headers every

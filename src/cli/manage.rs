@@ -217,6 +217,15 @@ const FLAGS: &[FlagDef] = &[
         help: "How long a client may stop reading an answer before its connection is closed",
     },
     FlagDef {
+        name: "metrics-addr",
+        aliases: &[],
+        arity: Arity::Single,
+        value_name: "<addr>",
+        default: None,
+        env: None,
+        help: "Address to serve Prometheus metrics on (/metrics); off when empty",
+    },
+    FlagDef {
         name: "engine-refresh-retry",
         aliases: &[],
         arity: Arity::Single,
@@ -370,6 +379,15 @@ fn build(context: &mut Context<'_>, matches: &Matches<'_>) -> Result<Command, Cl
         n if n < 1024 => return Err(invalid("--api-max-body-size should be at least 1024 bytes")),
         n => usize::try_from(n).unwrap_or(usize::MAX),
     };
+    let metrics_addr = match matches.value("metrics-addr") {
+        "" => None,
+        addr => Some(addr.parse().map_err(|_| {
+            invalid(format!(
+                "invalid --metrics-addr {}: not an ip:port address",
+                quote(addr)
+            ))
+        })?),
+    };
 
     // 3–4. Discovery.
     let discovery = discovery_argument(matches, env);
@@ -473,6 +491,7 @@ fn build(context: &mut Context<'_>, matches: &Matches<'_>) -> Result<Command, Cl
         api_max_connections,
         api_max_body_size,
         api_write_stall_timeout,
+        metrics_addr,
         heartbeat,
         cors: matches.switch("api-enable-cors"),
         overcommit,

@@ -64,6 +64,8 @@ pub struct ManageOptions {
     pub api_max_body_size: usize,
     /// `--api-write-stall-timeout` (default 2m, at least 1s).
     pub api_write_stall_timeout: Duration,
+    /// `--metrics-addr` (`ip:port`): where `/metrics` is served; `None` (the default) serves none.
+    pub metrics_addr: Option<std::net::SocketAddr>,
     /// `--heartbeat` (default 60s, at least 1s): discovery poll period and KV watch retry delay.
     pub heartbeat: Duration,
     /// `--cors`/`--api-enable-cors`: send CORS headers.
@@ -102,6 +104,7 @@ impl Default for ManageOptions {
             api_max_connections: None,
             api_max_body_size: 16 << 20,
             api_write_stall_timeout: Duration::from_secs(120),
+            metrics_addr: None,
             heartbeat: Duration::from_secs(60),
             cors: false,
             overcommit: 0.05,

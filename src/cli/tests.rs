@@ -534,6 +534,7 @@ fn manage_reads_every_flag() {
             api_max_connections: Some(500),
             api_max_body_size: 16 << 20,
             api_write_stall_timeout: Duration::from_secs(45),
+            metrics_addr: None,
             heartbeat: Duration::from_secs(2),
             cors: true,
             overcommit: 0.5,
@@ -1358,9 +1359,21 @@ fn client_limits_are_checked() {
     }
     let defaults = manage(&[NODES]);
     assert_eq!(defaults.api_max_connections, None, "0 derives the cap");
+    assert_eq!(defaults.metrics_addr, None, "metrics are off by default");
     assert_eq!(defaults.api_max_body_size, 16 << 20);
     assert_eq!(
         manage(&["--api-max-body-size", "0x100000", NODES]).api_max_body_size,
         1 << 20
     );
+}
+
+#[test]
+fn metrics_addr_takes_an_ip_and_port() {
+    assert_eq!(
+        manage(&["--metrics-addr", "127.0.0.1:9323", NODES]).metrics_addr,
+        Some("127.0.0.1:9323".parse().unwrap())
+    );
+    assert_eq!(manage(&["--metrics-addr=", NODES]).metrics_addr, None);
+    let err = error(&["manage", "--metrics-addr", "localhost", NODES]);
+    assert!(err.contains("invalid --metrics-addr"), "{err}");
 }

@@ -281,10 +281,10 @@ impl Cluster {
             let refs: Vec<&NodeSnapshot> = nodes.iter().map(|n| n.as_ref()).collect();
             // The request was checked before the loop; what fails here is placement (or the
             // image affinity of a retry, which the client did not write): a 500.
-            let ranked = placement
-                .scheduler
-                .select_among(&refs, &sched)
-                .map_err(|e| CreateError::Scheduling(e.to_string()))?;
+            let ranked = crate::metrics::scheduler_decision(|| {
+                placement.scheduler.select_among(&refs, &sched)
+            })
+            .map_err(|e| CreateError::Scheduling(e.to_string()))?;
             let chosen = ranked.first().ok_or_else(|| {
                 CreateError::Scheduling("No nodes available in the cluster".into())
             })?;

@@ -9,6 +9,7 @@ pub mod directory;
 pub mod engine;
 pub mod events;
 pub mod fanout;
+pub mod figures;
 pub mod health;
 pub mod membership;
 pub mod memo;

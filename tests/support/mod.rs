@@ -14,8 +14,8 @@
 //! - [`http`] is a tiny blocking HTTP/1.1 client for pings and raw API checks.
 //! - [`registry`] runs a local image registry that engines reach as `127.0.0.1:5000`
 //!   ([`Registry`], with [`EngineSetBuilder::registry`]).
-//! - [`stores`] starts etcd and ZooKeeper, fakes Consul, runs `swarm join` agents and makes TLS
-//!   certificates.
+//! - [`stores`] starts etcd, ZooKeeper and Prometheus, fakes Consul, runs `swarm join` agents
+//!   and makes TLS certificates.
 //!
 //! Private helpers own the host preconditions (`host`) and the life of every process started
 //! here (`processes`): children carry a run tag so leftovers of a crashed run are swept by pid at

@@ -8,6 +8,8 @@
 //!   few HTTP calls Shoal makes (KV reads with blocking queries, writes with acquire/release,
 //!   sessions with TTL and behaviour). It stands in for the protocol, not for Consul's
 //!   consistency guarantees.
+//! - [`PrometheusServer`]: Debian's `prometheus` on a loopback port, scraping given targets every
+//!   second, queried through its HTTP API (not a store, but started and stopped the same way).
 //! - [`TestCerts`]: a CA and certificates made with `rcgen` for engines, managers and clients,
 //!   plus deliberately wrong ones (no IP SAN, another CA).
 //!
@@ -286,6 +288,80 @@ impl EtcdServer {
         let json = response.json().ok()?;
         let value = json["kvs"][0]["value"].as_str()?;
         base64_decode(value).map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+    }
+}
+
+/// A running Prometheus server on loopback, scraping one job every second.
+pub struct PrometheusServer {
+    process: StoreProcess,
+    port: u16,
+}
+
+impl PrometheusServer {
+    /// Starts Prometheus scraping `targets` (`host:port`, path `/metrics`) as job `job`; panics
+    /// with its log on failure.
+    #[track_caller]
+    pub fn start(job: &str, targets: &[String]) -> PrometheusServer {
+        Self::try_start(job, targets).unwrap_or_else(|e| panic!("cannot start prometheus:\n{e}"))
+    }
+
+    fn try_start(job: &str, targets: &[String]) -> Result<PrometheusServer, SupportError> {
+        let mut process = StoreProcess::new("prometheus")?;
+        let port = free_port();
+        let config = process.dir.path().join("prometheus.yml");
+        let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
+        fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n\
+                 scrape_configs:\n  - job_name: '{job}'\n    static_configs:\n      \
+                 - targets: [{}]\n",
+                targets.join(", ")
+            ),
+        )?;
+        process.command_line = vec![
+            "prometheus".into(),
+            format!("--config.file={}", config.display()),
+            format!(
+                "--storage.tsdb.path={}",
+                process.dir.path().join("data").display()
+            ),
+            format!("--web.listen-address=127.0.0.1:{port}"),
+        ];
+        let server = PrometheusServer { process, port };
+        let endpoint = server.endpoint();
+        server
+            .process
+            .launch(|| http::get(&endpoint, "/-/ready").is_ok_and(|r| r.status == 200))?;
+        Ok(server)
+    }
+
+    /// `127.0.0.1:PORT` of the HTTP API.
+    pub fn endpoint(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The value of the first series an instant query returns (`/api/v1/query`); `None` when
+    /// the query fails or returns nothing.
+    pub fn query(&self, promql: &str) -> Option<f64> {
+        let encoded: String = promql
+            .bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect();
+        let response =
+            http::get(&self.endpoint(), &format!("/api/v1/query?query={encoded}")).ok()?;
+        let json = response.json().ok()?;
+        json["data"]["result"][0]["value"][1].as_str()?.parse().ok()
+    }
+
+    /// The last lines of its log.
+    pub fn log_tail(&self) -> String {
+        log_tail(&self.process.log_path, 30)
     }
 }
 

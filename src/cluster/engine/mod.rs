@@ -298,6 +298,11 @@ impl Engine {
 
     /// Feeds one call outcome into the health state machine and acts on the transition.
     pub fn record(&self, outcome: Outcome) {
+        crate::metrics::engine_call(match outcome {
+            Outcome::Answered => crate::metrics::CallOutcome::Answered,
+            Outcome::Unreachable(_) => crate::metrics::CallOutcome::Unreachable,
+            Outcome::TimedOut(_) => crate::metrics::CallOutcome::TimedOut,
+        });
         *self.last_outcome.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
         let transition = {
             self.write_health(|h| h.record(outcome, SystemTime::now(), self.opts.failure_retry))

@@ -197,6 +197,7 @@ impl Engine {
 
     /// Has the cache re-read what one engine event changed, then forwards the event to the bus.
     pub async fn handle_event(self: &Arc<Self>, ev: EngineEvent) {
+        crate::metrics::event_received();
         let result = match reread_for(&ev) {
             // The call that caused it re-reads the container itself.
             Reread::Container(_) if self.take_expected(&ev) => Ok(()),

@@ -145,11 +145,13 @@ impl EventBus {
             {
                 queue.events.push_back(event.clone());
                 queue.bytes += cost;
+                crate::metrics::event_delivered();
                 true
             } else {
                 tracing::warn!(listener = listener.id, who = %listener.who,
                     queued_events = queue.events.len(), queued_bytes = queue.bytes,
                     "Events listener fell behind; dropping it");
+                crate::metrics::listener_dropped(queue.events.len() + 1);
                 queue.ended = Some(Ended::FellBehind);
                 queue.events = VecDeque::new();
                 queue.bytes = 0;

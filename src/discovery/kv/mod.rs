@@ -174,6 +174,7 @@ impl ElectionEvents {
             }
         });
         if changed {
+            crate::metrics::primary_changed();
             tracing::info!(leader = %value, "New leader elected: {value}");
         }
     }

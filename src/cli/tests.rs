@@ -328,10 +328,10 @@ fn every_command_help_has_usage_and_exits_cleanly() {
 #[test]
 fn command_help_shows_the_one_line_description() {
     let summaries = [
-        ("manage", manage::COMMAND.summary),
-        ("join", join::COMMAND.summary),
-        ("list", list::COMMAND.summary),
-        ("create", create::COMMAND.summary),
+        ("manage", manage::SUMMARY),
+        ("join", join::SUMMARY),
+        ("list", list::SUMMARY),
+        ("create", create::SUMMARY),
     ];
     for (name, summary) in summaries {
         let text = help_text(&[name, "--help"]);
@@ -544,6 +544,7 @@ fn manage_reads_every_flag() {
             ],
             refresh_on_node_filter: true,
             container_name_refresh_filter: Some("refresh-me".into()),
+            metrics_addr: None,
         }
     );
 }

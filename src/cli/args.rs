@@ -128,6 +128,12 @@ fn classic(command: clap::Command) -> clap::Command {
     command
 }
 
+/// [`classic`] for a command built by a test.
+#[cfg(test)]
+pub(crate) fn classic_for_tests(command: clap::Command) -> clap::Command {
+    classic(command)
+}
+
 /// A boolean flag as Go's `flag` package read it: present means true, and a value is taken only
 /// after `=` (`--tls=false`), so `--tls nodes://…` leaves the URL alone.
 fn go_switch(arg: Arg) -> Arg {

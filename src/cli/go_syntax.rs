@@ -159,3 +159,139 @@ fn find<'c>(command: &'c clap::Command, name: &str) -> Option<&'c clap::Arg> {
                     .is_some_and(|aliases| aliases.contains(&name)))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A command with one flag of each kind.
+    fn command() -> clap::Command {
+        let command = clap::Command::new("t")
+            .arg(clap::Arg::new("strategy").long("strategy"))
+            .arg(
+                clap::Arg::new("host")
+                    .short('H')
+                    .long("host")
+                    .action(clap::ArgAction::Append)
+                    .env("T_HOSTS"),
+            )
+            .arg(
+                clap::Arg::new("tls")
+                    .long("tls")
+                    .action(clap::ArgAction::SetTrue)
+                    .env("T_TLS"),
+            )
+            .arg(
+                clap::Arg::new("advertise")
+                    .long("advertise")
+                    .visible_alias("addr")
+                    .env("T_ADV"),
+            );
+        super::super::args::classic_for_tests(command)
+    }
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn run(list: &[&str]) -> Result<Normalised, String> {
+        normalise(&command(), &args(list), Stop::AtDoubleDash, "See help.")
+            .map_err(|error| error.to_string())
+    }
+
+    #[test]
+    fn every_spelling_of_a_flag_comes_out_long_with_its_value_attached() {
+        for form in [
+            &["-strategy", "binpack"][..],
+            &["--strategy", "binpack"],
+            &["-strategy=binpack"],
+            &["--strategy=binpack"],
+        ] {
+            assert_eq!(run(form).unwrap().flags, ["--strategy=binpack"], "{form:?}");
+        }
+        let out = run(&[
+            "-H", "a", "--host=b", "--H", "c", "-host", "d", "-addr", "x:1",
+        ])
+        .unwrap();
+        assert_eq!(
+            out.flags,
+            [
+                "--host=a",
+                "--host=b",
+                "--host=c",
+                "--host=d",
+                "--advertise=x:1"
+            ]
+        );
+        assert_eq!(run(&["--strategy", "-x"]).unwrap().flags, ["--strategy=-x"]);
+    }
+
+    #[test]
+    fn switches_take_a_value_only_after_an_equals_sign() {
+        let out = run(&["--tls", "nodes://a:1"]).unwrap();
+        assert_eq!(out.flags, ["--tls"]);
+        assert_eq!(out.positionals, ["nodes://a:1"]);
+        assert_eq!(run(&["-tls=false"]).unwrap().flags, ["--tls=false"]);
+        assert_eq!(
+            run(&["-tls=maybe"]).unwrap_err(),
+            "invalid boolean value \"maybe\" for -tls: parse error. See help."
+        );
+    }
+
+    #[test]
+    fn positionals_are_collected_anywhere_and_everything_after_a_double_dash() {
+        let out = run(&["first", "--strategy", "random", "second", "--", "--tls"]).unwrap();
+        assert_eq!(out.positionals, ["first", "second", "--tls"]);
+        let out = normalise(
+            &command(),
+            &args(&["--tls", "manage", "--bogus"]),
+            Stop::AtFirstPositional,
+            "",
+        )
+        .unwrap();
+        assert_eq!(out.positionals, ["manage", "--bogus"]);
+    }
+
+    #[test]
+    fn syntax_errors_name_the_flag_as_typed() {
+        assert_eq!(
+            run(&["-bogus=1"]).unwrap_err(),
+            "flag provided but not defined: -bogus. See help."
+        );
+        assert_eq!(
+            run(&["--strategy"]).unwrap_err(),
+            "flag needs an argument: --strategy. See help."
+        );
+        assert_eq!(
+            run(&["---x"]).unwrap_err(),
+            "bad flag syntax: ---x. See help."
+        );
+    }
+
+    #[test]
+    fn help_stops_reading_so_later_mistakes_do_not_matter() {
+        assert!(run(&["--help", "--bogus"]).unwrap().help);
+        assert!(run(&["x", "-help"]).unwrap().help);
+        assert!(run(&["--bogus", "-h"]).is_err());
+    }
+
+    #[test]
+    fn the_environment_fills_in_absent_flags_only() {
+        let env = |name: &str| match name {
+            "T_HOSTS" => Some(" a:1, ,b:2,".to_string()),
+            "T_TLS" => Some("yes".to_string()),
+            "T_ADV" => Some("e:1".to_string()),
+            _ => None,
+        };
+        let mut flags = Vec::new();
+        add_environment(&command(), &mut flags, &env);
+        // A boolean variable that is not a Go boolean is ignored, not refused.
+        assert_eq!(flags, ["--host=a:1", "--host=b:2", "--advertise=e:1"]);
+        let mut flags = vec!["--host=c:3".to_string(), "--advertise=f:1".to_string()];
+        add_environment(&command(), &mut flags, &env);
+        assert_eq!(flags, ["--host=c:3", "--advertise=f:1"]);
+        let mut flags = Vec::new();
+        add_environment(&command(), &mut flags, &|_| Some(String::new()));
+        assert!(flags.is_empty());
+    }
+}

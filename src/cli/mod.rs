@@ -383,7 +383,7 @@ fn error_flag(error: &clap::Error) -> String {
 }
 
 /// A clap error in the classic wording: Go's `flag` messages for bad values, the duration's own
-/// message for durations (a fatal check in the original, so without the hint), clap's first line
+/// message for durations (a fatal check in the original, so without the hint), clap's message
 /// otherwise.
 fn clap_error(error: clap::Error, hint: &str) -> CliError {
     use clap::error::{ContextKind, ContextValue, ErrorKind};
@@ -404,10 +404,16 @@ fn clap_error(error: clap::Error, hint: &str) -> CliError {
             ));
         }
     }
+    // clap's own paragraph (up to its usage line), on one line.
     let rendered = error.render().to_string();
-    let first = rendered.lines().next().unwrap_or_default();
-    let first = first.strip_prefix("error: ").unwrap_or(first);
-    CliError::Usage(format!("{}. {hint}", first.trim_end_matches('.')))
+    let message = rendered
+        .lines()
+        .take_while(|line| !line.trim().is_empty())
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let message = message.strip_prefix("error: ").unwrap_or(&message);
+    CliError::Usage(format!("{}. {hint}", message.trim_end_matches('.')))
 }
 
 /// What a command's builder may use besides its own flags.

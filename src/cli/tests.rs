@@ -1407,6 +1407,11 @@ fn completion_prints_a_script_for_each_shell() {
         parse_with(&["completion", "csh"], &[]),
         Err(CliError::Usage(message)) if message.ends_with("See 'swarm completion --help'.")
     ));
+    assert_eq!(
+        error(&["completion"]),
+        "the following required arguments were not provided: <shell>. \
+         See 'swarm completion --help'."
+    );
     assert!(flat(&help_text(&[])).contains("completion Print a completion script"));
 }
 

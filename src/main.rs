@@ -51,6 +51,7 @@ fn main() -> ExitCode {
     let command = match invocation.command {
         Command::Help(text) => return print_and_succeed(&text),
         Command::Version(line) => return print_and_succeed(&format!("{line}\n")),
+        Command::Completion(script) => return print_and_succeed(&script),
         command => command,
     };
     init_logging(&global);
@@ -83,7 +84,7 @@ fn main() -> ExitCode {
             Err(error) => fatal(error),
         },
         Command::Create => fatal(CREATE_UNAVAILABLE),
-        Command::Help(_) | Command::Version(_) => ExitCode::SUCCESS,
+        Command::Help(_) | Command::Version(_) | Command::Completion(_) => ExitCode::SUCCESS,
     }
 }
 

@@ -1,25 +1,23 @@
 //! The text forms of booleans and numbers that the classic `swarm` flags accepted (Go's `strconv`
 //! parsed them), so scripts written for it keep working. Pure functions; no flag knowledge here.
+//! [`go_bool`] and [`go_int`] are the value parsers of the boolean and integer flags.
 
-/// Why an integer did not parse.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Why an integer did not parse; displays as Go's `flag` package words it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum IntError {
     /// Not an integer at all.
+    #[error("parse error")]
     Syntax,
     /// An integer, but outside `i64`; carries the saturated value Go would have returned alongside
     /// its error.
+    #[error("value out of range")]
     Range(i64),
 }
 
-impl IntError {
-    /// Go's wording for the failure, as `flag` reports it.
-    pub(crate) fn reason(self) -> &'static str {
-        match self {
-            IntError::Syntax => "parse error",
-            IntError::Range(_) => "value out of range",
-        }
-    }
-}
+/// A boolean flag's value was none of Go's spellings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("parse error")]
+pub(crate) struct BoolError;
 
 /// Go's `strconv.ParseBool`: `1 t T TRUE true True` and `0 f F FALSE false False`.
 pub(crate) fn parse_bool(text: &str) -> Option<bool> {
@@ -28,6 +26,16 @@ pub(crate) fn parse_bool(text: &str) -> Option<bool> {
         "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
         _ => None,
     }
+}
+
+/// [`parse_bool`] as a flag value parser.
+pub(crate) fn go_bool(text: &str) -> Result<bool, BoolError> {
+    parse_bool(text).ok_or(BoolError)
+}
+
+/// [`parse_int_base0`] as a flag value parser.
+pub(crate) fn go_int(text: &str) -> Result<i64, IntError> {
+    parse_int_base0(text)
 }
 
 /// Go's `strconv.ParseInt(text, 0, 64)`: optional sign, then a base prefix (`0x`, `0o`, `0b`, or a

@@ -1,51 +1,43 @@
-//! `swarm list`: prints the addresses a discovery backend reports once. This module only reads and
-//! checks the flags, in the original's order.
-use super::duration;
-use super::flags::{Arity, FlagDef, Matches};
+//! `swarm list`: prints the addresses a discovery backend reports once. This module only declares
+//! and checks the flags, in the original's order.
+use super::duration::{self, GoDuration};
 use super::{
-    check_discovery, discovery_argument, discovery_opts, CliError, Command, CommandDef, Context,
-    ListOptions, DISCOVERY_OPT_FLAG,
+    check_discovery, discovery_argument, discovery_opts, CliError, Command, Context, ListOptions,
 };
 
-pub(crate) const COMMAND: CommandDef = CommandDef {
-    name: "list",
-    alias: "l",
-    summary: "List the engine addresses a discovery backend holds",
-    description: "Prints the first list of addresses <discovery> reports, one host:port per line.",
-    takes_discovery: true,
-    flags: FLAGS,
-    notes: "",
-    build,
-};
+/// One-line description.
+pub(crate) const SUMMARY: &str = "List the engine addresses a discovery backend holds";
 
-const FLAGS: &[FlagDef] = &[
-    FlagDef {
-        name: "timeout",
-        aliases: &[],
-        arity: Arity::Single,
-        value_name: "<duration>",
-        default: Some("10s"),
-        env: None,
-        help: "How long to wait for the list (also the backend's poll period)",
-    },
-    DISCOVERY_OPT_FLAG,
-];
+/// `swarm list [OPTIONS] <discovery>`.
+#[derive(Debug, clap::Args)]
+#[command(
+    about = SUMMARY,
+    long_about = "Prints the first list of addresses <discovery> reports, one host:port per line."
+)]
+pub(crate) struct ListArgs {
+    #[arg(value_name = "discovery")]
+    discovery: Vec<String>,
+    /// How long to wait for the list (also the backend's poll period)
+    #[arg(long, value_name = "duration", default_value = "10s", value_parser = duration::parse)]
+    timeout: GoDuration,
+    #[arg(long, value_name = "key=value", help = super::DISCOVERY_OPT_HELP)]
+    discovery_opt: Vec<String>,
+}
 
-fn build(context: &mut Context<'_>, matches: &Matches<'_>) -> Result<Command, CliError> {
-    let invalid = |message: String| CliError::Invalid(message);
-    let discovery = discovery_argument(matches, context.env);
+pub(crate) fn build(context: &Context<'_>, args: ListArgs) -> Result<Command, CliError> {
+    let discovery = discovery_argument(&args.discovery, context.env);
     if discovery.is_empty() {
-        return Err(invalid(format!(
+        return Err(CliError::Invalid(format!(
             "discovery required to list a cluster. See '{} list --help'.",
             context.program
         )));
     }
-    let timeout = duration::parse(matches.value("timeout"))
-        .map_err(|error| invalid(format!("invalid --timeout: {error}")))?
+    let timeout = args
+        .timeout
         .to_std()
         .filter(|timeout| !timeout.is_zero())
-        .ok_or_else(|| invalid("--timeout should be a positive number".to_string()))?;
-    let discovery_opts = discovery_opts(matches)?;
+        .ok_or_else(|| CliError::Invalid("--timeout should be a positive number".to_string()))?;
+    let discovery_opts = discovery_opts(&args.discovery_opt)?;
     check_discovery(&discovery)?;
     Ok(Command::List(ListOptions {
         discovery,

@@ -1,29 +1,37 @@
 //! Command line: flags and environment variables of `swarm` and its commands, parsed into typed
 //! options. Parsing does no I/O beyond reading the environment through the caller's lookup, and
-//! never prints: help and version texts are returned as [`Command::Help`] / [`Command::Version`],
-//! problems as [`CliError`] carrying the classic fatal message.
+//! never prints: help, version and completion texts are returned as [`Command::Help`],
+//! [`Command::Version`] and [`Command::Completion`], problems as [`CliError`] carrying the classic
+//! fatal message.
 //!
-//! Layout: `flags.rs` reads Go-style flags against a table, `help.rs` renders help from the same
-//! tables, `manage.rs`, `join.rs`, `list.rs` and `create.rs` hold each command's table and checks,
-//! [`duration`] parses Go durations and `go_values.rs` Go's booleans and numbers.
+//! The commands and flags are declared with clap's derive (`args.rs` for the program,
+//! `manage.rs`, `join.rs`, `list.rs` and `create.rs` for each command with its checks).
+//! `go_syntax.rs` rewrites Go's flag syntax, which the classic binary accepted, into the form clap
+//! reads and feeds in the environment; `help.rs` renders the classic help layout from clap's
+//! metadata; [`duration`] parses Go durations and `go_values.rs` Go's booleans and numbers.
 use std::ffi::OsString;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
+
+use clap::{ArgMatches, FromArgMatches};
 
 use crate::discovery::{self, Scheme};
 pub use crate::tls::TlsOptions;
 
+mod args;
 mod create;
 pub mod duration;
-mod flags;
+mod go_syntax;
 mod go_values;
 mod help;
 mod join;
 mod list;
 mod manage;
 
-use flags::{Arity, FlagDef, Matches, Stop};
-use go_values::{parse_bool, quote};
+use args::{Cli, GlobalArgs, Subcommand};
+use go_syntax::Stop;
+use go_values::quote;
 
 /// Options of `swarm manage` (SPEC §1.2), validated.
 #[derive(Debug, Clone, PartialEq)]
@@ -64,8 +72,6 @@ pub struct ManageOptions {
     pub api_max_body_size: usize,
     /// `--api-write-stall-timeout` (default 2m, at least 1s).
     pub api_write_stall_timeout: Duration,
-    /// `--metrics-addr` (`ip:port`): where `/metrics` is served; `None` (the default) serves none.
-    pub metrics_addr: Option<std::net::SocketAddr>,
     /// `--heartbeat` (default 60s, at least 1s): discovery poll period and KV watch retry delay.
     pub heartbeat: Duration,
     /// `--cors`/`--api-enable-cors`: send CORS headers.
@@ -82,6 +88,9 @@ pub struct ManageOptions {
     /// `--container-name-refresh-filter`, `None` when empty: a list filtered by exactly this name
     /// refreshes every engine's containers first.
     pub container_name_refresh_filter: Option<String>,
+    /// `--metrics-addr`: where to serve Prometheus metrics (`/metrics`); `None` (the default, or
+    /// an empty value) serves none.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 impl Default for ManageOptions {
@@ -104,7 +113,6 @@ impl Default for ManageOptions {
             api_max_connections: None,
             api_max_body_size: 16 << 20,
             api_write_stall_timeout: Duration::from_secs(120),
-            metrics_addr: None,
             heartbeat: Duration::from_secs(60),
             cors: false,
             overcommit: 0.05,
@@ -112,6 +120,7 @@ impl Default for ManageOptions {
             discovery_opts: Vec::new(),
             refresh_on_node_filter: false,
             container_name_refresh_filter: None,
+            metrics_addr: None,
         }
     }
 }
@@ -198,6 +207,8 @@ pub enum Command {
     Help(String),
     /// Print this line on stdout and exit 0 (`<program> version <version> (<commit>)`).
     Version(String),
+    /// `swarm completion <shell>`: print this completion script on stdout and exit 0.
+    Completion(String),
 }
 
 /// A parsed command line.
@@ -253,10 +264,10 @@ pub fn parse(
         })
         .collect::<Result<Vec<String>, CliError>>()?;
 
+    let app = args::command();
     let app_hint = format!("See '{program} --help'.");
     let version = format!("{} ({GIT_COMMIT})", crate::VERSION);
-    let matches = flags::parse(GLOBAL_FLAGS, &args, Stop::AtFirstPositional, &app_hint)?;
-    let app_help = || help::app_help(&program, &version);
+    let app_help = || help::app_help(&app, &program, &version);
     let finish = |global, command, warnings| {
         Ok(Invocation {
             program: program.clone(),
@@ -265,158 +276,164 @@ pub fn parse(
             warnings,
         })
     };
-    if matches.help {
+
+    // The program's own flags end at the first positional argument, the command name.
+    let global = go_syntax::normalise(&app, &args, Stop::AtFirstPositional, &app_hint)?;
+    if global.help {
         return finish(default_global(), Command::Help(app_help()), Vec::new());
     }
-    if matches.switch("version") {
+    let mut global_flags = global.flags;
+    go_syntax::add_environment(&app, &mut global_flags, env);
+    let root_matches = run_clap(&app, &program, &global_flags, &[], &app_hint)?;
+    let root =
+        Cli::from_arg_matches(&root_matches).map_err(|error| clap_error(error, &app_hint))?;
+    if root.global.version {
         let line = format!("{program} version {version}");
         return finish(default_global(), Command::Version(line), Vec::new());
     }
-    let global = global_options(&matches, env)?;
+    let global_options = global_options(&root.global, &root_matches)?;
 
-    let Some((name, rest)) = matches.positionals.split_first() else {
-        return finish(global, Command::Help(app_help()), Vec::new());
+    let Some((name, rest)) = global.positionals.split_first() else {
+        return finish(global_options, Command::Help(app_help()), Vec::new());
     };
-    if name == "help" || name == "h" {
-        let text = match rest.first() {
+    let Some(sub) = app.find_subcommand(name) else {
+        return Err(CliError::Usage(format!(
+            "'{name}' is not a {program} command. {app_hint}"
+        )));
+    };
+    let hint = format!("See '{program} {} --help'.", sub.get_name());
+    let local = go_syntax::normalise(sub, rest, Stop::AtDoubleDash, &hint)?;
+    if local.help {
+        let text = help::command_help(sub, &program);
+        return finish(global_options, Command::Help(text), Vec::new());
+    }
+    let mut local_flags = local.flags;
+    go_syntax::add_environment(sub, &mut local_flags, env);
+    let mut line = global_flags;
+    line.push(sub.get_name().to_string());
+    line.extend(local_flags);
+    let matches = run_clap(&app, &program, &line, &local.positionals, &hint)?;
+    let parsed = Cli::from_arg_matches(&matches).map_err(|error| clap_error(error, &hint))?;
+    let mut context = Context {
+        program: &program,
+        env,
+        hint: &hint,
+        warnings: Vec::new(),
+    };
+    let command = match parsed.command {
+        None => Command::Help(app_help()),
+        Some(Subcommand::Create(args)) => create::build(&context, args)?,
+        Some(Subcommand::List(args)) => list::build(&context, args)?,
+        Some(Subcommand::Manage(args)) => manage::build(&mut context, args)?,
+        Some(Subcommand::Join(args)) => join::build(&context, args)?,
+        Some(Subcommand::Help(args)) => Command::Help(match args.topic.first() {
             None => app_help(),
-            Some(topic) => match find_command(topic) {
-                Some(command) => help::command_help(&program, command),
+            Some(topic) => match app
+                .find_subcommand(topic)
+                .filter(|sub| sub.get_name() != "help")
+            {
+                Some(sub) => help::command_help(sub, &program),
                 None => {
                     return Err(CliError::Usage(format!(
                         "No help topic for '{topic}'. {app_hint}"
                     )))
                 }
             },
-        };
-        return finish(global, Command::Help(text), Vec::new());
-    }
-    let Some(command) = find_command(name) else {
-        return Err(CliError::Usage(format!(
-            "'{name}' is not a {program} command. {app_hint}"
-        )));
-    };
-    let mut context = Context {
-        program: &program,
-        env,
-        warnings: Vec::new(),
-    };
-    let hint = format!("See '{program} {} --help'.", command.name);
-    let matches = flags::parse(command.flags, rest, Stop::AtDoubleDash, &hint)?;
-    let parsed = if matches.help {
-        Command::Help(help::command_help(&program, command))
-    } else {
-        (command.build)(&mut context, &matches)?
+        }),
+        Some(Subcommand::Completion(args)) => {
+            Command::Completion(args::completion_script(args.shell, &program))
+        }
     };
     let warnings = context.warnings;
-    finish(global, parsed, warnings)
+    finish(global_options, command, warnings)
 }
 
-/// A command: its name, help and how to turn its matches into options.
-pub(crate) struct CommandDef {
-    /// Name (`manage`).
-    pub(crate) name: &'static str,
-    /// One-letter alias (`m`).
-    pub(crate) alias: &'static str,
-    /// One-line description.
-    pub(crate) summary: &'static str,
-    /// Longer description shown in the command's help (may be empty).
-    pub(crate) description: &'static str,
-    /// Whether the command takes the `<discovery>` argument.
-    pub(crate) takes_discovery: bool,
-    /// Its flags.
-    pub(crate) flags: &'static [FlagDef],
-    /// Text appended to the options in help (may be empty).
-    pub(crate) notes: &'static str,
-    /// Checks the matches and builds the command.
-    pub(crate) build: fn(&mut Context<'_>, &Matches<'_>) -> Result<Command, CliError>,
+/// Runs clap over arguments already in its form: `flags` (`--name[=value]`, with the command
+/// name among them), then `positionals` after `--` so that none is read as a flag. The program's
+/// own flags were already read alone, so any error here concerns the command `hint` names.
+fn run_clap(
+    app: &clap::Command,
+    program: &str,
+    flags: &[String],
+    positionals: &[String],
+    hint: &str,
+) -> Result<ArgMatches, CliError> {
+    let mut line = Vec::with_capacity(flags.len() + positionals.len() + 2);
+    line.push(program.to_string());
+    line.extend(flags.iter().cloned());
+    if !positionals.is_empty() {
+        line.push("--".to_string());
+        line.extend(positionals.iter().cloned());
+    }
+    args::without_environment(app.clone())
+        .try_get_matches_from(line)
+        .map_err(|error| clap_error(error, hint))
 }
 
-/// What a command's builder may use besides its flags.
+/// The flag a clap error is about (`--heartbeat`), without its value placeholder.
+fn error_flag(error: &clap::Error) -> String {
+    match error.get(clap::error::ContextKind::InvalidArg) {
+        Some(clap::error::ContextValue::String(arg)) => arg
+            .split([' ', '[', '='])
+            .next()
+            .unwrap_or_default()
+            .to_string(),
+        _ => String::new(),
+    }
+}
+
+/// A clap error in the classic wording: Go's `flag` messages for bad values, the duration's own
+/// message for durations (a fatal check in the original, so without the hint), clap's message
+/// otherwise.
+fn clap_error(error: clap::Error, hint: &str) -> CliError {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let flag = error_flag(&error);
+    let value = match error.get(ContextKind::InvalidValue) {
+        Some(ContextValue::String(value)) => value.clone(),
+        _ => String::new(),
+    };
+    let source = std::error::Error::source(&error);
+    if error.kind() == ErrorKind::ValueValidation {
+        if let Some(source) = source.and_then(|s| s.downcast_ref::<duration::DurationError>()) {
+            return CliError::Invalid(format!("invalid {flag}: {source}"));
+        }
+        if let Some(source) = source {
+            return CliError::Usage(format!(
+                "invalid value {} for flag {flag}: {source}. {hint}",
+                quote(&value)
+            ));
+        }
+    }
+    // clap's own paragraph (up to its usage line), on one line.
+    let rendered = error.render().to_string();
+    let message = rendered
+        .lines()
+        .take_while(|line| !line.trim().is_empty())
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let message = message.strip_prefix("error: ").unwrap_or(&message);
+    CliError::Usage(format!("{}. {hint}", message.trim_end_matches('.')))
+}
+
+/// What a command's builder may use besides its own flags.
 pub(crate) struct Context<'a> {
     /// Program name for messages.
     pub(crate) program: &'a str,
     /// Environment lookup.
     pub(crate) env: &'a dyn Fn(&str) -> Option<String>,
+    /// `See 'swarm <command> --help'.`, which ends usage errors.
+    pub(crate) hint: &'a str,
     /// Warnings to hand back in [`Invocation::warnings`].
     pub(crate) warnings: Vec<String>,
 }
 
-/// The commands in help order.
-pub(crate) const COMMANDS: &[&CommandDef] = &[
-    &create::COMMAND,
-    &list::COMMAND,
-    &manage::COMMAND,
-    &join::COMMAND,
-];
+/// Help of `--discovery-opt`, which every command that takes a discovery URL accepts.
+pub(crate) const DISCOVERY_OPT_HELP: &str = "Discovery option: kv.path (default \
+    docker/swarm/nodes), kv.cacertfile, kv.certfile, kv.keyfile";
 
-/// Flags that go before the command.
-pub(crate) const GLOBAL_FLAGS: &[FlagDef] = &[
-    FlagDef {
-        name: "debug",
-        aliases: &[],
-        arity: Arity::Switch,
-        value_name: "",
-        default: None,
-        env: Some("DEBUG"),
-        help: "Log at debug level (unless --log-level is given) and serve the /debug routes",
-    },
-    FlagDef {
-        name: "log-level",
-        aliases: &["l"],
-        arity: Arity::Single,
-        value_name: "<level>",
-        default: Some("info"),
-        env: None,
-        help: "Log level: debug, info, warn, error, fatal or panic",
-    },
-    FlagDef {
-        name: "log-format",
-        aliases: &[],
-        arity: Arity::Single,
-        value_name: "<format>",
-        default: Some("text"),
-        env: None,
-        help: "Log format: text, or json for one JSON object per line",
-    },
-    FlagDef {
-        name: "experimental",
-        aliases: &[],
-        arity: Arity::Switch,
-        value_name: "",
-        default: None,
-        env: None,
-        help: "Report experimental features as enabled in /info and /version",
-    },
-    FlagDef {
-        name: "version",
-        aliases: &["v"],
-        arity: Arity::Switch,
-        value_name: "",
-        default: None,
-        env: None,
-        help: "Print the version and exit",
-    },
-];
-
-/// `--discovery-opt`, which every command that takes a discovery URL accepts.
-pub(crate) const DISCOVERY_OPT_FLAG: FlagDef = FlagDef {
-    name: "discovery-opt",
-    aliases: &[],
-    arity: Arity::Repeated,
-    value_name: "<key=value>",
-    default: None,
-    env: None,
-    help: "Discovery option: kv.path (default docker/swarm/nodes), kv.cacertfile, kv.certfile, \
-           kv.keyfile",
-};
-
-fn find_command(name: &str) -> Option<&'static CommandDef> {
-    COMMANDS
-        .iter()
-        .copied()
-        .find(|command| command.name == name || command.alias == name)
-}
+/// Where the discovery URL comes from when there is not exactly one argument.
+const DISCOVERY_ENV: &str = "SWARM_DISCOVERY";
 
 fn program_name(arg0: &OsString) -> String {
     Path::new(arg0)
@@ -435,11 +452,8 @@ fn default_global() -> GlobalOptions {
     }
 }
 
-fn global_options(
-    matches: &Matches<'_>,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<GlobalOptions, CliError> {
-    let requested = matches.value("log-level");
+fn global_options(global: &GlobalArgs, matches: &ArgMatches) -> Result<GlobalOptions, CliError> {
+    let requested = global.log_level.as_str();
     let level = match requested.to_ascii_lowercase().as_str() {
         "debug" => "debug",
         "info" => "info",
@@ -454,48 +468,41 @@ fn global_options(
             )))
         }
     };
-    let requested = matches.value("log-format");
+    let requested = global.log_format.as_str();
     let Some(log_format) = LogFormat::parse(requested) else {
         return Err(CliError::Invalid(format!(
             "invalid log format: {} (use text or json)",
             quote(requested)
         )));
     };
-    // Like the original, an unparseable DEBUG value is ignored rather than refused.
-    let debug = if matches.is_set("debug") {
-        matches.switch("debug")
-    } else {
-        env("DEBUG")
-            .and_then(|value| parse_bool(&value))
-            .unwrap_or(false)
-    };
-    let log_level = if debug && !matches.is_set("log-level") {
+    let level_given =
+        matches.value_source("log_level") == Some(clap::parser::ValueSource::CommandLine);
+    let log_level = if global.debug && !level_given {
         "debug"
     } else {
         level
     };
     Ok(GlobalOptions {
-        debug,
+        debug: global.debug,
         log_level: log_level.to_string(),
         log_format,
-        experimental: matches.switch("experimental"),
+        experimental: global.experimental,
     })
 }
 
 /// The discovery URL: the only positional argument, else `SWARM_DISCOVERY` (when there are none
 /// or several), else empty.
-fn discovery_argument(matches: &Matches<'_>, env: &dyn Fn(&str) -> Option<String>) -> String {
-    match matches.positionals.as_slice() {
+fn discovery_argument(positionals: &[String], env: &dyn Fn(&str) -> Option<String>) -> String {
+    match positionals {
         [only] => only.clone(),
-        _ => env("SWARM_DISCOVERY").unwrap_or_default(),
+        _ => env(DISCOVERY_ENV).unwrap_or_default(),
     }
 }
 
 /// `--discovery-opt key=value` pairs, split at the first `=`.
-fn discovery_opts(matches: &Matches<'_>) -> Result<Vec<(String, String)>, CliError> {
-    matches
-        .all("discovery-opt")
-        .into_iter()
+fn discovery_opts(options: &[String]) -> Result<Vec<(String, String)>, CliError> {
+    options
+        .iter()
         .map(|option| {
             option
                 .split_once('=')
@@ -516,9 +523,7 @@ fn check_discovery(url: &str) -> Result<Scheme, CliError> {
 }
 
 /// `--heartbeat`: a Go duration of at least one second.
-fn heartbeat(matches: &Matches<'_>) -> Result<Duration, CliError> {
-    let parsed = duration::parse(matches.value("heartbeat"))
-        .map_err(|error| CliError::Invalid(format!("invalid --heartbeat: {error}")))?;
+fn heartbeat(parsed: duration::GoDuration) -> Result<Duration, CliError> {
     match parsed.to_std() {
         Some(heartbeat) if heartbeat >= Duration::from_secs(1) => Ok(heartbeat),
         _ => Err(CliError::Invalid(

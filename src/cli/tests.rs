@@ -328,10 +328,10 @@ fn every_command_help_has_usage_and_exits_cleanly() {
 #[test]
 fn command_help_shows_the_one_line_description() {
     let summaries = [
-        ("manage", manage::COMMAND.summary),
-        ("join", join::COMMAND.summary),
-        ("list", list::COMMAND.summary),
-        ("create", create::COMMAND.summary),
+        ("manage", manage::SUMMARY),
+        ("join", join::SUMMARY),
+        ("list", list::SUMMARY),
+        ("create", create::SUMMARY),
     ];
     for (name, summary) in summaries {
         let text = help_text(&[name, "--help"]);
@@ -534,7 +534,6 @@ fn manage_reads_every_flag() {
             api_max_connections: Some(500),
             api_max_body_size: 16 << 20,
             api_write_stall_timeout: Duration::from_secs(45),
-            metrics_addr: None,
             heartbeat: Duration::from_secs(2),
             cors: true,
             overcommit: 0.5,
@@ -545,6 +544,7 @@ fn manage_reads_every_flag() {
             ],
             refresh_on_node_filter: true,
             container_name_refresh_filter: Some("refresh-me".into()),
+            metrics_addr: None,
         }
     );
 }
@@ -1367,13 +1367,62 @@ fn client_limits_are_checked() {
     );
 }
 
+// ---- additions on clap ----------------------------------------------------------------------
+
 #[test]
-fn metrics_addr_takes_an_ip_and_port() {
+fn metrics_addr_is_off_by_default_or_when_empty_and_a_bad_address_is_a_bad_value() {
+    assert_eq!(manage(&[NODES]).metrics_addr, None);
+    assert_eq!(manage(&["--metrics-addr=", NODES]).metrics_addr, None);
     assert_eq!(
-        manage(&["--metrics-addr", "127.0.0.1:9323", NODES]).metrics_addr,
+        manage(&["-metrics-addr", "127.0.0.1:9323", NODES]).metrics_addr,
         Some("127.0.0.1:9323".parse().unwrap())
     );
-    assert_eq!(manage(&["--metrics-addr=", NODES]).metrics_addr, None);
-    let err = error(&["manage", "--metrics-addr", "localhost", NODES]);
-    assert!(err.contains("invalid --metrics-addr"), "{err}");
+    assert_eq!(
+        error(&["manage", "--metrics-addr", "nowhere", NODES]),
+        "invalid value \"nowhere\" for flag --metrics-addr: invalid socket address syntax. \
+         See 'swarm manage --help'."
+    );
+    let help = flat(&help_text(&["manage", "--help"]));
+    assert!(help.contains(
+        "--metrics-addr <addr> Address to serve Prometheus metrics on (/metrics); off when empty"
+    ));
+}
+
+#[test]
+fn completion_prints_a_script_for_each_shell() {
+    for (shell, marker) in [
+        ("bash", "complete -F _swarm"),
+        ("zsh", "#compdef swarm"),
+        ("fish", "complete -c swarm"),
+    ] {
+        let Command::Completion(script) = command(&["completion", shell]) else {
+            panic!("{shell}: expected a completion script");
+        };
+        assert!(script.contains(marker), "{shell}: {script}");
+        assert!(
+            script.contains("strategy"),
+            "{shell}: manage's flags are completed"
+        );
+    }
+    assert!(matches!(
+        parse_with(&["completion", "csh"], &[]),
+        Err(CliError::Usage(message)) if message.ends_with("See 'swarm completion --help'.")
+    ));
+    assert_eq!(
+        error(&["completion"]),
+        "the following required arguments were not provided: <shell>. \
+         See 'swarm completion --help'."
+    );
+    assert!(flat(&help_text(&[])).contains("completion Print a completion script"));
+}
+
+#[test]
+fn process_environment_never_overrides_the_lookup() {
+    // Whatever the test process's own environment holds, only the lookup counts.
+    let invocation = parse_with(&["manage", NODES], &[]).unwrap();
+    assert!(!invocation.global.debug);
+    assert!(matches!(
+        invocation.command,
+        Command::Manage(ref options) if options.hosts == ["tcp://127.0.0.1:2375"]
+    ));
 }

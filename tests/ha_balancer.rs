@@ -1,8 +1,8 @@
 //! Three replicated managers behind a real HAProxy (the configuration of `docs/ha.md`), a client
 //! running `docker run -d` in a loop through the balancer, and the primary killed with SIGKILL,
 //! then the next one stopped with SIGTERM: no run fails (an attached one included), every run
-//! reported started exists exactly once, and no name is on two nodes. Once on etcd, once on
-//! ZooKeeper.
+//! reported started exists exactly once, and no name is on two nodes. On etcd's v3 and v2 APIs,
+//! and on ZooKeeper.
 //!
 //! Each scenario prints its figures (failed runs, kill to new primary, kill to the first run
 //! served after it) so that they can be compared between versions.
@@ -25,9 +25,9 @@ const MAX_RUNS_PER_PHASE: usize = 60;
 /// Pause between two runs of the client.
 const RUN_PAUSE: Duration = Duration::from_millis(200);
 
-/// A replicated manager advertising its own loopback address.
-fn replicated(discovery: &str) -> Manager {
-    Manager::replicated(discovery, TTL)
+/// A replicated manager advertising its own loopback address, with `extra` flags.
+fn replicated(discovery: &str, extra: &[&str]) -> Manager {
+    Manager::replicated_with(discovery, TTL, extra)
 }
 
 /// Whether `manager` says in `/info` that it is the primary.
@@ -123,13 +123,21 @@ fn stop_primary(
 
 /// The whole scenario over the discovery `url`: SIGKILL of the first primary, SIGTERM of the
 /// second, a run loop through HAProxy all along; then the checks.
-fn runs_survive_the_primary_stopping(store: &str, url: &str, runs_prefix: &str) {
+/// `extra` flags go to the managers and the join agents alike.
+fn runs_survive_the_primary_stopping(store: &str, url: &str, runs_prefix: &str, extra: &[&str]) {
     let engines = EngineSet::start(2);
     let _agents: Vec<JoinAgent> = engines
         .iter()
-        .map(|e| JoinAgent::start(&e.addr(), &["--heartbeat", "1s", "--ttl", "5s"], url))
+        .map(|e| {
+            let args = [&["--heartbeat", "1s", "--ttl", "5s"], extra].concat();
+            JoinAgent::start(&e.addr(), &args, url)
+        })
         .collect();
-    let managers = [replicated(url), replicated(url), replicated(url)];
+    let managers = [
+        replicated(url, extra),
+        replicated(url, extra),
+        replicated(url, extra),
+    ];
     let refs: Vec<&Manager> = managers.iter().collect();
     for manager in &managers {
         wait_until(Duration::from_secs(40), "every node healthy", || {
@@ -264,11 +272,18 @@ fn runs_survive_the_primary_stopping(store: &str, url: &str, runs_prefix: &str) 
 #[test]
 fn etcd_runs_through_haproxy_survive_sigkill_and_sigterm_of_the_primary() {
     let etcd = EtcdServer::start();
-    runs_survive_the_primary_stopping("etcd", &etcd.url("lb"), "etcd-run");
+    runs_survive_the_primary_stopping("etcd", &etcd.url("lb"), "etcd-run", &[]);
+}
+
+#[test]
+fn etcd_v2_runs_through_haproxy_survive_sigkill_and_sigterm_of_the_primary() {
+    let etcd = EtcdServer::start();
+    let v2 = ["--discovery-opt", "kv.etcdapi=v2"];
+    runs_survive_the_primary_stopping("etcd v2", &etcd.url("lb2"), "etcd2-run", &v2);
 }
 
 #[test]
 fn zookeeper_runs_through_haproxy_survive_sigkill_and_sigterm_of_the_primary() {
     let zk = ZkServer::start();
-    runs_survive_the_primary_stopping("zookeeper", &zk.url("lb"), "zk-run");
+    runs_survive_the_primary_stopping("zookeeper", &zk.url("lb"), "zk-run", &[]);
 }

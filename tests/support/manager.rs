@@ -412,6 +412,11 @@ impl Manager {
     /// fast engine refreshes.
     #[track_caller]
     pub fn replicated(discovery: &str, ttl: &str) -> Manager {
+        Manager::replicated_with(discovery, ttl, &[])
+    }
+
+    /// [`Manager::replicated`] with `extra` flags (e.g. `--discovery-opt kv.etcdapi=v2`).
+    pub fn replicated_with(discovery: &str, ttl: &str, extra: &[&str]) -> Manager {
         let port = free_port();
         let advertise = format!("127.0.0.1:{port}");
         Manager::builder()
@@ -426,6 +431,7 @@ impl Manager {
                 "1s",
             ])
             .args(&FAST_REFRESH)
+            .args(extra)
             .start(discovery)
     }
 

@@ -3,7 +3,7 @@
 //! becomes typed fields; it must not fetch from engines or keep anything but the one record.
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -36,6 +36,39 @@ pub struct Container {
     pub entry_hash: u64,
     /// Typed subset of `GET /containers/{id}/json`.
     pub details: ContainerDetails,
+    /// This record's `docker ps` entry as far as it does not vary per request, rendered by the
+    /// first list that shows it and reused by every later one.
+    pub list_render: ListRenderMemo,
+}
+
+/// The parts of a `docker ps` entry that stay the same from one request to the next, for the
+/// node they were rendered for. The list path owns the layout; this record only keeps it.
+#[derive(Debug)]
+pub struct ListRender {
+    /// The node name and address the parts were rendered with.
+    pub node_name: Box<str>,
+    pub node_ip: Box<str>,
+    /// The parts, one after the other; `split` is where the second starts.
+    pub bytes: Box<[u8]>,
+    pub split: usize,
+}
+
+/// A [`ListRender`], set once. A copy starts empty: copies are made to be changed, and what
+/// was rendered from the original would not follow.
+#[derive(Debug, Default)]
+pub struct ListRenderMemo(OnceLock<ListRender>);
+
+impl Clone for ListRenderMemo {
+    fn clone(&self) -> Self {
+        ListRenderMemo::default()
+    }
+}
+
+impl ListRenderMemo {
+    /// The rendered parts, rendered by `render` the first time.
+    pub fn get_or_init(&self, render: impl FnOnce() -> ListRender) -> &ListRender {
+        self.0.get_or_init(render)
+    }
 }
 
 /// The hash [`Container::entry_hash`] is compared with.
@@ -70,6 +103,7 @@ impl Container {
             static_json: summary.static_json.into_boxed_str(),
             entry_hash,
             details,
+            list_render: ListRenderMemo::default(),
         }
     }
 
@@ -136,6 +170,11 @@ impl Container {
     /// Creation time in nanoseconds since the epoch (ordering key of `docker ps`).
     pub fn created_nanos(&self) -> i128 {
         i128::from(self.created_ns)
+    }
+
+    /// [`Container::created_nanos`] as stored (what a list sorts on without widening).
+    pub fn created_ns(&self) -> i64 {
+        self.created_ns
     }
 }
 

@@ -18,6 +18,7 @@ use super::proxy::{fetch_json, forward, hijack};
 use super::ps::{list_response, ListFilter, NodeList, NodeText, Selected};
 use super::request::{query_bool, query_value, resolve, split_name_action, wants_upgrade};
 use super::state::{AppState, RequestedVersion};
+use crate::cluster::cache::StateKind;
 use crate::cluster::names::{find_container, ContainerRef};
 use crate::cluster::{Engine, EngineState};
 
@@ -79,7 +80,8 @@ pub async fn list(
         let cache = engine.cache();
         let mut node = None;
         for (pos, c) in cache.index().all().iter().enumerate() {
-            if !show_stopped && (!healthy || c.state() != "running" && c.state() != "paused") {
+            let up = matches!(c.state_kind(), StateKind::Running | StateKind::Paused);
+            if !show_stopped && (!healthy || !up) {
                 continue;
             }
             if !all && c.image().split(':').next() == Some("swarm") {

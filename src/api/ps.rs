@@ -12,7 +12,7 @@ use regex::Regex;
 
 use super::error::{ApiError, ApiResult};
 use super::filters::{label_filter_matches, Filters};
-use crate::cluster::cache::{Container, EngineCache, ListRender};
+use crate::cluster::cache::{entry_hash, Container, EngineCache, ListRender, StateKind};
 use crate::cluster::{Engine, EngineState};
 use crate::scheduler::expr::user_regex;
 
@@ -80,7 +80,7 @@ const STATES: [&str; 7] = [
 /// Whether the manager words the status itself, or passes on the engine's (for a state it
 /// does not know).
 fn words_status(c: &Container, engine_healthy: bool) -> bool {
-    !engine_healthy || STATES.contains(&c.state())
+    !engine_healthy || c.state_kind() != StateKind::Other
 }
 
 /// Appends the `Status` column as a JSON string.
@@ -99,7 +99,7 @@ fn write_status_body(out: &mut Vec<u8>, c: &Container, engine_healthy: bool, now
         return out.extend_from_slice(b"Host Down");
     }
     let st = &c.details.state;
-    let state = c.state();
+    let state = c.state_kind();
     let since = |out: &mut Vec<u8>, t: Option<i64>| match t {
         Some(t) => write_duration(out, now - t),
         None => out.extend_from_slice(b"Less than a second"),
@@ -110,10 +110,10 @@ fn write_status_body(out: &mut Vec<u8>, c: &Container, engine_healthy: bool, now
         out.push(b')');
     };
     match state {
-        "running" | "paused" => {
+        StateKind::Running | StateKind::Paused => {
             out.extend_from_slice(b"Up ");
             since(out, c.details.started_secs);
-            if st.paused || state == "paused" {
+            if st.paused || state == StateKind::Paused {
                 out.extend_from_slice(b" (Paused)");
             } else {
                 match c.details.health() {
@@ -124,17 +124,18 @@ fn write_status_body(out: &mut Vec<u8>, c: &Container, engine_healthy: bool, now
                 }
             }
         }
-        "restarting" => {
+        StateKind::Restarting => {
             out.extend_from_slice(b"Restarting");
             exit_code(out);
             out.push(b' ');
             since(out, c.details.finished_secs);
             out.extend_from_slice(b" ago");
         }
-        "removing" => out.extend_from_slice(b"Removal In Progress"),
-        "dead" => out.extend_from_slice(b"Dead"),
-        "created" => out.extend_from_slice(b"Created"),
-        _ => {
+        StateKind::Removing => out.extend_from_slice(b"Removal In Progress"),
+        StateKind::Dead => out.extend_from_slice(b"Dead"),
+        StateKind::Created => out.extend_from_slice(b"Created"),
+        // `Other` is worded only for an engine that is down, handled above.
+        StateKind::Exited | StateKind::Other => {
             out.extend_from_slice(b"Exited");
             exit_code(out);
             if let Some(t) = c.details.finished_secs {
@@ -171,17 +172,29 @@ pub struct NodeText {
     name: String,
     ip: String,
     healthy: bool,
+    /// A hash of `name` and `ip`, which pre-rendered parts are checked against.
+    key: u64,
 }
 
 impl NodeText {
     pub fn new(engine: &Engine) -> NodeText {
         let mut escaped = Vec::new();
         write_json_str_body(&mut escaped, &engine.name());
-        let name = String::from_utf8_lossy(&escaped).into_owned();
+        NodeText::with(
+            String::from_utf8_lossy(&escaped).into_owned(),
+            engine.ip(),
+            engine.state() == EngineState::Healthy,
+        )
+    }
+
+    /// The text of a node named `name` (escaped) at `ip`.
+    fn with(name: String, ip: String, healthy: bool) -> NodeText {
+        let key = entry_hash(format!("{name}\0{ip}").as_bytes());
         NodeText {
             name,
-            ip: engine.ip(),
-            healthy: engine.state() == EngineState::Healthy,
+            ip,
+            healthy,
+            key,
         }
     }
 }
@@ -256,8 +269,7 @@ fn render_fixed(c: &Container, node: &NodeText) -> ListRender {
     let split = bytes.len();
     write_state_and_ports(&mut bytes, c, node);
     ListRender {
-        node_name: node.name.as_str().into(),
-        node_ip: node.ip.as_str().into(),
+        node_key: node.key,
         bytes: bytes.into_boxed_slice(),
         split,
     }
@@ -269,7 +281,7 @@ fn render_fixed(c: &Container, node: &NodeText) -> ListRender {
 /// renamed) is rendered whole each time.
 fn write_entry(out: &mut Vec<u8>, c: &Container, node: &NodeText, now: i64) {
     let fixed = c.list_render.get_or_init(|| render_fixed(c, node));
-    if *fixed.node_name != *node.name || *fixed.node_ip != *node.ip {
+    if fixed.node_key != node.key {
         return write_entry_whole(out, c, node, now);
     }
     out.extend_from_slice(&fixed.bytes[..fixed.split]);
@@ -518,11 +530,7 @@ mod tests {
             ContainerDetails::default(),
             entry_hash(raw.as_bytes()),
         );
-        let node = NodeText {
-            name: "node-1".into(),
-            ip: "10.0.0.5".into(),
-            healthy: true,
-        };
+        let node = NodeText::with("node-1".into(), "10.0.0.5".into(), true);
         let mut out = Vec::new();
         write_entry(&mut out, &c, &node, 0);
         let v: Value = serde_json::from_slice(&out).unwrap();
@@ -570,16 +578,8 @@ mod tests {
             r#"{"IP":"::","PrivatePort":53,"PublicPort":0,"Type":"udp"},{"PrivatePort":1,"Type":"tcp"}"#,
         ];
         let nodes = [
-            NodeText {
-                name: "node-1".into(),
-                ip: "10.0.0.5".into(),
-                healthy: true,
-            },
-            NodeText {
-                name: r#"we\"ird"#.into(),
-                ip: String::new(),
-                healthy: false,
-            },
+            NodeText::with("node-1".into(), "10.0.0.5".into(), true),
+            NodeText::with(r#"we\"ird"#.into(), String::new(), false),
         ];
         let start = 1_577_836_800;
         let mut compared = 0;

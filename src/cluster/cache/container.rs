@@ -21,6 +21,8 @@ pub struct Container {
     names: Box<[Box<str>]>,
     image: Box<str>,
     image_id: Box<str>,
+    /// [`Container::state`], read once.
+    state_kind: StateKind,
     /// `State` and `Status` of the list entry.
     list_state: Box<str>,
     list_status: Box<str>,
@@ -41,13 +43,43 @@ pub struct Container {
     pub list_render: ListRenderMemo,
 }
 
+/// A container state Docker knows, so that a list of tens of thousands tells them apart
+/// without comparing text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateKind {
+    Created,
+    Restarting,
+    Running,
+    Removing,
+    Paused,
+    Exited,
+    Dead,
+    /// A state Docker does not define (an engine newer than the manager, or none at all).
+    Other,
+}
+
+impl StateKind {
+    /// The kind of the state named `state`.
+    pub fn of(state: &str) -> StateKind {
+        match state {
+            "created" => StateKind::Created,
+            "restarting" => StateKind::Restarting,
+            "running" => StateKind::Running,
+            "removing" => StateKind::Removing,
+            "paused" => StateKind::Paused,
+            "exited" => StateKind::Exited,
+            "dead" => StateKind::Dead,
+            _ => StateKind::Other,
+        }
+    }
+}
+
 /// The parts of a `docker ps` entry that stay the same from one request to the next, for the
 /// node they were rendered for. The list path owns the layout; this record only keeps it.
 #[derive(Debug)]
 pub struct ListRender {
-    /// The node name and address the parts were rendered with.
-    pub node_name: Box<str>,
-    pub node_ip: Box<str>,
+    /// A hash of the node name and address the parts were rendered with.
+    pub node_key: u64,
     /// The parts, one after the other; `split` is where the second starts.
     pub bytes: Box<[u8]>,
     pub split: usize,
@@ -88,9 +120,10 @@ impl Container {
         let created_ns = details
             .created_ns
             .unwrap_or_else(|| summary.created.saturating_mul(1_000_000_000));
-        Container {
+        let mut c = Container {
             id,
             created_ns,
+            state_kind: StateKind::Other,
             names: summary.names.into_boxed_slice(),
             image: summary.image,
             image_id: summary.image_id,
@@ -104,7 +137,9 @@ impl Container {
             entry_hash,
             details,
             list_render: ListRenderMemo::default(),
-        }
+        };
+        c.state_kind = StateKind::of(c.state());
+        c
     }
 
     /// Names as the engine lists them (`/web`, `/other/alias`).
@@ -145,6 +180,11 @@ impl Container {
             return &self.details.state.status;
         }
         &self.list_state
+    }
+
+    /// The kind of [`Container::state`].
+    pub fn state_kind(&self) -> StateKind {
+        self.state_kind
     }
 
     /// `State` of the engine's list entry.
@@ -466,6 +506,7 @@ mod tests {
         assert_eq!(c.name(), "web");
         assert_eq!(c.swarm_id(), Some("s1"));
         assert_eq!(c.state(), "paused");
+        assert_eq!(c.state_kind(), StateKind::Paused);
         assert_eq!(c.details.memory, 10);
         assert_eq!(
             c.details.port_bindings(),

@@ -13,6 +13,7 @@ mod summary;
 
 pub use container::{
     entry_hash, BoundPort, Container, ContainerDetails, ContainerState, ListRender, ListRenderMemo,
+    StateKind,
 };
 pub use image::Image;
 pub use index::{short_id, ContainerIndex, LookupKey};

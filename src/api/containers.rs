@@ -15,10 +15,10 @@ use super::error::{json_response, ApiError, ApiResult};
 use super::filters::Filters;
 use super::limits::read_whole_body;
 use super::proxy::{fetch_json, forward, hijack};
-use super::ps::{list_response, ListFilter, NodeText};
+use super::ps::{list_response, ListFilter, NodeList, NodeText, Selected};
 use super::request::{query_bool, query_value, resolve, split_name_action, wants_upgrade};
 use super::state::{AppState, RequestedVersion};
-use crate::cluster::cache::Container;
+use crate::cluster::cache::StateKind;
 use crate::cluster::names::{find_container, ContainerRef};
 use crate::cluster::{Engine, EngineState};
 
@@ -71,14 +71,17 @@ pub async fn list(
     let since = bound("since")?;
     let show_stopped = all || before.is_some() || since.is_some() || limit > 0;
 
-    let mut nodes: Vec<NodeText> = Vec::new();
-    let mut selected: Vec<(Arc<Container>, usize)> = Vec::new();
+    // Selected containers are kept as positions in their snapshots with their sort key
+    // inline: neither selecting nor sorting touches a reference count or follows a pointer.
+    let mut nodes: Vec<NodeList> = Vec::new();
+    let mut selected: Vec<Selected> = Vec::new();
     for engine in maps.validated.values() {
         let healthy = engine.state() == EngineState::Healthy;
         let cache = engine.cache();
         let mut node = None;
-        for c in cache.containers.values() {
-            if !show_stopped && (!healthy || c.state() != "running" && c.state() != "paused") {
+        for (pos, c) in cache.index().all().iter().enumerate() {
+            let up = matches!(c.state_kind(), StateKind::Running | StateKind::Paused);
+            if !show_stopped && (!healthy || !up) {
                 continue;
             }
             if !all && c.image().split(':').next() == Some("swarm") {
@@ -87,19 +90,26 @@ pub async fn list(
             if !filter.accepts(c, engine) {
                 continue;
             }
-            let index = *node.get_or_insert_with(|| {
-                nodes.push(NodeText::new(engine));
-                nodes.len() - 1
+            let node = *node.get_or_insert_with(|| {
+                nodes.push(NodeList {
+                    node: NodeText::new(engine),
+                    cache: cache.clone(),
+                });
+                nodes.len() as u32 - 1
             });
-            selected.push((c.clone(), index));
+            selected.push(Selected {
+                created_ns: c.created_ns(),
+                node,
+                pos: pos as u32,
+            });
         }
     }
-    selected.sort_by_key(|(c, _)| std::cmp::Reverse(c.created_nanos()));
+    Selected::sort_newest_first(&mut selected);
     if let Some(b) = before {
-        selected.retain(|(c, _)| c.created_nanos() < b);
+        selected.retain(|s| i128::from(s.created_ns) < b);
     }
     if let Some(s) = since {
-        selected.retain(|(c, _)| c.created_nanos() > s);
+        selected.retain(|c| i128::from(c.created_ns) > s);
     }
     if limit > 0 {
         selected.truncate(limit as usize);

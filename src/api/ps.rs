@@ -12,76 +12,138 @@ use regex::Regex;
 
 use super::error::{ApiError, ApiResult};
 use super::filters::{label_filter_matches, Filters};
-use crate::cluster::cache::Container;
+use crate::cluster::cache::{entry_hash, Container, EngineCache, ListRender, StateKind};
 use crate::cluster::{Engine, EngineState};
 use crate::scheduler::expr::user_regex;
 
 /// Docker's human duration (`Less than a second`, `5 seconds`, `About a minute`, …).
 pub fn human_duration(secs: i64) -> String {
+    let mut out = Vec::new();
+    write_duration(&mut out, secs);
+    String::from_utf8(out).expect("durations are ASCII")
+}
+
+/// Appends [`human_duration`] of `secs`: a list writes one per entry, so nothing is allocated.
+fn write_duration(out: &mut Vec<u8>, secs: i64) {
     let s = secs.max(0);
     let minutes = s / 60;
     let hours = s / 3600;
-    if s < 1 {
-        "Less than a second".into()
+    let (count, unit): (i64, &[u8]) = if s < 1 {
+        return out.extend_from_slice(b"Less than a second");
     } else if s == 1 {
-        "1 second".into()
+        return out.extend_from_slice(b"1 second");
     } else if s < 60 {
-        format!("{s} seconds")
+        (s, b" seconds")
     } else if minutes == 1 {
-        "About a minute".into()
+        return out.extend_from_slice(b"About a minute");
     } else if minutes < 60 {
-        format!("{minutes} minutes")
+        (minutes, b" minutes")
     } else if hours == 1 {
-        "About an hour".into()
+        return out.extend_from_slice(b"About an hour");
     } else if hours < 48 {
-        format!("{hours} hours")
+        (hours, b" hours")
     } else if hours < 24 * 7 * 2 {
-        format!("{} days", hours / 24)
+        (hours / 24, b" days")
     } else if hours < 24 * 30 * 2 {
-        format!("{} weeks", hours / 24 / 7)
+        (hours / 24 / 7, b" weeks")
     } else if hours < 24 * 365 * 2 {
-        format!("{} months", hours / 24 / 30)
+        (hours / 24 / 30, b" months")
     } else {
-        format!("{} years", hours / 24 / 365)
-    }
+        (hours / 24 / 365, b" years")
+    };
+    out.extend_from_slice(itoa::Buffer::new().format(count).as_bytes());
+    out.extend_from_slice(unit);
 }
 
 /// The `Status` column of `docker ps`, recomputed now from the cached state.
 pub fn status_text(c: &Container, engine_healthy: bool, now: i64) -> String {
+    if !words_status(c, engine_healthy) {
+        return c.list_status().to_string();
+    }
+    let mut out = Vec::new();
+    write_status_body(&mut out, c, engine_healthy, now);
+    String::from_utf8(out).expect("status texts are ASCII")
+}
+
+/// The container states Docker knows: the `status` filter's values, and the states whose
+/// status the manager words itself.
+const STATES: [&str; 7] = [
+    "created",
+    "restarting",
+    "running",
+    "removing",
+    "paused",
+    "exited",
+    "dead",
+];
+
+/// Whether the manager words the status itself, or passes on the engine's (for a state it
+/// does not know).
+fn words_status(c: &Container, engine_healthy: bool) -> bool {
+    !engine_healthy || c.state_kind() != StateKind::Other
+}
+
+/// Appends the `Status` column as a JSON string.
+fn write_status(out: &mut Vec<u8>, c: &Container, engine_healthy: bool, now: i64) {
+    if !words_status(c, engine_healthy) {
+        return write_json_str(out, c.list_status());
+    }
+    out.push(b'"');
+    write_status_body(out, c, engine_healthy, now);
+    out.push(b'"');
+}
+
+/// Appends the status the manager words itself (ASCII with nothing to escape).
+fn write_status_body(out: &mut Vec<u8>, c: &Container, engine_healthy: bool, now: i64) {
     if !engine_healthy {
-        return "Host Down".into();
+        return out.extend_from_slice(b"Host Down");
     }
     let st = &c.details.state;
-    let state = c.state();
-    let since = |t: Option<i64>| t.map(|t| human_duration(now - t));
+    let state = c.state_kind();
+    let since = |out: &mut Vec<u8>, t: Option<i64>| match t {
+        Some(t) => write_duration(out, now - t),
+        None => out.extend_from_slice(b"Less than a second"),
+    };
+    let exit_code = |out: &mut Vec<u8>| {
+        out.extend_from_slice(b" (");
+        out.extend_from_slice(itoa::Buffer::new().format(st.exit_code).as_bytes());
+        out.push(b')');
+    };
     match state {
-        "running" | "paused" => {
-            let up = since(c.details.started_secs).unwrap_or_else(|| "Less than a second".into());
-            let mut text = format!("Up {up}");
-            if st.paused || state == "paused" {
-                text.push_str(" (Paused)");
-            } else if let Some(h) = c.details.health() {
-                match h {
-                    "starting" => text.push_str(" (health: starting)"),
-                    "healthy" | "unhealthy" => text.push_str(&format!(" ({h})")),
+        StateKind::Running | StateKind::Paused => {
+            out.extend_from_slice(b"Up ");
+            since(out, c.details.started_secs);
+            if st.paused || state == StateKind::Paused {
+                out.extend_from_slice(b" (Paused)");
+            } else {
+                match c.details.health() {
+                    Some("starting") => out.extend_from_slice(b" (health: starting)"),
+                    Some("healthy") => out.extend_from_slice(b" (healthy)"),
+                    Some("unhealthy") => out.extend_from_slice(b" (unhealthy)"),
                     _ => {}
                 }
             }
-            text
         }
-        "restarting" => format!(
-            "Restarting ({}) {} ago",
-            st.exit_code,
-            since(c.details.finished_secs).unwrap_or_else(|| "Less than a second".into())
-        ),
-        "removing" => "Removal In Progress".into(),
-        "dead" => "Dead".into(),
-        "created" => "Created".into(),
-        "exited" => match since(c.details.finished_secs) {
-            Some(d) => format!("Exited ({}) {d} ago", st.exit_code),
-            None => format!("Exited ({})", st.exit_code),
-        },
-        _ => c.list_status().to_string(),
+        StateKind::Restarting => {
+            out.extend_from_slice(b"Restarting");
+            exit_code(out);
+            out.push(b' ');
+            since(out, c.details.finished_secs);
+            out.extend_from_slice(b" ago");
+        }
+        StateKind::Removing => out.extend_from_slice(b"Removal In Progress"),
+        StateKind::Dead => out.extend_from_slice(b"Dead"),
+        StateKind::Created => out.extend_from_slice(b"Created"),
+        // `Other` is worded only for an engine that is down, handled above.
+        StateKind::Exited | StateKind::Other => {
+            out.extend_from_slice(b"Exited");
+            exit_code(out);
+            if let Some(t) = c.details.finished_secs {
+                out.push(b' ');
+                write_duration(out, now - t);
+                out.extend_from_slice(b" ago");
+            }
+        }
     }
 }
 
@@ -110,25 +172,35 @@ pub struct NodeText {
     name: String,
     ip: String,
     healthy: bool,
+    /// A hash of `name` and `ip`, which pre-rendered parts are checked against.
+    key: u64,
 }
 
 impl NodeText {
     pub fn new(engine: &Engine) -> NodeText {
         let mut escaped = Vec::new();
         write_json_str_body(&mut escaped, &engine.name());
-        let name = String::from_utf8_lossy(&escaped).into_owned();
+        NodeText::with(
+            String::from_utf8_lossy(&escaped).into_owned(),
+            engine.ip(),
+            engine.state() == EngineState::Healthy,
+        )
+    }
+
+    /// The text of a node named `name` (escaped) at `ip`.
+    fn with(name: String, ip: String, healthy: bool) -> NodeText {
+        let key = entry_hash(format!("{name}\0{ip}").as_bytes());
         NodeText {
             name,
-            ip: engine.ip(),
-            healthy: engine.state() == EngineState::Healthy,
+            ip,
+            healthy,
+            key,
         }
     }
 }
 
-/// Appends one `docker ps` entry: the engine's entry with node-prefixed names, a fresh status
-/// and the node IP in place of unspecified port addresses, then the pre-serialised rest of the
-/// engine's entry. Lists of tens of thousands are then mostly copies.
-fn write_entry(out: &mut Vec<u8>, c: &Container, node: &NodeText, now: i64) {
+/// Appends `{"Names":[…],"Status":`, each name prefixed with the node's.
+fn write_names(out: &mut Vec<u8>, c: &Container, node: &NodeText) {
     out.extend_from_slice(b"{\"Names\":[");
     for (i, name) in c.names().enumerate() {
         if i > 0 {
@@ -141,7 +213,11 @@ fn write_entry(out: &mut Vec<u8>, c: &Container, node: &NodeText, now: i64) {
         out.push(b'"');
     }
     out.extend_from_slice(b"],\"Status\":");
-    write_json_str(out, &status_text(c, node.healthy, now));
+}
+
+/// Appends `,"State":…,"Ports":[…]` with the node IP in place of unspecified port addresses,
+/// and the comma before the pass-through members when there are any.
+fn write_state_and_ports(out: &mut Vec<u8>, c: &Container, node: &NodeText) {
     out.extend_from_slice(b",\"State\":");
     write_json_str(out, c.state());
     out.extend_from_slice(b",\"Ports\":[");
@@ -172,16 +248,78 @@ fn write_entry(out: &mut Vec<u8>, c: &Container, node: &NodeText, now: i64) {
     out.push(b']');
     if !c.static_json.is_empty() {
         out.push(b',');
-        out.extend_from_slice(c.static_json.as_bytes());
     }
+}
+
+/// Appends one `docker ps` entry, rendered whole: the engine's entry with node-prefixed names,
+/// a fresh status and the node IP in place of unspecified port addresses, then the
+/// pre-serialised rest of the engine's entry. The reference for [`write_entry`].
+fn write_entry_whole(out: &mut Vec<u8>, c: &Container, node: &NodeText, now: i64) {
+    write_names(out, c, node);
+    write_status(out, c, node.healthy, now);
+    write_state_and_ports(out, c, node);
+    out.extend_from_slice(c.static_json.as_bytes());
     out.push(b'}');
+}
+
+/// The parts of `c`'s entry that do not vary per request, as listed on `node`.
+fn render_fixed(c: &Container, node: &NodeText) -> ListRender {
+    let mut bytes = Vec::new();
+    write_names(&mut bytes, c, node);
+    let split = bytes.len();
+    write_state_and_ports(&mut bytes, c, node);
+    ListRender {
+        node_key: node.key,
+        bytes: bytes.into_boxed_slice(),
+        split,
+    }
+}
+
+/// Appends one `docker ps` entry, the same bytes as [`write_entry_whole`]: the parts that do
+/// not vary are rendered once per record and copied from then on, so a request only words the
+/// status and copies. A record rendered under another node name or address (the engine was
+/// renamed) is rendered whole each time.
+fn write_entry(out: &mut Vec<u8>, c: &Container, node: &NodeText, now: i64) {
+    let fixed = c.list_render.get_or_init(|| render_fixed(c, node));
+    if fixed.node_key != node.key {
+        return write_entry_whole(out, c, node, now);
+    }
+    out.extend_from_slice(&fixed.bytes[..fixed.split]);
+    write_status(out, c, node.healthy, now);
+    out.extend_from_slice(&fixed.bytes[fixed.split..]);
+    out.extend_from_slice(c.static_json.as_bytes());
+    out.push(b'}');
+}
+
+/// One node's share of a list: how its entries are prefixed, and the snapshot they are read
+/// from (held until the list is written, so positions in it stay valid).
+pub struct NodeList {
+    pub node: NodeText,
+    pub cache: Arc<EngineCache>,
+}
+
+/// One container selected for a list: its position in its node's snapshot
+/// ([`ContainerIndex::all`](crate::cluster::cache::ContainerIndex::all)) and the key it is
+/// ordered by, kept inline so that sorting never follows a pointer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Selected {
+    pub created_ns: i64,
+    pub node: u32,
+    pub pos: u32,
+}
+
+impl Selected {
+    /// Sorts newest first (ties by node, then by ID), as `docker ps` lists.
+    pub fn sort_newest_first(list: &mut [Selected]) {
+        list.sort_unstable_by_key(|s| (std::cmp::Reverse(s.created_ns), s.node, s.pos));
+    }
 }
 
 /// A merged list written out in chunks as the client reads it: eight concurrent lists of tens
 /// of thousands of containers never hold their whole bodies at once.
 struct ListBody {
-    entries: std::vec::IntoIter<(Arc<Container>, usize)>,
-    nodes: Vec<NodeText>,
+    entries: std::vec::IntoIter<Selected>,
+    nodes: Vec<NodeList>,
     now: i64,
     started: bool,
     done: bool,
@@ -202,7 +340,7 @@ impl Iterator for ListBody {
             out.push(b'[');
         }
         while out.len() < LIST_CHUNK {
-            let Some((c, node)) = self.entries.next() else {
+            let Some(s) = self.entries.next() else {
                 out.extend_from_slice(b"]\n");
                 self.done = true;
                 break;
@@ -211,7 +349,9 @@ impl Iterator for ListBody {
                 out.push(b',');
             }
             self.started = true;
-            write_entry(&mut out, &c, &self.nodes[node], self.now);
+            let node = &self.nodes[s.node as usize];
+            let c = &node.cache.index().all()[s.pos as usize];
+            write_entry(&mut out, c, &node.node, self.now);
         }
         Some(Ok(bytes::Bytes::from(out)))
     }
@@ -242,19 +382,10 @@ impl ListFilter {
     /// Checks and compiles the filters of a list request; a bad one is the client's error.
     pub fn new(filters: Filters) -> ApiResult<ListFilter> {
         for status in filters.values("status") {
-            const KNOWN: [&str; 7] = [
-                "created",
-                "restarting",
-                "running",
-                "removing",
-                "paused",
-                "exited",
-                "dead",
-            ];
-            if !KNOWN.contains(&status.as_str()) {
+            if !STATES.contains(&status.as_str()) {
                 return Err(ApiError::bad_request(format!(
                     "invalid filter 'status={status}': must be one of {}",
-                    KNOWN.join(", ")
+                    STATES.join(", ")
                 )));
             }
         }
@@ -363,7 +494,7 @@ impl ListFilter {
 
 /// The `docker ps` answer: `selected` (each with the index of its node in `nodes`), in the
 /// order given, written as the client reads it.
-pub fn list_response(selected: Vec<(Arc<Container>, usize)>, nodes: Vec<NodeText>) -> Response {
+pub fn list_response(selected: Vec<Selected>, nodes: Vec<NodeList>) -> Response {
     let body = ListBody {
         entries: selected.into_iter(),
         nodes,
@@ -399,11 +530,7 @@ mod tests {
             ContainerDetails::default(),
             entry_hash(raw.as_bytes()),
         );
-        let node = NodeText {
-            name: "node-1".into(),
-            ip: "10.0.0.5".into(),
-            healthy: true,
-        };
+        let node = NodeText::with("node-1".into(), "10.0.0.5".into(), true);
         let mut out = Vec::new();
         write_entry(&mut out, &c, &node, 0);
         let v: Value = serde_json::from_slice(&out).unwrap();
@@ -415,6 +542,126 @@ mod tests {
         assert!(v["Ports"][1].get("PublicPort").is_none());
         assert_eq!(v["Labels"]["a"], "1");
         assert_eq!(v["Id"], "abc");
+    }
+
+    /// A container in `state` with the given inspect extras, built the way a refresh builds it.
+    fn record(i: usize, state: &str, health: Option<&str>, ports: &str) -> Container {
+        use crate::cluster::cache::{entry_hash, ContainerDetails};
+        let raw = format!(
+            r#"{{"Id":"c{i}","Names":["/web-{i}","/other/\"alias{i}"],"Image":"busybox",
+            "State":"{state}","Status":"Engine says {i}","Ports":[{ports}],"Labels":{{"n":"{i}"}},
+            "Created":{i}}}"#
+        );
+        let health = health
+            .map(|h| format!(r#","Health":{{"Status":"{h}"}}"#))
+            .unwrap_or_default();
+        let inspect = format!(
+            r#"{{"Name":"/web-{i}","State":{{"Status":"{state}","Paused":{paused},"ExitCode":{code},
+            "StartedAt":"2020-01-01T00:00:00Z","FinishedAt":"2020-01-01T01:00:00Z"{health}}}}}"#,
+            paused = state == "paused",
+            code = i % 3,
+        );
+        Container::new(
+            serde_json::from_str(&raw).unwrap(),
+            ContainerDetails::from_inspect(inspect.as_bytes()).unwrap(),
+            entry_hash(raw.as_bytes()),
+        )
+    }
+
+    #[test]
+    fn pre_rendered_entries_write_the_same_bytes_as_whole_rendering() {
+        let states: Vec<&str> = STATES.iter().copied().chain(["unknown"]).collect();
+        let healths = [None, Some("starting"), Some("healthy"), Some("unhealthy")];
+        let ports = [
+            "",
+            r#"{"IP":"0.0.0.0","PrivatePort":80,"PublicPort":8080,"Type":"tcp"}"#,
+            r#"{"IP":"::","PrivatePort":53,"PublicPort":0,"Type":"udp"},{"PrivatePort":1,"Type":"tcp"}"#,
+        ];
+        let nodes = [
+            NodeText::with("node-1".into(), "10.0.0.5".into(), true),
+            NodeText::with(r#"we\"ird"#.into(), String::new(), false),
+        ];
+        let start = 1_577_836_800;
+        let mut compared = 0;
+        for i in 0..states.len() * healths.len() * ports.len() {
+            let c = record(
+                i,
+                states[i % states.len()],
+                healths[i / states.len() % healths.len()],
+                ports[i % ports.len()],
+            );
+            // The first node renders the record's fixed parts; the second, as after a rename,
+            // finds them rendered for another node.
+            for node in &nodes {
+                for now in [
+                    start,
+                    start + 1,
+                    start + 59,
+                    start + 3 * 3600,
+                    start + 400 * 86400,
+                ] {
+                    let (mut fast, mut whole) = (Vec::new(), Vec::new());
+                    write_entry(&mut fast, &c, node, now);
+                    write_entry_whole(&mut whole, &c, node, now);
+                    assert_eq!(
+                        String::from_utf8(fast).unwrap(),
+                        String::from_utf8(whole.clone()).unwrap()
+                    );
+                    let v: Value = serde_json::from_slice(&whole).unwrap();
+                    assert_eq!(v["Status"], status_text(&c, node.healthy, now));
+                    compared += 1;
+                }
+            }
+        }
+        assert_eq!(compared, 96 * 2 * 5);
+    }
+
+    #[test]
+    fn statuses_read_like_docker_ps() {
+        let start = 1_577_836_800;
+        let status = |state, health, now| status_text(&record(4, state, health, ""), true, now);
+        assert_eq!(status("running", None, start + 300), "Up 5 minutes");
+        assert_eq!(
+            status("running", Some("healthy"), start),
+            "Up Less than a second (healthy)"
+        );
+        assert_eq!(
+            status("running", Some("starting"), start + 1),
+            "Up 1 second (health: starting)"
+        );
+        assert_eq!(
+            status("paused", Some("healthy"), start + 60),
+            "Up About a minute (Paused)"
+        );
+        assert_eq!(
+            status("restarting", None, start + 3600 + 7),
+            "Restarting (1) 7 seconds ago"
+        );
+        assert_eq!(
+            status("exited", None, start + 2 * 3600),
+            "Exited (1) About an hour ago"
+        );
+        assert_eq!(status("removing", None, start), "Removal In Progress");
+        assert_eq!(status("dead", None, start), "Dead");
+        assert_eq!(status("created", None, start), "Created");
+        assert_eq!(status("unknown", None, start), "Engine says 4");
+        assert_eq!(
+            status_text(&record(4, "running", None, ""), false, start),
+            "Host Down"
+        );
+        let never_finished = {
+            use crate::cluster::cache::{entry_hash, ContainerDetails};
+            let raw = r#"{"Id":"x","State":"exited"}"#;
+            let details =
+                ContainerDetails::from_inspect(br#"{"State":{"Status":"exited","ExitCode":137}}"#)
+                    .unwrap();
+            Container::new(
+                serde_json::from_str(raw).unwrap(),
+                details,
+                entry_hash(raw.as_bytes()),
+            )
+        };
+        assert_eq!(status_text(&never_finished, true, start), "Exited (137)");
     }
 
     #[test]

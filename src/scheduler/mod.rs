@@ -5,7 +5,8 @@
 //! It owns the expression language ([`expr`]), the scheduling request ([`request`]) taken from a
 //! create body ([`create_body`]), the filters ([`filter`]: health, port, containerslots,
 //! dependency, affinity, constraint, whitelist), the strategies ([`strategy`]: spread, binpack,
-//! random) and the two-pass selection with its error texts ([`Scheduler::select`]).
+//! random), the two-pass selection with its error texts ([`Scheduler::select`]) and the ranking
+//! kept between decisions for plain requests ([`view`]).
 //!
 //! It must not do I/O, await, read clocks or hold locks across calls: the cluster builds
 //! [`NodeSnapshot`]s (pending creations included), serialises selection with its own lock, and
@@ -40,6 +41,7 @@ pub mod node;
 pub mod request;
 pub mod resources;
 pub mod strategy;
+pub mod view;
 
 #[cfg(test)]
 mod fixtures;
@@ -53,6 +55,7 @@ pub use node::{ContainerSnapshot, ImageSnapshot, NodeSnapshot, SWARM_ID_LABEL};
 pub use request::{MetadataKind, PortBinding, SchedulingRequest};
 pub use resources::{cpus_to_shares, shares_to_cpus, total_with_overcommit};
 pub use strategy::{strategy_by_name, Strategy, StrategyError};
+pub use view::RankedView;
 
 /// Start of the error text when a filter other than health leaves no node (trailing space kept).
 pub const UNSATISFIABLE_PREFIX: &str =

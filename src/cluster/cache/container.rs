@@ -3,7 +3,7 @@
 //! becomes typed fields; it must not fetch from engines or keep anything but the one record.
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -21,6 +21,8 @@ pub struct Container {
     names: Box<[Box<str>]>,
     image: Box<str>,
     image_id: Box<str>,
+    /// [`Container::state`], read once.
+    state_kind: StateKind,
     /// `State` and `Status` of the list entry.
     list_state: Box<str>,
     list_status: Box<str>,
@@ -36,6 +38,69 @@ pub struct Container {
     pub entry_hash: u64,
     /// Typed subset of `GET /containers/{id}/json`.
     pub details: ContainerDetails,
+    /// This record's `docker ps` entry as far as it does not vary per request, rendered by the
+    /// first list that shows it and reused by every later one.
+    pub list_render: ListRenderMemo,
+}
+
+/// A container state Docker knows, so that a list of tens of thousands tells them apart
+/// without comparing text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateKind {
+    Created,
+    Restarting,
+    Running,
+    Removing,
+    Paused,
+    Exited,
+    Dead,
+    /// A state Docker does not define (an engine newer than the manager, or none at all).
+    Other,
+}
+
+impl StateKind {
+    /// The kind of the state named `state`.
+    pub fn of(state: &str) -> StateKind {
+        match state {
+            "created" => StateKind::Created,
+            "restarting" => StateKind::Restarting,
+            "running" => StateKind::Running,
+            "removing" => StateKind::Removing,
+            "paused" => StateKind::Paused,
+            "exited" => StateKind::Exited,
+            "dead" => StateKind::Dead,
+            _ => StateKind::Other,
+        }
+    }
+}
+
+/// The parts of a `docker ps` entry that stay the same from one request to the next, for the
+/// node they were rendered for. The list path owns the layout; this record only keeps it.
+#[derive(Debug)]
+pub struct ListRender {
+    /// A hash of the node name and address the parts were rendered with.
+    pub node_key: u64,
+    /// The parts, one after the other; `split` is where the second starts.
+    pub bytes: Box<[u8]>,
+    pub split: usize,
+}
+
+/// A [`ListRender`], set once. A copy starts empty: copies are made to be changed, and what
+/// was rendered from the original would not follow.
+#[derive(Debug, Default)]
+pub struct ListRenderMemo(OnceLock<ListRender>);
+
+impl Clone for ListRenderMemo {
+    fn clone(&self) -> Self {
+        ListRenderMemo::default()
+    }
+}
+
+impl ListRenderMemo {
+    /// The rendered parts, rendered by `render` the first time.
+    pub fn get_or_init(&self, render: impl FnOnce() -> ListRender) -> &ListRender {
+        self.0.get_or_init(render)
+    }
 }
 
 /// The hash [`Container::entry_hash`] is compared with.
@@ -55,9 +120,10 @@ impl Container {
         let created_ns = details
             .created_ns
             .unwrap_or_else(|| summary.created.saturating_mul(1_000_000_000));
-        Container {
+        let mut c = Container {
             id,
             created_ns,
+            state_kind: StateKind::Other,
             names: summary.names.into_boxed_slice(),
             image: summary.image,
             image_id: summary.image_id,
@@ -70,7 +136,10 @@ impl Container {
             static_json: summary.static_json.into_boxed_str(),
             entry_hash,
             details,
-        }
+            list_render: ListRenderMemo::default(),
+        };
+        c.state_kind = StateKind::of(c.state());
+        c
     }
 
     /// Names as the engine lists them (`/web`, `/other/alias`).
@@ -113,6 +182,11 @@ impl Container {
         &self.list_state
     }
 
+    /// The kind of [`Container::state`].
+    pub fn state_kind(&self) -> StateKind {
+        self.state_kind
+    }
+
     /// `State` of the engine's list entry.
     pub fn list_state(&self) -> &str {
         &self.list_state
@@ -136,6 +210,11 @@ impl Container {
     /// Creation time in nanoseconds since the epoch (ordering key of `docker ps`).
     pub fn created_nanos(&self) -> i128 {
         i128::from(self.created_ns)
+    }
+
+    /// [`Container::created_nanos`] as stored (what a list sorts on without widening).
+    pub fn created_ns(&self) -> i64 {
+        self.created_ns
     }
 }
 
@@ -427,6 +506,7 @@ mod tests {
         assert_eq!(c.name(), "web");
         assert_eq!(c.swarm_id(), Some("s1"));
         assert_eq!(c.state(), "paused");
+        assert_eq!(c.state_kind(), StateKind::Paused);
         assert_eq!(c.details.memory, 10);
         assert_eq!(
             c.details.port_bindings(),

@@ -127,6 +127,12 @@ impl ContainerIndex {
         }
     }
 
+    /// Every container of the snapshot, by ID: positions in it stay valid as long as the
+    /// snapshot.
+    pub fn all(&self) -> &[Arc<Container>] {
+        &self.by_id
+    }
+
     fn at(&self, i: usize) -> &Arc<Container> {
         &self.by_id[i]
     }

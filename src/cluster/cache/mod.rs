@@ -11,7 +11,10 @@ mod image;
 mod index;
 mod summary;
 
-pub use container::{entry_hash, BoundPort, Container, ContainerDetails, ContainerState};
+pub use container::{
+    entry_hash, BoundPort, Container, ContainerDetails, ContainerState, ListRender, ListRenderMemo,
+    StateKind,
+};
 pub use image::Image;
 pub use index::{short_id, ContainerIndex, LookupKey};
 pub use summary::{Labels, Mount, NetworkRef, Port, Summary, DYNAMIC_MEMBERS};

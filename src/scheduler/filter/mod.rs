@@ -17,6 +17,7 @@ pub use constraint::ConstraintFilter;
 pub use dependency::DependencyFilter;
 pub use health::HealthFilter;
 pub use port::PortFilter;
+pub(crate) use slots::has_free_slot;
 pub use slots::SlotsFilter;
 pub use whitelist::WhitelistFilter;
 

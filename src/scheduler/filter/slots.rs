@@ -38,7 +38,7 @@ impl Filter for SlotsFilter {
     }
 }
 
-fn has_free_slot(node: &NodeSnapshot) -> bool {
+pub(crate) fn has_free_slot(node: &NodeSnapshot) -> bool {
     match node
         .labels
         .get(CONTAINER_SLOTS_LABEL)

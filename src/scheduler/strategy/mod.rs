@@ -52,7 +52,7 @@ struct WeightedNode<'a> {
 
 /// How many points of weight one point of health indicator is worth. Health (0..=100) times this
 /// outweighs the CPU and memory scores (0..=100 each), so health decides first.
-const HEALTH_WEIGHT: i64 = 10;
+pub(crate) const HEALTH_WEIGHT: i64 = 10;
 
 /// Weighs every node that can take the request: nodes smaller than the request or that would go
 /// past 100% CPU or memory are skipped; weight = cpu% + memory% + `health_factor` × health, where
@@ -65,23 +65,31 @@ fn weigh_nodes<'a>(
     let weighted: Vec<WeightedNode<'a>> = nodes
         .into_iter()
         .filter_map(|node| {
-            if node.total_memory < request.memory || node.total_cpus < request.cpus {
-                return None;
-            }
-            let cpu_score = usage_score(node.used_cpus, request.cpus, node.total_cpus);
-            let memory_score = usage_score(node.used_memory, request.memory, node.total_memory);
-            if cpu_score > 100 || memory_score > 100 {
-                return None;
-            }
-            let health = i128::from(node.health_indicator) * i128::from(health_factor);
-            let weight = clamp_to_i64(cpu_score + memory_score + health);
-            Some(WeightedNode { node, weight })
+            weigh(request, node, health_factor).map(|weight| WeightedNode { node, weight })
         })
         .collect();
     if weighted.is_empty() {
         return Err(StrategyError::NoResources);
     }
     Ok(weighted)
+}
+
+/// One node's weight for `request` (see [`weigh_nodes`]); `None` when it cannot take it.
+pub(crate) fn weigh(
+    request: &SchedulingRequest,
+    node: &NodeSnapshot,
+    health_factor: i64,
+) -> Option<i64> {
+    if node.total_memory < request.memory || node.total_cpus < request.cpus {
+        return None;
+    }
+    let cpu_score = usage_score(node.used_cpus, request.cpus, node.total_cpus);
+    let memory_score = usage_score(node.used_memory, request.memory, node.total_memory);
+    if cpu_score > 100 || memory_score > 100 {
+        return None;
+    }
+    let health = i128::from(node.health_indicator) * i128::from(health_factor);
+    Some(clamp_to_i64(cpu_score + memory_score + health))
 }
 
 /// Integer percentage of the total the node would use after the placement; 100 when the request

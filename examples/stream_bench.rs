@@ -4,13 +4,20 @@
 //!
 //! ```sh
 //! cargo build --release --bin swarm --example stream_bench
-//! target/release/examples/stream_bench            # as root: it starts a real dockerd
+//! target/release/examples/stream_bench --runs 5   # as root: it starts a real dockerd
 //! ```
+//!
+//! Each run takes the best of three transfers per path and prints the ratio (through the
+//! manager / direct); with `--runs N` the runs follow one another on the same engine and
+//! manager, and the summary gives each stream's ratio per run and the lowest, which is the
+//! figure to hold against the budget. `--binary PATH` measures another build of the manager.
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+use std::path::PathBuf;
 use std::process::Stdio;
-use std::time::Instant;
+
+use tokio::time::Instant;
 
 use support::{DockerCli, EngineSet, Manager};
 
@@ -30,9 +37,21 @@ fn timed(cli: &DockerCli, host: &str, args: &[&str]) -> f64 {
     started.elapsed().as_secs_f64()
 }
 
+/// The value after `name` on the command line, if any.
+fn option(args: &[String], name: &str) -> Option<String> {
+    let i = args.iter().position(|a| a == name)?;
+    args.get(i + 1).cloned()
+}
+
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let runs: usize = option(&args, "--runs").map_or(1, |v| v.parse().expect("--runs N"));
     let engines = EngineSet::start(1);
-    let manager = Manager::builder()
+    let mut builder = Manager::builder();
+    if let Some(path) = option(&args, "--binary") {
+        builder = builder.binary(&PathBuf::from(path));
+    }
+    let manager = builder
         .args(&[
             "--engine-refresh-min-interval",
             "1s",
@@ -88,24 +107,36 @@ fn main() {
             256.0,
         ),
     ];
-    println!(
-        "{:<24} {:>12} {:>14} {:>8}",
-        "stream", "direct MB/s", "manager MB/s", "ratio"
-    );
-    for (label, args, size) in cases {
-        // Warm up, then take the best of three for each path.
-        timed(&cli, &direct, &args);
-        let d = (0..3)
-            .map(|_| timed(&cli, &direct, &args))
-            .fold(f64::MAX, f64::min);
-        let m = (0..3)
-            .map(|_| timed(&cli, &through, &args))
-            .fold(f64::MAX, f64::min);
+    // Each stream's ratio (manager / direct, percent) in every run.
+    let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); cases.len()];
+    for run in 1..=runs {
+        println!("run {run} of {runs}");
         println!(
-            "{label:<24} {:>12.0} {:>14.0} {:>7.0}%",
-            size / d,
-            size / m,
-            d / m * 100.0
+            "{:<24} {:>12} {:>14} {:>8}",
+            "stream", "direct MB/s", "manager MB/s", "ratio"
         );
+        for (i, (label, args, size)) in cases.iter().enumerate() {
+            // Warm up, then take the best of three for each path.
+            timed(&cli, &direct, args);
+            let d = (0..3)
+                .map(|_| timed(&cli, &direct, args))
+                .fold(f64::MAX, f64::min);
+            let m = (0..3)
+                .map(|_| timed(&cli, &through, args))
+                .fold(f64::MAX, f64::min);
+            ratios[i].push(d / m * 100.0);
+            println!(
+                "{label:<24} {:>12.0} {:>14.0} {:>7.0}%",
+                size / d,
+                size / m,
+                d / m * 100.0
+            );
+        }
+    }
+    println!("ratio through the manager / direct, per run, and the lowest");
+    for ((label, _, _), per_run) in cases.iter().zip(&ratios) {
+        let shown: Vec<String> = per_run.iter().map(|r| format!("{r:.0}%")).collect();
+        let lowest = per_run.iter().copied().fold(f64::MAX, f64::min);
+        println!("{label:<24} {}  min {lowest:.0}%", shown.join(", "));
     }
 }

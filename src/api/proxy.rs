@@ -231,8 +231,9 @@ const STREAM_READ: usize = 64 * 1024;
 /// direct. Here every read from the engine (up to [`STREAM_READ`] bytes, however many chunks)
 /// is decoded at once and passed on as one frame, and a read that holds one line passes that
 /// line on at once (`logs -f`). The answer head must come within the engine's call timeout
-/// (without `follow`, as for any forwarded call); the body then runs as long as the client reads it. The connection is the request's own
-/// (`Connection: close`) and is closed when the client goes.
+/// (without `follow`, as for any forwarded call); the body then runs as long as the client
+/// reads it. The connection is the request's own (`Connection: close`) and is closed when the
+/// client goes.
 async fn relay_log_stream(engine: &Engine, req: Request, uri: &str) -> ApiResult<Response> {
     use crate::cluster::health::Outcome;
     use std::time::Duration;

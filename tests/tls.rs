@@ -68,6 +68,17 @@ fn tlsverify_works_end_to_end_and_refuses_clients_without_a_valid_certificate() 
         .assert_success();
         assert_eq!(run.stdout_trimmed(), "over tls", "{}", cli.label());
         secure(&cli, &certs, &host, &["ps", "-a"]).assert_success();
+        // Logs take a relay of their own to the engine, over TLS here too.
+        let name = format!("tls-logs-{}", cli.label());
+        secure(
+            &cli,
+            &certs,
+            &host,
+            &["run", "--name", &name, "busybox", "echo", "logged over tls"],
+        )
+        .assert_success();
+        let logs = secure(&cli, &certs, &host, &["logs", &name]).assert_success();
+        assert_eq!(logs.stdout_trimmed(), "logged over tls", "{}", cli.label());
     }
 
     let cli = DockerCli::modern();

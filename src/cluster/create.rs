@@ -281,6 +281,8 @@ impl Cluster {
             let chosen = crate::metrics::scheduler_decision(|| {
                 match placement.best_kept(&mut set, &maps, &sched) {
                     Some(kept) => {
+                        // The view must agree with the full selection node for node; debug
+                        // builds (and so the integration tests) check every plain decision.
                         debug_assert_eq!(
                             Ok(vec![kept.id.clone()]),
                             full_selection(placement, &set, &maps, &sched),

@@ -6,18 +6,34 @@
 //! request that exercises every filter (constraint, soft image affinity, published port, memory
 //! and CPU reservation), each by a full selection; then a plain `docker run` decided from the
 //! ranking kept between decisions, with the chosen node re-ranked after each.
+//!
+//! Last, the same plain decision through the cluster's own placement, as a create takes it, on
+//! simulated engines (1,000 and 5,000, validated by a real cluster in this process): under the
+//! placement lock, choose a node and register the creation; then, untimed, the chosen engine's
+//! cache changes and the creation leaves the pending set, as after the engine's answer. Once by
+//! the full selection over every engine's memoised snapshot, once from the kept ranking, which
+//! re-ranks the engines that changed since the previous decision.
+#[path = "simulator/mod.rs"]
+mod simulator;
+
 use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use shoal::cluster::membership::EngineMaps;
+use shoal::cluster::transport::Transport;
+use shoal::cluster::{Cluster, ClusterOptions, EngineOptions};
 use shoal::scheduler::{
     filter_by_name, ContainerSnapshot, ImageSnapshot, NodeSnapshot, PortBinding, RankedView,
     Scheduler, SchedulingRequest, DEFAULT_FILTERS,
 };
+use simulator::SimFleet;
 
 const CONTAINERS_PER_NODE: usize = 30;
 const GIB: i64 = 1 << 30;
+/// How long the simulated engines of the placement rows may take to be validated.
+const VALIDATION_LIMIT: Duration = Duration::from_secs(300);
 
 fn main() {
     let scheduler = Scheduler::new("spread", &DEFAULT_FILTERS).expect("default scheduler");
@@ -65,6 +81,112 @@ fn main() {
         );
     }
     filter_breakdown(&cluster(5_000), &busy_request(), 100);
+    shoal::api::listener::raise_open_file_limit();
+    println!("plain decision through the cluster's placement, simulated engines");
+    for (node_count, runs) in [(1_000, 500), (5_000, 200)] {
+        through_placement(node_count, runs);
+    }
+}
+
+/// Times plain decisions taken as a create takes them, on `node_count` simulated engines.
+fn through_placement(node_count: usize, runs: u32) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let fleet = SimFleet::start(node_count, CONTAINERS_PER_NODE)
+            .await
+            .expect("simulated engines");
+        let scheduler = Scheduler::new("spread", &DEFAULT_FILTERS).expect("default scheduler");
+        let cluster = Cluster::new(cluster_options(), Transport::new(None), scheduler);
+        for addr in fleet.addrs() {
+            cluster.add_engine(&addr);
+        }
+        cluster.start();
+        // Hosting thousands of engines in this process may be more than the machine can
+        // validate in time; the row is then left out rather than taken on fewer nodes.
+        let deadline = Instant::now() + VALIDATION_LIMIT;
+        while cluster.engines().validated.len() < node_count {
+            if Instant::now() >= deadline {
+                let validated = cluster.engines().validated.len();
+                println!(
+                    "{node_count:>6} nodes  skipped: {validated} validated within {VALIDATION_LIMIT:?}"
+                );
+                cluster.shutdown().await;
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let maps = cluster.engines();
+        for (label, kept) in [
+            ("placement, full selection", false),
+            ("placement, kept ranking", true),
+        ] {
+            // Warm-up: builds every memoised snapshot and (for the view) the first ranking.
+            decide(&cluster, &maps, kept);
+            let mut samples: Vec<Duration> =
+                (0..runs).map(|_| decide(&cluster, &maps, kept)).collect();
+            samples.sort_unstable();
+            print_row(node_count, label, &samples);
+        }
+        cluster.shutdown().await;
+    });
+}
+
+/// One decision as the create path takes it; returns how long choosing took.
+fn decide(cluster: &Cluster, maps: &Arc<EngineMaps>, kept: bool) -> Duration {
+    let plain = SchedulingRequest::default();
+    let placement = &cluster.placement;
+    let started = Instant::now();
+    let mut set = placement.pending();
+    let chosen = if kept {
+        let best = placement.best_kept(&mut set, maps, &plain);
+        best.expect("a node for a plain request").id.clone()
+    } else {
+        let mut nodes = placement.snapshots().of_validated(maps, false);
+        set.add_to(&mut nodes);
+        let refs: Vec<&NodeSnapshot> = nodes.iter().map(|n| n.as_ref()).collect();
+        let ranked = placement.scheduler.select_among(&refs, &plain);
+        ranked.expect("placement")[0].id.clone()
+    };
+    let key = set.add(
+        chosen.clone(),
+        ContainerSnapshot::pending(&plain, None, None),
+    );
+    drop(set);
+    let took = started.elapsed();
+    // What the engine's answer causes: its cache is written, the creation leaves the set.
+    let engine = &maps.validated[&chosen];
+    if let Some(c) = engine.cache().containers.values().next().cloned() {
+        engine.restore_container(c);
+    }
+    drop(placement.hold(key));
+    took
+}
+
+/// Refreshes far apart, so that the engines change only when a decision touches them; the
+/// default filters and spread, as in the tables above.
+fn cluster_options() -> ClusterOptions {
+    let engine = EngineOptions {
+        refresh_min: Duration::from_secs(300),
+        refresh_max: Duration::from_secs(600),
+        failure_retry: 3,
+        call_timeout: Duration::from_secs(30),
+    };
+    let filters = DEFAULT_FILTERS.map(String::from).to_vec();
+    ClusterOptions {
+        strategy: "spread".into(),
+        filters,
+        engine,
+        create_retry: 0,
+        heartbeat: Duration::from_secs(60),
+        overcommit: 0.05,
+        refresh_on_node_filter: false,
+        container_name_refresh_filter: None,
+        experimental: false,
+    }
 }
 
 /// Times `runs` calls of `decide`, sorted.

@@ -11,7 +11,9 @@ use serde_json::{Map, Value};
 use super::cache::{Container, ContainerDetails};
 use super::cluster::Cluster;
 use super::engine::{error_message, Engine, EngineError};
+use super::membership::EngineMaps;
 use super::names::split_reference;
+use super::placement::{PendingSet, Placement};
 use super::transport::{boxed, empty};
 use crate::scheduler::node::{ContainerSnapshot, NodeSnapshot, SWARM_ID_LABEL};
 use crate::scheduler::resources::cpus_to_shares;
@@ -274,25 +276,31 @@ impl Cluster {
                     id
                 }
             };
-            let mut nodes = placement
-                .snapshots()
-                .of_validated(&maps, sched.needs_containers());
-            set.add_to(&mut nodes);
-            let refs: Vec<&NodeSnapshot> = nodes.iter().map(|n| n.as_ref()).collect();
             // The request was checked before the loop; what fails here is placement (or the
             // image affinity of a retry, which the client did not write): a 500.
-            let ranked = crate::metrics::scheduler_decision(|| {
-                placement.scheduler.select_among(&refs, &sched)
+            let chosen = crate::metrics::scheduler_decision(|| {
+                match placement.best_kept(&mut set, &maps, &sched) {
+                    Some(kept) => {
+                        // The view must agree with the full selection node for node; debug
+                        // builds (and so the integration tests) check every plain decision.
+                        debug_assert_eq!(
+                            Ok(vec![kept.id.clone()]),
+                            full_selection(placement, &set, &maps, &sched),
+                            "the kept ranking and the full selection disagree"
+                        );
+                        Ok(vec![kept.id.clone()])
+                    }
+                    None => full_selection(placement, &set, &maps, &sched),
+                }
             })
-            .map_err(|e| CreateError::Scheduling(e.to_string()))?;
-            let chosen = ranked.first().ok_or_else(|| {
-                CreateError::Scheduling("No nodes available in the cluster".into())
-            })?;
-            let engine = maps.validated.get(&chosen.id).cloned().ok_or_else(|| {
+            .map_err(|e| CreateError::Scheduling(e.to_string()))?
+            .pop()
+            .ok_or_else(|| CreateError::Scheduling("No nodes available in the cluster".into()))?;
+            let engine = maps.validated.get(&chosen).cloned().ok_or_else(|| {
                 CreateError::Scheduling("No nodes available in the cluster".into())
             })?;
             let key = set.add(
-                chosen.id.clone(),
+                chosen,
                 ContainerSnapshot::pending(&sched, req.name.as_deref(), Some(&swarm_id)),
             );
             (engine, placement.hold(key), swarm_id)
@@ -442,6 +450,24 @@ impl Cluster {
         let _ = engine.refresh_images().await;
         Ok(())
     }
+}
+
+/// The ID of the node the scheduler puts first for `sched` among every validated engine of
+/// `maps` and the creations in flight of `set` (a walk over every engine's memoised snapshot);
+/// empty when the ranking is.
+fn full_selection(
+    placement: &Placement,
+    set: &PendingSet,
+    maps: &EngineMaps,
+    sched: &SchedulingRequest,
+) -> Result<Vec<String>, SchedulerError> {
+    let mut nodes = placement
+        .snapshots()
+        .of_validated(maps, sched.needs_containers());
+    set.add_to(&mut nodes);
+    let refs: Vec<&NodeSnapshot> = nodes.iter().map(|n| n.as_ref()).collect();
+    let ranked = placement.scheduler.select_among(&refs, sched)?;
+    Ok(ranked.first().map(|n| n.id.clone()).into_iter().collect())
 }
 
 /// A record of a container the engine created but that could not be read back, from what the

@@ -4,7 +4,7 @@
 //! each). Pure reads of engine state; creations in flight are added on top by
 //! [`super::placement`], and nothing here decides a placement.
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use super::cache::{Container, EngineCache};
 use super::engine::Engine;
@@ -51,6 +51,18 @@ impl NodeSnapshots {
                 })
                 .collect()
         })
+    }
+
+    /// The counting snapshot of one engine, rebuilt only when its cache or health changed;
+    /// `None` while its specs are not known.
+    pub fn of_engine(&self, engine: &Arc<Engine>) -> Option<Arc<NodeSnapshot>> {
+        self.memo
+            .with_slot(engine, |slots| self.of(engine, &mut slots[0], false))
+    }
+
+    /// Forgets what was built for an engine that left.
+    pub fn forget(&self, engine: &Weak<Engine>) {
+        self.memo.forget(engine);
     }
 
     /// One engine's snapshot, from `slot` when it was built from the current cache and health.

@@ -66,6 +66,12 @@ impl RankedView {
         }
     }
 
+    /// Whether the configuration keeps a standing ranking at all (when not, [`RankedView::best`]
+    /// always declines and keeping the view up to date is wasted work).
+    pub fn ranks(&self) -> bool {
+        self.order.is_some()
+    }
+
     /// Whether `request` is plain: it reserves nothing and names nothing a filter reads.
     pub fn is_plain(request: &SchedulingRequest) -> bool {
         request.constraints.is_empty()

@@ -37,6 +37,7 @@ use super::cache::EngineCache;
 use super::directory::Directory;
 use super::events::{ClusterEvent, EventBus, NodeRef};
 use super::health::{EngineState, Health, Outcome, Transition};
+use super::memo::ChangeFeed;
 use super::order::WriteOrder;
 use super::transport::{empty, error_chain, Endpoint, Transport, TransportBody};
 use crate::version::{for_engine, ApiVersion, MIN_API};
@@ -160,6 +161,8 @@ pub struct Engine {
     /// Counts changes of the cache, the specs and the health record, so that what other layers
     /// render from them is checked with one load ([`Engine::generation`]).
     generation: AtomicU64,
+    /// Tells the placement's kept ranking that this engine changed (see [`ChangeFeed`]).
+    pub(crate) feed: ChangeFeed,
 }
 
 impl Engine {
@@ -194,6 +197,7 @@ impl Engine {
             list_hashes: Default::default(),
             last_outcome: Mutex::new(Instant::now()),
             generation: AtomicU64::new(0),
+            feed: ChangeFeed::default(),
             own_events: Mutex::new(Vec::new()),
         })
     }
@@ -339,6 +343,7 @@ impl Engine {
     /// Counts a change of the cache, the specs or the health record.
     fn changed(&self) {
         self.generation.fetch_add(1, Ordering::AcqRel);
+        self.feed.report(|| self.id());
     }
 
     fn emit(&self, action: &str) {

@@ -455,19 +455,26 @@ impl ListShare {
         selected: Vec<Selected>,
         nodes: Vec<NodeList>,
     ) -> ApiResult<Response> {
-        // Sized from the last answer, so that a list of tens of megabytes is not copied while
-        // it grows.
+        // The new answer replaces the old: its snapshots are let go now, and its buffer is
+        // written over when no client is still reading it (its pages are already mapped, where
+        // a fresh buffer of tens of megabytes would fault each one in). Either way it is sized
+        // from the last answer, so that it is not copied while it grows.
         let capacity = match self.0.as_ref() {
             Some(k) => k.body.len() + k.body.len() / 8,
             None => selected.len() * 1024,
         } + 4096;
-        // Kept snapshots are dropped before rendering: the new answer replaces the old.
-        *self.0 = None;
+        let reused = self
+            .0
+            .take()
+            .and_then(|k| k.body.try_into_mut().ok())
+            .map(Vec::from);
         let now = snapshot.now;
         let started = tokio::time::Instant::now();
         let entries = selected.len();
         let body = tokio::task::spawn_blocking(move || {
-            let mut out = Vec::with_capacity(capacity);
+            let mut out = reused.unwrap_or_default();
+            out.clear();
+            out.reserve(capacity);
             write_list(&mut out, &selected, &nodes, now);
             Bytes::from(out)
         })

@@ -120,7 +120,7 @@ pub async fn list(
     if limit > 0 {
         selected.truncate(limit as usize);
     }
-    share.render(snapshot, selected, nodes).await
+    Ok(share.render(snapshot, selected, nodes))
 }
 
 async fn refresh_matching(engines: Vec<Arc<Engine>>, pick: impl Fn(&Engine) -> bool) {

@@ -310,18 +310,35 @@ impl Selected {
     }
 }
 
-/// Appends the whole list: `selected` (each with the index of its node in `nodes`), in order.
-fn write_list(out: &mut Vec<u8>, selected: &[Selected], nodes: &[NodeList], now: i64) {
+/// How much of a list is written per chunk.
+const LIST_CHUNK: usize = 256 * 1024;
+
+/// Writes the whole list, `selected` (each with the index of its node in `nodes`) in order, in
+/// chunks of about [`LIST_CHUNK`] handed to `emit` as each is full.
+fn write_list(selected: &[Selected], nodes: &[NodeList], now: i64, mut emit: impl FnMut(Bytes)) {
     let all: Vec<&[Arc<Container>]> = nodes.iter().map(|n| n.cache.index().all()).collect();
+    let mut out = Vec::with_capacity(LIST_CHUNK + 4096);
     out.push(b'[');
     for (i, s) in selected.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
         let node = &nodes[s.node as usize];
-        write_entry(out, &all[s.node as usize][s.pos as usize], &node.node, now);
+        write_entry(
+            &mut out,
+            &all[s.node as usize][s.pos as usize],
+            &node.node,
+            now,
+        );
+        if out.len() >= LIST_CHUNK {
+            emit(Bytes::from(std::mem::replace(
+                &mut out,
+                Vec::with_capacity(LIST_CHUNK + 4096),
+            )));
+        }
     }
     out.extend_from_slice(b"]\n");
+    emit(Bytes::from(out));
 }
 
 /// One engine as a list reads it: its container snapshot, its specs (node name and address)
@@ -421,7 +438,7 @@ const KEPT_MAX: usize = 256 * 1024 * 1024;
 /// The last answer rendered, with what it was rendered from.
 struct Kept {
     snapshot: ListSnapshot,
-    body: Bytes,
+    chunks: Arc<[Bytes]>,
 }
 
 /// The one kept answer of this process. Clusters never share one: the key holds the cluster's
@@ -443,58 +460,60 @@ impl ListShare {
     /// The kept answer, when it was rendered from a snapshot equal to `snapshot`.
     pub fn kept(&self, snapshot: &ListSnapshot) -> Option<Response> {
         let kept = self.0.as_ref().filter(|k| k.snapshot.same(snapshot))?;
-        tracing::debug!(bytes = kept.body.len(), "container list shared");
-        Some(list_response(kept.body.clone()))
+        tracing::debug!(chunks = kept.chunks.len(), "container list shared");
+        let chunks = kept.chunks.clone();
+        let stream = futures_util::stream::iter(
+            (0..chunks.len()).map(move |i| Ok::<_, std::convert::Infallible>(chunks[i].clone())),
+        );
+        Some(list_response(axum::body::Body::from_stream(stream)))
     }
 
     /// Renders `selected` (each with the index of its node in `nodes`, in the order given) as
-    /// read in `snapshot`, keeps it for the requests that follow and answers with it.
-    pub async fn render(
-        mut self,
+    /// read in `snapshot`, keeps it for the requests that follow and answers with it. The
+    /// client is sent each chunk as it is written; the render never waits for the client
+    /// (the chunks are kept anyway), so a slow reader holds up no other list.
+    pub fn render(
+        self,
         snapshot: ListSnapshot,
         selected: Vec<Selected>,
         nodes: Vec<NodeList>,
-    ) -> ApiResult<Response> {
-        // The new answer replaces the old: its snapshots are let go now, and its buffer is
-        // written over when no client is still reading it (its pages are already mapped, where
-        // a fresh buffer of tens of megabytes would fault each one in). Either way it is sized
-        // from the last answer, so that it is not copied while it grows.
-        let capacity = match self.0.as_ref() {
-            Some(k) => k.body.len() + k.body.len() / 8,
-            None => selected.len() * 1024,
-        } + 4096;
-        let reused = self
-            .0
-            .take()
-            .and_then(|k| k.body.try_into_mut().ok())
-            .map(Vec::from);
-        let now = snapshot.now;
-        let started = tokio::time::Instant::now();
-        let entries = selected.len();
-        let body = tokio::task::spawn_blocking(move || {
-            let mut out = reused.unwrap_or_default();
-            out.clear();
-            out.reserve(capacity);
-            write_list(&mut out, &selected, &nodes, now);
-            Bytes::from(out)
-        })
-        .await
-        .map_err(|e| ApiError::internal(format!("container list: {e}")))?;
-        tracing::debug!(
-            entries,
-            bytes = body.len(),
-            elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
-            "container list rendered"
-        );
-        if body.len() <= KEPT_MAX {
-            *self.0 = Some(Kept {
-                snapshot,
-                body: body.clone(),
+    ) -> Response {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Bytes>();
+        let mut kept = self.0;
+        tokio::task::spawn_blocking(move || {
+            // The new answer replaces the old: its snapshots are let go before rendering.
+            *kept = None;
+            let started = tokio::time::Instant::now();
+            let mut chunks = Vec::new();
+            let mut bytes = 0;
+            write_list(&selected, &nodes, snapshot.now, |chunk| {
+                bytes += chunk.len();
+                // A client that has gone away still leaves the answer to the others.
+                let _ = tx.send(chunk.clone());
+                chunks.push(chunk);
             });
-        }
-        Ok(list_response(body))
+            drop(tx);
+            tracing::debug!(
+                entries = selected.len(),
+                bytes,
+                elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+                "container list rendered"
+            );
+            if bytes <= KEPT_MAX {
+                *kept = Some(Kept {
+                    snapshot,
+                    chunks: chunks.into(),
+                });
+            }
+        });
+        let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+            let chunk = rx.recv().await?;
+            Some((Ok::<_, std::convert::Infallible>(chunk), rx))
+        });
+        list_response(axum::body::Body::from_stream(stream))
     }
 }
+
 /// What a list request selects: its filters, with the patterns among them compiled once.
 pub struct ListFilter {
     pub filters: Filters,
@@ -631,7 +650,7 @@ impl ListFilter {
 }
 
 /// The `docker ps` answer with `body`.
-fn list_response(body: Bytes) -> Response {
+fn list_response(body: axum::body::Body) -> Response {
     let mut resp = (StatusCode::OK, body).into_response();
     resp.headers_mut().insert(
         http::header::CONTENT_TYPE,

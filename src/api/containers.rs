@@ -15,12 +15,12 @@ use super::error::{json_response, ApiError, ApiResult};
 use super::filters::Filters;
 use super::limits::read_whole_body;
 use super::proxy::{fetch_json, forward, hijack};
-use super::ps::{list_response, ListFilter, NodeList, NodeText, Selected};
+use super::ps::{ListFilter, ListShare, ListSnapshot, NodeList, Selected};
 use super::request::{query_bool, query_value, resolve, split_name_action, wants_upgrade};
 use super::state::{AppState, RequestedVersion};
 use crate::cluster::cache::StateKind;
 use crate::cluster::names::{find_container, ContainerRef};
-use crate::cluster::{Engine, EngineState};
+use crate::cluster::Engine;
 
 /// `GET /containers/json` (and `/containers/ps`).
 pub async fn list(
@@ -50,7 +50,14 @@ pub async fn list(
         }
     }
     let filter = ListFilter::new(filters)?;
+    // From here to the answer, one list at a time: a request that reads the snapshot the kept
+    // answer was rendered from is answered with it, the others render it once for all.
+    let share = ListShare::lock().await;
     let maps = cluster.engines();
+    let snapshot = ListSnapshot::take(maps.clone(), &q);
+    if let Some(kept) = share.kept(&snapshot) {
+        return Ok(kept);
+    }
 
     let bound = |key: &str| -> ApiResult<Option<i128>> {
         let mut names: Vec<String> = filter.filters.values(key).to_vec();
@@ -75,9 +82,8 @@ pub async fn list(
     // inline: neither selecting nor sorting touches a reference count or follows a pointer.
     let mut nodes: Vec<NodeList> = Vec::new();
     let mut selected: Vec<Selected> = Vec::new();
-    for engine in maps.validated.values() {
-        let healthy = engine.state() == EngineState::Healthy;
-        let cache = engine.cache();
+    for view in &snapshot.engines {
+        let (engine, cache, healthy) = (&view.engine, &view.cache, view.healthy);
         let mut node = None;
         for (pos, c) in cache.index().all().iter().enumerate() {
             let up = matches!(c.state_kind(), StateKind::Running | StateKind::Paused);
@@ -92,7 +98,7 @@ pub async fn list(
             }
             let node = *node.get_or_insert_with(|| {
                 nodes.push(NodeList {
-                    node: NodeText::new(engine),
+                    node: view.node_text(),
                     cache: cache.clone(),
                 });
                 nodes.len() as u32 - 1
@@ -114,7 +120,7 @@ pub async fn list(
     if limit > 0 {
         selected.truncate(limit as usize);
     }
-    Ok(list_response(selected, nodes))
+    Ok(share.render(snapshot, selected, nodes))
 }
 
 async fn refresh_matching(engines: Vec<Arc<Engine>>, pick: impl Fn(&Engine) -> bool) {

@@ -1,19 +1,24 @@
 //! What `docker ps` shows (SPEC §5.6): which containers a list request selects (its filters,
 //! checked and compiled once) and how each selected container is written: names prefixed with
 //! their node, a status recomputed now, unspecified port addresses replaced by the node's, the
-//! rest of the engine's entry copied as it was serialised. The list is written in chunks as the
-//! client reads it. This module renders; the handler in [`super::containers`] decides what
-//! to select and in which order, and this module must not import a handler module.
+//! rest of the engine's entry copied as it was serialised. An answer is a pure function of the
+//! cluster's snapshots, the query and the current second ([`ListSnapshot`]): the last one is
+//! kept and shared by every request that reads an equal snapshot, and requests that arrive
+//! while it renders wait for it ([`ListShare`]). This module renders and shares; the handler
+//! in [`super::containers`] decides what to select and in which order, and this module must
+//! not import a handler module.
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use http::StatusCode;
 use regex::Regex;
 
 use super::error::{ApiError, ApiResult};
 use super::filters::{label_filter_matches, Filters};
 use crate::cluster::cache::{entry_hash, Container, EngineCache, ListRender, StateKind};
-use crate::cluster::{Engine, EngineState};
+use crate::cluster::{Engine, EngineMaps, EngineSpecs, EngineState};
 use crate::scheduler::expr::user_regex;
 
 /// Docker's human duration (`Less than a second`, `5 seconds`, `About a minute`, …).
@@ -177,16 +182,6 @@ pub struct NodeText {
 }
 
 impl NodeText {
-    pub fn new(engine: &Engine) -> NodeText {
-        let mut escaped = Vec::new();
-        write_json_str_body(&mut escaped, &engine.name());
-        NodeText::with(
-            String::from_utf8_lossy(&escaped).into_owned(),
-            engine.ip(),
-            engine.state() == EngineState::Healthy,
-        )
-    }
-
     /// The text of a node named `name` (escaped) at `ip`.
     fn with(name: String, ip: String, healthy: bool) -> NodeText {
         let key = entry_hash(format!("{name}\0{ip}").as_bytes());
@@ -315,45 +310,207 @@ impl Selected {
     }
 }
 
-/// A merged list written out in chunks as the client reads it: eight concurrent lists of tens
-/// of thousands of containers never hold their whole bodies at once.
-struct ListBody {
-    entries: std::vec::IntoIter<Selected>,
-    nodes: Vec<NodeList>,
-    now: i64,
-    started: bool,
-    done: bool,
-}
-
 /// How much of a list is written per chunk.
 const LIST_CHUNK: usize = 256 * 1024;
 
-impl Iterator for ListBody {
-    type Item = Result<bytes::Bytes, std::convert::Infallible>;
+/// Writes the whole list, `selected` (each with the index of its node in `nodes`) in order, in
+/// chunks of about [`LIST_CHUNK`] handed to `emit` as each is full.
+fn write_list(selected: &[Selected], nodes: &[NodeList], now: i64, mut emit: impl FnMut(Bytes)) {
+    let all: Vec<&[Arc<Container>]> = nodes.iter().map(|n| n.cache.index().all()).collect();
+    let mut out = Vec::with_capacity(LIST_CHUNK + 4096);
+    out.push(b'[');
+    for (i, s) in selected.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let node = &nodes[s.node as usize];
+        write_entry(
+            &mut out,
+            &all[s.node as usize][s.pos as usize],
+            &node.node,
+            now,
+        );
+        if out.len() >= LIST_CHUNK {
+            emit(Bytes::from(std::mem::replace(
+                &mut out,
+                Vec::with_capacity(LIST_CHUNK + 4096),
+            )));
+        }
+    }
+    out.extend_from_slice(b"]\n");
+    emit(Bytes::from(out));
+}
 
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.done {
-            return None;
+/// One engine as a list reads it: its container snapshot, its specs (node name and address)
+/// and its health, each read once, so that an answer and the key it is kept under agree.
+pub struct EngineView {
+    pub engine: Arc<Engine>,
+    pub cache: Arc<EngineCache>,
+    specs: Option<Arc<EngineSpecs>>,
+    pub healthy: bool,
+}
+
+impl EngineView {
+    /// Whether `other` lists the same: the same engine with the same container map, specs and
+    /// health. Snapshots are published whole, so pointers tell; the views hold what they point
+    /// at, so an address is never reused while it is compared.
+    fn same(&self, other: &EngineView) -> bool {
+        let same_specs = match (&self.specs, &other.specs) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        Arc::ptr_eq(&self.engine, &other.engine)
+            && Arc::ptr_eq(&self.cache.containers, &other.cache.containers)
+            && same_specs
+            && self.healthy == other.healthy
+    }
+
+    /// How this engine's entries are prefixed.
+    pub fn node_text(&self) -> NodeText {
+        let (name, ip) = match &self.specs {
+            Some(s) => (s.name.as_str(), s.ip.clone()),
+            None => ("(unknown)", String::new()),
+        };
+        let mut escaped = Vec::new();
+        write_json_str_body(&mut escaped, name);
+        NodeText::with(
+            String::from_utf8_lossy(&escaped).into_owned(),
+            ip,
+            self.healthy,
+        )
+    }
+}
+
+/// Everything a list answer is a function of: the membership, each engine's view, the query
+/// and the current second (status texts such as `Up 5 minutes` change per second, no finer).
+/// Two requests with equal snapshots get the same bytes.
+pub struct ListSnapshot {
+    maps: Arc<EngineMaps>,
+    pub engines: Vec<EngineView>,
+    query: Vec<(String, String)>,
+    pub now: i64,
+}
+
+impl ListSnapshot {
+    /// Reads the validated engines of `maps` for a list asked with `query`.
+    pub fn take(maps: Arc<EngineMaps>, query: &HashMap<String, String>) -> ListSnapshot {
+        let engines = maps
+            .validated
+            .values()
+            .map(|engine| EngineView {
+                cache: engine.cache(),
+                specs: engine.specs(),
+                healthy: engine.state() == EngineState::Healthy,
+                engine: engine.clone(),
+            })
+            .collect();
+        let mut query: Vec<(String, String)> =
+            query.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        query.sort_unstable();
+        ListSnapshot {
+            maps,
+            engines,
+            query,
+            now: chrono::Utc::now().timestamp(),
         }
-        let mut out = Vec::with_capacity(LIST_CHUNK + 4096);
-        if !self.started {
-            out.push(b'[');
-        }
-        while out.len() < LIST_CHUNK {
-            let Some(s) = self.entries.next() else {
-                out.extend_from_slice(b"]\n");
-                self.done = true;
-                break;
-            };
-            if self.started {
-                out.push(b',');
+    }
+
+    /// Whether `other` gets the same answer: O(engines) pointer compares, nothing rendered.
+    fn same(&self, other: &ListSnapshot) -> bool {
+        self.now == other.now
+            && Arc::ptr_eq(&self.maps, &other.maps)
+            && self.query == other.query
+            && self.engines.len() == other.engines.len()
+            && self
+                .engines
+                .iter()
+                .zip(&other.engines)
+                .all(|(a, b)| a.same(b))
+    }
+}
+
+/// The largest answer kept for sharing (256 MiB); a larger one is rendered for each request.
+/// One answer is kept at a time, so this is also what sharing costs in memory at most, plus
+/// the snapshots its key holds until the next render replaces it.
+const KEPT_MAX: usize = 256 * 1024 * 1024;
+
+/// The last answer rendered, with what it was rendered from.
+struct Kept {
+    snapshot: ListSnapshot,
+    chunks: Arc<[Bytes]>,
+}
+
+/// The one kept answer of this process. Clusters never share one: the key holds the cluster's
+/// membership, compared by pointer.
+static KEPT: tokio::sync::Mutex<Option<Kept>> = tokio::sync::Mutex::const_new(None);
+
+/// The right to answer a list: held from reading the snapshot to keeping the answer, so that
+/// requests arriving while a list renders wait for it and share it (one render per change and
+/// second, however many clients ask).
+pub struct ListShare(tokio::sync::MutexGuard<'static, Option<Kept>>);
+
+impl ListShare {
+    /// Waits for lists in progress: each is a bounded render of the cache, nothing outside the
+    /// process.
+    pub async fn lock() -> ListShare {
+        ListShare(KEPT.lock().await)
+    }
+
+    /// The kept answer, when it was rendered from a snapshot equal to `snapshot`.
+    pub fn kept(&self, snapshot: &ListSnapshot) -> Option<Response> {
+        let kept = self.0.as_ref().filter(|k| k.snapshot.same(snapshot))?;
+        tracing::debug!(chunks = kept.chunks.len(), "container list shared");
+        let chunks = kept.chunks.clone();
+        let stream = futures_util::stream::iter(
+            (0..chunks.len()).map(move |i| Ok::<_, std::convert::Infallible>(chunks[i].clone())),
+        );
+        Some(list_response(axum::body::Body::from_stream(stream)))
+    }
+
+    /// Renders `selected` (each with the index of its node in `nodes`, in the order given) as
+    /// read in `snapshot`, keeps it for the requests that follow and answers with it. The
+    /// client is sent each chunk as it is written; the render never waits for the client
+    /// (the chunks are kept anyway), so a slow reader holds up no other list.
+    pub fn render(
+        self,
+        snapshot: ListSnapshot,
+        selected: Vec<Selected>,
+        nodes: Vec<NodeList>,
+    ) -> Response {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Bytes>();
+        let mut kept = self.0;
+        tokio::task::spawn_blocking(move || {
+            // The new answer replaces the old: its snapshots are let go before rendering.
+            *kept = None;
+            let started = tokio::time::Instant::now();
+            let mut chunks = Vec::new();
+            let mut bytes = 0;
+            write_list(&selected, &nodes, snapshot.now, |chunk| {
+                bytes += chunk.len();
+                // A client that has gone away still leaves the answer to the others.
+                let _ = tx.send(chunk.clone());
+                chunks.push(chunk);
+            });
+            drop(tx);
+            tracing::debug!(
+                entries = selected.len(),
+                bytes,
+                elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+                "container list rendered"
+            );
+            if bytes <= KEPT_MAX {
+                *kept = Some(Kept {
+                    snapshot,
+                    chunks: chunks.into(),
+                });
             }
-            self.started = true;
-            let node = &self.nodes[s.node as usize];
-            let c = &node.cache.index().all()[s.pos as usize];
-            write_entry(&mut out, c, &node.node, self.now);
-        }
-        Some(Ok(bytes::Bytes::from(out)))
+        });
+        let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+            let chunk = rx.recv().await?;
+            Some((Ok::<_, std::convert::Infallible>(chunk), rx))
+        });
+        list_response(axum::body::Body::from_stream(stream))
     }
 }
 
@@ -492,21 +649,9 @@ impl ListFilter {
     }
 }
 
-/// The `docker ps` answer: `selected` (each with the index of its node in `nodes`), in the
-/// order given, written as the client reads it.
-pub fn list_response(selected: Vec<Selected>, nodes: Vec<NodeList>) -> Response {
-    let body = ListBody {
-        entries: selected.into_iter(),
-        nodes,
-        now: chrono::Utc::now().timestamp(),
-        started: false,
-        done: false,
-    };
-    let mut resp = (
-        StatusCode::OK,
-        axum::body::Body::from_stream(futures_util::stream::iter(body)),
-    )
-        .into_response();
+/// The `docker ps` answer with `body`.
+fn list_response(body: axum::body::Body) -> Response {
+    let mut resp = (StatusCode::OK, body).into_response();
     resp.headers_mut().insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/json"),

@@ -282,12 +282,21 @@ impl Cluster {
                 match placement.best_kept(&mut set, &maps, &sched) {
                     Some(kept) => {
                         // The view must agree with the full selection node for node; debug
-                        // builds (and so the integration tests) check every plain decision.
-                        debug_assert_eq!(
-                            Ok(vec![kept.id.clone()]),
-                            full_selection(placement, &set, &maps, &sched),
-                            "the kept ranking and the full selection disagree"
-                        );
+                        // builds (and so the integration tests) check every plain decision
+                        // taken while the cluster stood still. An engine that changed between
+                        // the two (another request's call, a refresh) may rightly change the
+                        // pick, so those are not compared.
+                        #[cfg(debug_assertions)]
+                        {
+                            let full = full_selection(placement, &set, &maps, &sched);
+                            if !placement.changed_since_catch_up() {
+                                assert_eq!(
+                                    Ok(vec![kept.id.clone()]),
+                                    full,
+                                    "the kept ranking and the full selection disagree"
+                                );
+                            }
+                        }
                         Ok(vec![kept.id.clone()])
                     }
                     None => full_selection(placement, &set, &maps, &sched),

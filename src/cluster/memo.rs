@@ -130,6 +130,14 @@ impl ChangeQueue {
         std::mem::take(&mut *self.ids.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
+    /// Whether nothing was queued since the last [`ChangeQueue::take`].
+    pub fn is_empty(&self) -> bool {
+        self.ids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
+    }
+
     fn push(&self, id: String) {
         self.ids.lock().unwrap_or_else(|e| e.into_inner()).push(id);
     }

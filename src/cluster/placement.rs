@@ -99,6 +99,12 @@ impl Placement {
         set.kept.view.best(request).cloned()
     }
 
+    /// Whether an engine reported a change since the kept ranking last caught up: a decision
+    /// taken before it may then rightly differ from one taken after.
+    pub fn changed_since_catch_up(&self) -> bool {
+        !self.changes.is_empty()
+    }
+
     /// Brings the kept ranking up to date with `maps` and every change reported since.
     fn catch_up(&self, set: &mut PendingSet, maps: &Arc<EngineMaps>) {
         let PendingSet { items, kept, .. } = set;

@@ -17,7 +17,10 @@ use regex::Regex;
 
 use super::error::{ApiError, ApiResult};
 use super::filters::{label_filter_matches, Filters};
-use crate::cluster::cache::{entry_hash, Container, EngineCache, ListRender, StateKind};
+use crate::cluster::cache::listing::{
+    render_fixed, write_json_str, write_names, write_state_and_ports, NodeText,
+};
+use crate::cluster::cache::{Container, EngineCache, StateKind};
 use crate::cluster::{Engine, EngineMaps, EngineSpecs, EngineState};
 use crate::scheduler::expr::user_regex;
 
@@ -152,100 +155,6 @@ fn write_status_body(out: &mut Vec<u8>, c: &Container, engine_healthy: bool, now
     }
 }
 
-/// Appends `text` as a JSON string (quoted and escaped).
-fn write_json_str(out: &mut Vec<u8>, text: &str) {
-    out.push(b'"');
-    write_json_str_body(out, text);
-    out.push(b'"');
-}
-
-/// Appends `text` escaped for use inside a JSON string, without the quotes.
-fn write_json_str_body(out: &mut Vec<u8>, text: &str) {
-    let plain = text.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\');
-    if plain {
-        out.extend_from_slice(text.as_bytes());
-    } else {
-        let quoted = serde_json::Value::from(text).to_string();
-        out.extend_from_slice(&quoted.as_bytes()[1..quoted.len() - 1]);
-    }
-}
-
-/// What a list entry needs from its engine: the node name (already a JSON string body) and the
-/// address that replaces unspecified port addresses.
-pub struct NodeText {
-    /// The node name, escaped for use inside a JSON string.
-    name: String,
-    ip: String,
-    healthy: bool,
-    /// A hash of `name` and `ip`, which pre-rendered parts are checked against.
-    key: u64,
-}
-
-impl NodeText {
-    /// The text of a node named `name` (escaped) at `ip`.
-    fn with(name: String, ip: String, healthy: bool) -> NodeText {
-        let key = entry_hash(format!("{name}\0{ip}").as_bytes());
-        NodeText {
-            name,
-            ip,
-            healthy,
-            key,
-        }
-    }
-}
-
-/// Appends `{"Names":[…],"Status":`, each name prefixed with the node's.
-fn write_names(out: &mut Vec<u8>, c: &Container, node: &NodeText) {
-    out.extend_from_slice(b"{\"Names\":[");
-    for (i, name) in c.names().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        // `/node` + `/name`, one JSON string.
-        out.extend_from_slice(b"\"/");
-        out.extend_from_slice(node.name.as_bytes());
-        write_json_str_body(out, name);
-        out.push(b'"');
-    }
-    out.extend_from_slice(b"],\"Status\":");
-}
-
-/// Appends `,"State":…,"Ports":[…]` with the node IP in place of unspecified port addresses,
-/// and the comma before the pass-through members when there are any.
-fn write_state_and_ports(out: &mut Vec<u8>, c: &Container, node: &NodeText) {
-    out.extend_from_slice(b",\"State\":");
-    write_json_str(out, c.state());
-    out.extend_from_slice(b",\"Ports\":[");
-    for (i, p) in c.ports.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        out.push(b'{');
-        if let Some(ip) = p.ip.as_deref().filter(|ip| !ip.is_empty()) {
-            let ip = match ip {
-                "0.0.0.0" | "::" if !node.ip.is_empty() => node.ip.as_str(),
-                ip => ip,
-            };
-            out.extend_from_slice(b"\"IP\":");
-            write_json_str(out, ip);
-            out.push(b',');
-        }
-        out.extend_from_slice(b"\"PrivatePort\":");
-        out.extend_from_slice(itoa::Buffer::new().format(p.private_port).as_bytes());
-        if let Some(public) = p.public_port.filter(|p| *p != 0) {
-            out.extend_from_slice(b",\"PublicPort\":");
-            out.extend_from_slice(itoa::Buffer::new().format(public).as_bytes());
-        }
-        out.extend_from_slice(b",\"Type\":");
-        write_json_str(out, &p.kind);
-        out.push(b'}');
-    }
-    out.push(b']');
-    if !c.static_json.is_empty() {
-        out.push(b',');
-    }
-}
-
 /// Appends one `docker ps` entry, rendered whole: the engine's entry with node-prefixed names,
 /// a fresh status and the node IP in place of unspecified port addresses, then the
 /// pre-serialised rest of the engine's entry. The reference for [`write_entry`].
@@ -255,19 +164,6 @@ fn write_entry_whole(out: &mut Vec<u8>, c: &Container, node: &NodeText, now: i64
     write_state_and_ports(out, c, node);
     out.extend_from_slice(c.static_json.as_bytes());
     out.push(b'}');
-}
-
-/// The parts of `c`'s entry that do not vary per request, as listed on `node`.
-fn render_fixed(c: &Container, node: &NodeText) -> ListRender {
-    let mut bytes = Vec::new();
-    write_names(&mut bytes, c, node);
-    let split = bytes.len();
-    write_state_and_ports(&mut bytes, c, node);
-    ListRender {
-        node_key: node.key,
-        bytes: bytes.into_boxed_slice(),
-        split,
-    }
 }
 
 /// Appends one `docker ps` entry, the same bytes as [`write_entry_whole`]: the parts that do
@@ -368,17 +264,10 @@ impl EngineView {
 
     /// How this engine's entries are prefixed.
     pub fn node_text(&self) -> NodeText {
-        let (name, ip) = match &self.specs {
-            Some(s) => (s.name.as_str(), s.ip.clone()),
-            None => ("(unknown)", String::new()),
-        };
-        let mut escaped = Vec::new();
-        write_json_str_body(&mut escaped, name);
-        NodeText::with(
-            String::from_utf8_lossy(&escaped).into_owned(),
-            ip,
-            self.healthy,
-        )
+        match &self.specs {
+            Some(s) => NodeText::of(&s.name, s.ip.clone(), self.healthy),
+            None => NodeText::of("(unknown)", String::new(), self.healthy),
+        }
     }
 }
 

@@ -9,6 +9,7 @@
 mod container;
 mod image;
 mod index;
+pub mod listing;
 mod summary;
 
 pub use container::{

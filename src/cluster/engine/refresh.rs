@@ -15,6 +15,7 @@ use http::Request;
 use http_body_util::BodyExt;
 use serde_json::{Map, Value};
 
+use super::super::cache::listing::{prerender, NodeText};
 use super::super::cache::{entry_hash, Container, ContainerDetails, EngineCache, Image, Summary};
 use super::super::directory::tag;
 use super::super::health::{refresh_delay, EngineState};
@@ -159,6 +160,7 @@ impl Engine {
     /// Writes what the read with `ticket` found, except for containers a newer read has
     /// written since: those keep what the cache shows.
     fn write_containers(&self, ticket: &ReadTicket<'_>, write: ContainerWrite) {
+        self.prerender_list_entries(&write);
         let ticket = ticket.ticket;
         self.update_cache(|cache| {
             let mut order = self.write_order.lock().unwrap_or_else(|e| e.into_inner());
@@ -191,6 +193,21 @@ impl Engine {
                 }
             }
         });
+    }
+
+    /// Renders the fixed parts of the `docker ps` entries of records about to be written, here
+    /// rather than in the first list that shows them: that list would otherwise pay for every
+    /// record written since the last one. Records that already hold them are skipped.
+    fn prerender_list_entries(&self, write: &ContainerWrite) {
+        let Some(specs) = self.specs() else {
+            return;
+        };
+        let node = NodeText::of(&specs.name, specs.ip.clone(), true);
+        match write {
+            ContainerWrite::All(listed) => listed.values().for_each(|c| prerender(c, &node)),
+            ContainerWrite::One(_, Some(c)) => prerender(c, &node),
+            ContainerWrite::One(_, None) => {}
+        }
     }
 
     async fn inspect(&self, id: &str) -> Result<ContainerDetails, EngineError> {

@@ -151,7 +151,8 @@ enum Bound {
     AtLeast,
 }
 
-/// One line of the printout: a figure each run reports under `key`, and its budget (issue 14)
+/// One line of the printout: a figure each run reports under `key`, and its budget (the scale
+/// budget in docs/performance.md)
 /// at 1,000 engines × 30 containers and at 5,000 × 20, where it has one.
 struct Line {
     key: &'static str,
@@ -504,7 +505,7 @@ fn run_many(args: &[String], runs: usize) -> Vec<Vec<(String, f64)>> {
 fn print_summary(size: (usize, usize), runs: usize, all: &[Vec<(String, f64)>]) {
     println!();
     println!(
-        "Summary of {} run(s) of {runs}, {} engines x {} containers (budget: issue 14{})",
+        "Summary of {} run(s) of {runs}, {} engines x {} containers (budget: docs/performance.md{})",
         all.len(),
         size.0,
         size.1,

@@ -152,8 +152,8 @@ enum Bound {
 }
 
 /// One line of the printout: a figure each run reports under `key`, and its budget (the scale
-/// budget in docs/performance.md)
-/// at 1,000 engines × 30 containers and at 5,000 × 20, where it has one.
+/// budget in docs/performance.md) at 1,000 engines × 30 containers and at 5,000 × 20, where it
+/// has one.
 struct Line {
     key: &'static str,
     label: &'static str,

@@ -10,38 +10,29 @@ use std::process::ExitCode;
 
 use shoal::cli::{self, Command, GlobalOptions, LogFormat};
 
-/// mimalloc keeps the manager's memory compact under many threads and many small JSON values.
-#[cfg(feature = "mimalloc")]
+/// jemalloc holds the manager's many small records compactly and returns what a burst freed
+/// (a thousand engines validating at once, a list of tens of megabytes) to the system.
+#[cfg(feature = "jemalloc")]
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's options, read once when it starts (its `malloc_conf`; the environment variable
+/// `_RJEM_MALLOC_CONF` still overrides them). A thread of its own returns freed pages to the
+/// system about a second after they were freed, rather than ten seconds and only when some
+/// thread next allocates: the resident set follows what the manager holds (measured at 1,000
+/// engines x 30 containers: about 50 MB less than with the defaults).
+#[cfg(feature = "jemalloc")]
+#[allow(unsafe_code, non_upper_case_globals)]
+#[export_name = "_rjem_malloc_conf"]
+pub static malloc_conf: &[u8; 60] =
+    b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
 
 /// Why `swarm create` cannot do what it used to.
 const CREATE_UNAVAILABLE: &str = "swarm create is no longer available: Docker Hub's hosted \
     discovery service (token://) was shut down in June 2019. Use nodes://, file:// or a \
     key-value store (etcd, consul or zk) for discovery instead.";
 
-/// mimalloc's option number of `purge_delay` (`mi_option_e`).
-#[cfg(feature = "mimalloc")]
-const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-
-/// Freed memory goes back to the system after 100 ms rather than a second: the bursts of a
-/// thousand engines validating at once do not linger in the resident set. (Arenas are
-/// committed as they are used: `.cargo/config.toml` builds mimalloc that way.)
-#[cfg(feature = "mimalloc")]
-#[allow(unsafe_code)]
-fn tune_allocator() {
-    // SAFETY: `mi_option_set` stores an integer in mimalloc's option table; the value is valid
-    // for this option, and the call is allowed at any time, from any thread.
-    unsafe {
-        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 100);
-    }
-}
-
-#[cfg(not(feature = "mimalloc"))]
-fn tune_allocator() {}
-
 fn main() -> ExitCode {
-    tune_allocator();
     let env = |name: &str| std::env::var(name).ok();
     let invocation = match cli::parse(std::env::args_os().collect(), &env) {
         Ok(invocation) => invocation,

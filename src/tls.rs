@@ -139,6 +139,9 @@ pub fn server_config(opts: &TlsOptions) -> Result<Arc<ServerConfig>, TlsError> {
     Ok(Arc::new(config))
 }
 
+/// How many engines' TLS sessions the manager keeps for resumption.
+const ENGINE_SESSIONS: usize = 8192;
+
 /// The engine side: the manager's certificate as client certificate; engine certificates
 /// verified against the CA with `--tlsverify`, not verified with `--tls` alone.
 pub fn client_config(opts: &TlsOptions) -> Result<Arc<ClientConfig>, TlsError> {
@@ -168,6 +171,10 @@ pub fn client_config(opts: &TlsOptions) -> Result<Arc<ClientConfig>, TlsError> {
         _ => builder.with_no_client_auth(),
     };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // Idle engine connections are closed after a few seconds and reopened at the next refresh:
+    // resuming the session spares each reconnect the certificate checks. The cache holds the
+    // sessions of up to this many engines (rustls keeps 256 by default).
+    config.resumption = rustls::client::Resumption::in_memory_sessions(ENGINE_SESSIONS);
     Ok(Arc::new(config))
 }
 

@@ -44,6 +44,13 @@ const KEEPALIVE_PROBES: u32 = 3;
 /// only probe idle connections).
 const USER_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How long an idle engine connection stays in the pool. The refresh loop's calls come in a
+/// burst every 30 to 60 seconds and proxied requests in bursts too: a connection kept between
+/// refreshes would hold its ~27 KB for nothing, while one kept a few seconds still serves a
+/// whole burst. Reconnecting costs a TCP handshake per engine and refresh (plus a TLS one,
+/// resumed from the session cache, on TLS engines).
+pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Where an engine listens.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Endpoint {
@@ -77,11 +84,15 @@ impl Transport {
         let tls = tls.map(TlsConnector::from);
         let connector = Connector { tls: tls.clone() };
         let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            // Without a timer the pool only notices an expired connection when it is asked for
+            // one to the same engine: idle engines would keep theirs for ever.
+            .pool_timer(hyper_util::rt::TokioTimer::new())
             // The refresh loop makes one call at a time, so one idle connection per engine
-            // serves it and most proxied requests. Each kept connection costs about 25 KB of
-            // buffers, times a thousand engines (measured: a second one adds 40 MB at 1,000
-            // engines without making creates faster).
+            // serves it and most proxied requests. Each kept connection costs about 27 KB
+            // (its task, hyper's read and header buffers, its request channel), times a
+            // thousand engines (measured: a second one adds 40 MB at 1,000 engines without
+            // making creates faster).
             .pool_max_idle_per_host(1)
             .build(connector);
         Transport { client, tls }

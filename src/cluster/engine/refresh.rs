@@ -67,22 +67,30 @@ impl Engine {
                 _ = tokio::time::sleep(delay) => {}
                 _ = self.wake.notified() => {}
             }
-            if let Err(err) = self.probe().await {
-                tracing::debug!(engine = %self.addr, error = %err, "Engine did not answer its ping");
-                continue;
+            // Boxed: the loop's task is allocated at the size of its largest state, and it
+            // sleeps far longer than it refreshes, so the refresh's state lives on the heap only
+            // while it runs (a few KB per engine, times thousands of engines).
+            Box::pin(self.refresh_once()).await;
+        }
+    }
+
+    /// One pass of the refresh loop: ping, specs when due, containers, then the other objects.
+    async fn refresh_once(&self) {
+        if let Err(err) = self.probe().await {
+            tracing::debug!(engine = %self.addr, error = %err, "Engine did not answer its ping");
+            return;
+        }
+        let stale = self
+            .specs()
+            .is_none_or(|s| s.read_at.elapsed() >= SPECS_REFRESH);
+        if self.state() != EngineState::Healthy || stale {
+            if let Err(err) = self.update_specs().await {
+                tracing::debug!(engine = %self.addr, error = %err, "Update engine specs failed");
+                return;
             }
-            let stale = self
-                .specs()
-                .is_none_or(|s| s.read_at.elapsed() >= SPECS_REFRESH);
-            if self.state() != EngineState::Healthy || stale {
-                if let Err(err) = self.update_specs().await {
-                    tracing::debug!(engine = %self.addr, error = %err, "Update engine specs failed");
-                    continue;
-                }
-            }
-            if self.refresh_containers().await.is_ok() {
-                self.refresh_others().await;
-            }
+        }
+        if self.refresh_containers().await.is_ok() {
+            self.refresh_others().await;
         }
     }
 

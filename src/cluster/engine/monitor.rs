@@ -640,4 +640,83 @@ mod tests {
             Some("p2".into())
         );
     }
+    /// An engine at a local server that answers every connection with `answer` (and then
+    /// closes it), or never answers when `answer` is `None`; its call timeout is `timeout`.
+    async fn engine_answering(answer: Option<&'static [u8]>, timeout: Duration) -> Arc<Engine> {
+        use super::super::super::directory::Directory;
+        use super::super::super::events::EventBus;
+        use super::super::super::transport::Transport;
+        use super::super::EngineOptions;
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let mut request = [0u8; 1024];
+                let _ = conn.read(&mut request).await;
+                match answer {
+                    Some(answer) => {
+                        let _ = conn.write_all(answer).await;
+                    }
+                    // Held open, silent, until the test ends.
+                    None => held.push(conn),
+                }
+            }
+        });
+        let opts = EngineOptions {
+            refresh_min: Duration::from_secs(30),
+            refresh_max: Duration::from_secs(60),
+            failure_retry: 1,
+            call_timeout: timeout,
+        };
+        Engine::new(
+            &addr,
+            Transport::new(None),
+            Arc::new(opts),
+            Arc::new(EventBus::new()),
+            Arc::new(Directory::default()),
+            &tokio_util::sync::CancellationToken::new(),
+        )
+    }
+
+    const A_MINUTE: Duration = Duration::from_secs(60);
+
+    #[tokio::test]
+    async fn a_subscription_the_engine_accepts_reads_its_events_to_the_end() {
+        let answer = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n{\"Type\":\"plugin\",\"Actor\":{\"ID\":\"p1\"}}\n";
+        let e = engine_answering(Some(answer), A_MINUTE).await;
+        let (_, mut rx) = e.bus.subscribe(None, "test");
+        let stream = e.subscribe().await.expect("a stream");
+        assert_eq!(e.health().failures, 0);
+        assert_eq!(e.consume(stream).await, "end of stream");
+        assert_eq!(
+            rx.try_recv().map(|ev| ev.actor_id().to_string()),
+            Some("p1".into())
+        );
+    }
+
+    #[tokio::test]
+    async fn a_subscription_refused_with_an_error_status_is_no_connection_failure() {
+        let answer = b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n";
+        let e = engine_answering(Some(answer), A_MINUTE).await;
+        assert!(e.subscribe().await.is_none());
+        assert_eq!(e.health().failures, 0);
+    }
+
+    #[tokio::test]
+    async fn a_subscription_to_an_unreachable_engine_counts_as_a_failure() {
+        let e = engine();
+        assert!(e.subscribe().await.is_none());
+        assert_eq!(e.health().failures, 1);
+    }
+
+    #[tokio::test]
+    async fn a_subscription_without_an_answer_times_out_as_a_failure() {
+        let e = engine_answering(None, Duration::from_millis(200)).await;
+        assert!(e.subscribe().await.is_none());
+        let health = e.health();
+        assert_eq!(health.failures, 1);
+        assert!(health.error.contains("did not answer"), "{}", health.error);
+    }
 }

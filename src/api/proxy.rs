@@ -14,6 +14,7 @@ use serde_json::Value;
 use super::error::{ApiError, ApiResult};
 use super::state::{AppState, RequestedVersion};
 use crate::cluster::engine::error_message;
+use crate::cluster::raw_http::{self, ChunkDecoder};
 use crate::cluster::transport::{boxed, empty};
 use crate::cluster::{Engine, EngineError};
 
@@ -220,8 +221,6 @@ pub async fn forward(engine: &Engine, req: Request, path_and_query: &str) -> Api
     Ok(relay_response(resp))
 }
 
-/// The most an engine's answer head (status line and headers) may take.
-const MAX_HEAD: usize = 64 * 1024;
 /// What one read from the engine's connection may take at most; one frame to the client each.
 const STREAM_READ: usize = 64 * 1024;
 
@@ -246,21 +245,11 @@ async fn relay_log_stream(engine: &Engine, req: Request, uri: &str) -> ApiResult
         .connect_raw(&uri)
         .await
         .map_err(|e| unreachable(engine, e))?;
-    let host = match uri.scheme_str() {
-        Some("unix") => "docker".to_string(),
-        _ => uri.authority().map(|a| a.to_string()).unwrap_or_default(),
-    };
-    let origin = uri.path_and_query().map_or("/", |pq| pq.as_str());
-    let mut head = format!("GET {origin} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
-    for (name, value) in req.headers() {
-        if HOP_BY_HOP.contains(name) || name == header::CONTENT_LENGTH {
-            continue;
-        }
-        if let Ok(value) = value.to_str() {
-            head.push_str(&format!("{name}: {value}\r\n"));
-        }
-    }
-    head.push_str("\r\n");
+    let forwarded = req
+        .headers()
+        .iter()
+        .filter(|(name, _)| !HOP_BY_HOP.contains(name) && *name != header::CONTENT_LENGTH);
+    let head = raw_http::get_head(&uri, forwarded);
     // The engine's answer starts within the call timeout, except for `follow`, where dockerd
     // may say nothing until the first line.
     let budget = engine.budget_of(&http::Request::get(uri.clone()).body(()).unwrap_or_default());
@@ -268,18 +257,8 @@ async fn relay_log_stream(engine: &Engine, req: Request, uri: &str) -> ApiResult
     let answered = tokio::time::timeout(limit, async {
         stream.write_all(head.as_bytes()).await?;
         let mut buf = bytes::BytesMut::with_capacity(STREAM_READ);
-        loop {
-            if let Some(end) = find(&buf, b"\r\n\r\n") {
-                let head = buf.split_to(end + 4);
-                return Ok((head, buf));
-            }
-            if buf.len() >= MAX_HEAD {
-                return Err(std::io::Error::other("answer head too large"));
-            }
-            if stream.read_buf(&mut buf).await? == 0 {
-                return Err(std::io::Error::other("connection closed before an answer"));
-            }
-        }
+        let head = raw_http::read_head(&mut stream, &mut buf, STREAM_READ).await?;
+        Ok((head, buf))
     })
     .await;
     let (head, rest) = match answered {
@@ -288,16 +267,13 @@ async fn relay_log_stream(engine: &Engine, req: Request, uri: &str) -> ApiResult
         Err(_) => return Err(engine.timed_out(limit).into()),
     };
     engine.record(Outcome::Answered);
-    let (status, headers) = parse_head(&head).ok_or_else(|| {
+    let (status, headers) = raw_http::parse_head(&head).ok_or_else(|| {
         ApiError::new(
             StatusCode::BAD_GATEWAY,
             format!("invalid answer from engine {}", engine.addr),
         )
     })?;
-    let chunked = headers.get(header::TRANSFER_ENCODING).is_some_and(|v| {
-        v.to_str()
-            .is_ok_and(|v| v.to_ascii_lowercase().contains("chunked"))
-    });
+    let chunked = raw_http::is_chunked(&headers);
     let mut out = Response::new(Body::empty());
     *out.status_mut() = status;
     for (name, value) in headers.iter() {
@@ -365,127 +341,6 @@ fn unreachable(engine: &Engine, e: std::io::Error) -> ApiError {
         err.to_string(),
     ));
     err.into()
-}
-
-/// Where `needle` first occurs in `haystack`.
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
-/// The status and headers of an HTTP/1.1 answer head (status line to the empty line).
-fn parse_head(head: &[u8]) -> Option<(StatusCode, http::HeaderMap)> {
-    let text = std::str::from_utf8(head).ok()?;
-    let mut lines = text.split("\r\n");
-    let mut status_line = lines.next()?.split(' ');
-    if !status_line.next()?.starts_with("HTTP/1.") {
-        return None;
-    }
-    let status = StatusCode::from_bytes(status_line.next()?.as_bytes()).ok()?;
-    let mut headers = http::HeaderMap::new();
-    for line in lines.filter(|l| !l.is_empty()) {
-        let (name, value) = line.split_once(':')?;
-        headers.append(
-            HeaderName::from_bytes(name.trim().as_bytes()).ok()?,
-            http::HeaderValue::from_str(value.trim()).ok()?,
-        );
-    }
-    Some((status, headers))
-}
-
-/// Where a chunked body's decoding stands.
-#[derive(Default)]
-enum ChunkState {
-    /// Before a chunk's size line.
-    #[default]
-    Size,
-    /// Inside a chunk's data, this many bytes to go.
-    Data(u64),
-    /// After a chunk's data, before its line end.
-    DataEnd,
-    /// After the last chunk, reading trailer lines (passed over).
-    Trailers,
-    /// The body has ended.
-    Done,
-}
-
-/// Decodes HTTP/1.1 chunked bodies from a buffer of received bytes, joining the data of every
-/// complete chunk in it into one frame.
-#[derive(Default)]
-struct ChunkDecoder {
-    state: ChunkState,
-    /// Data decoded in this call.
-    out: bytes::BytesMut,
-}
-
-/// The longest size or trailer line accepted; a longer one is a broken stream.
-const MAX_CHUNK_LINE: usize = 4096;
-
-impl ChunkDecoder {
-    fn done(&self) -> bool {
-        matches!(self.state, ChunkState::Done)
-    }
-
-    /// Consumes what it can of `buf`; the data of the chunks found (empty if none yet).
-    fn decode(&mut self, buf: &mut bytes::BytesMut) -> std::io::Result<bytes::Bytes> {
-        let broken = |what: &str| std::io::Error::other(format!("broken chunked body: {what}"));
-        loop {
-            match self.state {
-                ChunkState::Size | ChunkState::Trailers => {
-                    let Some(end) = find(buf, b"\r\n") else {
-                        if buf.len() > MAX_CHUNK_LINE {
-                            return Err(broken("line too long"));
-                        }
-                        break;
-                    };
-                    let line = buf.split_to(end + 2);
-                    let line = &line[..end];
-                    if matches!(self.state, ChunkState::Trailers) {
-                        if line.is_empty() {
-                            self.state = ChunkState::Done;
-                        }
-                        continue;
-                    }
-                    let size = line.split(|b| *b == b';').next().unwrap_or_default();
-                    let size = std::str::from_utf8(size)
-                        .ok()
-                        .and_then(|s| u64::from_str_radix(s.trim(), 16).ok())
-                        .ok_or_else(|| broken("invalid chunk size"))?;
-                    self.state = if size == 0 {
-                        ChunkState::Trailers
-                    } else {
-                        ChunkState::Data(size)
-                    };
-                }
-                ChunkState::Data(left) => {
-                    if buf.is_empty() {
-                        break;
-                    }
-                    let take = left.min(buf.len() as u64) as usize;
-                    if self.out.is_empty() {
-                        self.out.reserve(STREAM_READ);
-                    }
-                    self.out.extend_from_slice(&buf[..take]);
-                    let _ = buf.split_to(take);
-                    self.state = match left - take as u64 {
-                        0 => ChunkState::DataEnd,
-                        rest => ChunkState::Data(rest),
-                    };
-                }
-                ChunkState::DataEnd => {
-                    if buf.len() < 2 {
-                        break;
-                    }
-                    if &buf[..2] != b"\r\n" {
-                        return Err(broken("no line end after a chunk"));
-                    }
-                    let _ = buf.split_to(2);
-                    self.state = ChunkState::Size;
-                }
-                ChunkState::Done => break,
-            }
-        }
-        Ok(self.out.split().freeze())
-    }
 }
 
 /// `GET /containers/{id}/logs`: the one stream engines send as one tiny HTTP chunk per line.
@@ -736,49 +591,6 @@ mod tests {
         let second = body.frame().await.unwrap().unwrap().into_data().unwrap();
         assert_eq!(&second[..], b"tail");
         assert!(body.frame().await.unwrap().is_err());
-    }
-
-    #[test]
-    fn chunked_bodies_decode_whatever_way_they_are_split() {
-        let wire: &[u8] = b"5;ext=1\r\nhello\r\n1\r\n \r\n5\r\nworld\r\n0\r\nx-end: 1\r\n\r\n";
-        for cut in 1..wire.len() {
-            let mut decoder = ChunkDecoder::default();
-            let mut buf = bytes::BytesMut::new();
-            let mut seen = Vec::new();
-            for part in [&wire[..cut], &wire[cut..]] {
-                buf.extend_from_slice(part);
-                seen.extend_from_slice(&decoder.decode(&mut buf).unwrap());
-            }
-            assert_eq!(seen, b"hello world", "cut at {cut}");
-            assert!(decoder.done(), "cut at {cut}");
-        }
-    }
-
-    #[test]
-    fn every_complete_chunk_of_a_read_becomes_one_frame() {
-        let mut decoder = ChunkDecoder::default();
-        let mut buf = bytes::BytesMut::from(&b"3\r\none\r\n3\r\ntwo\r\n5\r\nthr"[..]);
-        assert_eq!(&decoder.decode(&mut buf).unwrap()[..], b"onetwothr");
-        buf.extend_from_slice(b"ee\r\n");
-        assert_eq!(&decoder.decode(&mut buf).unwrap()[..], b"ee");
-        assert!(!decoder.done());
-    }
-
-    #[test]
-    fn broken_chunked_bodies_are_errors() {
-        for wire in [&b"zz\r\n"[..], b"3\r\nabcXY", &[b'1'; MAX_CHUNK_LINE + 1]] {
-            let mut buf = bytes::BytesMut::from(wire);
-            assert!(ChunkDecoder::default().decode(&mut buf).is_err());
-        }
-    }
-
-    #[test]
-    fn answer_heads_give_status_and_headers() {
-        let head = b"HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nApi-Version: 1.41\r\n\r\n";
-        let (status, headers) = parse_head(head).unwrap();
-        assert_eq!(status, StatusCode::NOT_FOUND);
-        assert_eq!(headers["content-type"], "application/json");
-        assert!(parse_head(b"SSH-2.0\r\n\r\n").is_none());
     }
 
     #[test]

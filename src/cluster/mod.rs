@@ -16,6 +16,7 @@ pub mod memo;
 pub mod names;
 pub mod order;
 pub mod placement;
+pub mod raw_http;
 pub mod snapshot;
 pub mod startup;
 pub mod transport;

@@ -1,8 +1,9 @@
 //! The one pooled HTTP transport every engine connection goes through.
 //!
 //! A single hyper client (one connection pool keyed by scheme and authority) carries the control
-//! plane (bollard's typed calls), the data plane (lists, inspects, event streams) and proxied
-//! requests to every engine. Engines are addressed as `http://host:port`, `https://host:port` or
+//! plane (bollard's typed calls), the data plane (lists, inspects) and proxied requests to every
+//! engine; long-lived streams (hijacked connections, log relays, each engine's events) take a
+//! connection of their own from [`Transport::connect_raw`]. Engines are addressed as `http://host:port`, `https://host:port` or
 //! `unix://<hex of the socket path>`; the connector below turns each into a stream. This module
 //! owns no engine state.
 use std::future::Future;
@@ -119,8 +120,8 @@ impl Transport {
 }
 
 impl Transport {
-    /// Opens a connection of its own to the engine behind `uri` (for hijacked streams, which
-    /// must not go back to the pool).
+    /// Opens a connection of its own to the engine behind `uri` (for hijacked and long-lived
+    /// streams, which must not go back to the pool).
     pub async fn connect_raw(&self, uri: &Uri) -> io::Result<EngineStream> {
         connect(uri, self.tls.as_ref()).await
     }

@@ -12,14 +12,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::Request;
-use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use serde_json::Value;
+use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
 
 use super::super::events::{ClusterEvent, EngineEvent};
 use super::super::fanout::{JsonMessages, StreamItem};
-use super::super::transport::empty;
+use super::super::health::Outcome;
+use super::super::raw_http::{self, BodyReader};
 use super::refresh::Reread;
 use super::Engine;
 
@@ -164,17 +164,23 @@ impl Engine {
     /// Reads events until the stream ends or an event is still incomplete after
     /// [`MAX_EVENT_BYTES`]; returns why it ended. Events are split as the engine's other JSON
     /// streams are ([`JsonMessages`]: each byte scanned once).
-    async fn consume_events(self: &Arc<Self>, mut body: Incoming) -> String {
+    async fn consume_events(self: &Arc<Self>, mut body: BodyReader) -> String {
         let mut messages = JsonMessages::new();
         loop {
-            let items = match body.frame().await {
-                None => return "end of stream".into(),
-                Some(Err(e)) => return e.to_string(),
-                Some(Ok(frame)) => match frame.into_data() {
-                    Ok(data) => messages.push(&data),
-                    Err(_) => continue,
-                },
-            };
+            let mut items = Vec::new();
+            // Checked after every piece of chunk data, as a read may hold several chunks.
+            let mut too_long = false;
+            let read = body.read(|data| {
+                if !too_long {
+                    items.extend(messages.push(data));
+                    too_long = messages.buffered() > MAX_EVENT_BYTES;
+                }
+            });
+            match read.await {
+                Ok(true) => {}
+                Ok(false) => return "end of stream".into(),
+                Err(e) => return e.to_string(),
+            }
             for item in items {
                 match item {
                     StreamItem::Message(Value::Object(ev)) => {
@@ -186,13 +192,57 @@ impl Engine {
                 }
             }
             // What is left is one event still incomplete: the buffer holds at most the limit
-            // and one frame.
-            if messages.buffered() > MAX_EVENT_BYTES {
+            // and one read.
+            if too_long {
                 tracing::warn!(engine = %self.addr, limit = MAX_EVENT_BYTES,
                     "Engine sent an event longer than the limit; dropping its events stream");
                 return format!("an event longer than {MAX_EVENT_BYTES} bytes");
             }
+            if messages.buffered() == 0 {
+                // The splitter keeps the capacity of the longest event it held: an idle
+                // stream gives it back.
+                messages = JsonMessages::new();
+            }
         }
+    }
+
+    /// Opens the events stream on a connection of its own and reads the answer head, within
+    /// the engine call timeout for the whole (as for any call whose answer is a stream); every
+    /// outcome goes to the health record as a call's would. `Ok(None)`: the engine answered
+    /// with an error status.
+    async fn open_events(&self) -> Result<Option<BodyReader>, super::EngineError> {
+        let uri: http::Uri = self
+            .uri(None, "/events")
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| self.invalid(e.to_string()))?;
+        let budget = self.budget_of(&Request::get(uri.clone()).body(()).unwrap_or_default());
+        let limit = budget.answer.unwrap_or(Duration::MAX);
+        let opened = async {
+            let mut stream = self.transport.connect_raw(&uri).await?;
+            let head = raw_http::get_head(&uri, &http::HeaderMap::new());
+            stream.write_all(head.as_bytes()).await?;
+            let mut buf = bytes::BytesMut::with_capacity(raw_http::SMALL_READ);
+            let head = raw_http::read_head(&mut stream, &mut buf, raw_http::SMALL_READ).await?;
+            let (status, headers) = raw_http::parse_head(&head)
+                .ok_or_else(|| std::io::Error::other("invalid answer head"))?;
+            Ok::<_, std::io::Error>((status, headers, stream, buf))
+        };
+        let (status, headers, stream, rest) = match tokio::time::timeout(limit, opened).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(e)) => {
+                let e = self.unreachable(e);
+                self.record(Outcome::Unreachable(e.to_string()));
+                return Err(e);
+            }
+            Err(_) => return Err(self.timed_out(limit)),
+        };
+        self.record(Outcome::Answered);
+        if !status.is_success() {
+            tracing::warn!(engine = %self.addr, status = %status, "Engine refused the events stream");
+            return Ok(None);
+        }
+        let chunked = raw_http::is_chunked(&headers);
+        Ok(Some(BodyReader::new(stream, rest, chunked)))
     }
 
     /// Has the cache re-read what one engine event changed, then forwards the event to the bus.
@@ -287,21 +337,10 @@ async fn step<S: EventsSource>(source: &S, state: Monitor<S::Stream>) -> Monitor
 }
 
 impl EventsSource for Arc<Engine> {
-    type Stream = Incoming;
+    type Stream = BodyReader;
 
-    async fn subscribe(&self) -> Option<Incoming> {
-        let req = Request::builder()
-            .uri(self.uri(None, "/events"))
-            .body(empty())
-            .expect("static request");
-        match self.send(req).await {
-            Ok(resp) if resp.status().is_success() => Some(resp.into_body()),
-            Ok(resp) => {
-                tracing::warn!(engine = %self.addr, status = %resp.status(), "Engine refused the events stream");
-                None
-            }
-            Err(_) => None,
-        }
+    async fn subscribe(&self) -> Option<BodyReader> {
+        self.open_events().await.ok().flatten()
     }
 
     async fn relist(&self) {
@@ -310,7 +349,7 @@ impl EventsSource for Arc<Engine> {
         }
     }
 
-    async fn consume(&self, stream: Incoming) -> String {
+    async fn consume(&self, stream: BodyReader) -> String {
         self.consume_events(stream).await
     }
 
@@ -526,8 +565,9 @@ mod tests {
     }
 
     /// The body of an `/events` response whose chunks are `chunks`, from a local server.
-    async fn events_body(chunks: Vec<Vec<u8>>) -> Incoming {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    async fn events_body(chunks: Vec<Vec<u8>>) -> BodyReader {
+        use super::super::super::transport::EngineStream;
+        use tokio::io::AsyncReadExt;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {
@@ -549,11 +589,16 @@ mod tests {
             }
             let _ = conn.write_all(b"0\r\n\r\n").await;
         });
-        let io = hyper_util::rt::TokioIo::new(tokio::net::TcpStream::connect(addr).await.unwrap());
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
-        tokio::spawn(conn);
-        let req = Request::get("/events").body(empty()).unwrap();
-        sender.send_request(req).await.unwrap().into_body()
+        let mut stream = EngineStream::Tcp(tokio::net::TcpStream::connect(addr).await.unwrap());
+        let uri: http::Uri = format!("http://{addr}/events").parse().unwrap();
+        let head = raw_http::get_head(&uri, &http::HeaderMap::new());
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let mut buf = bytes::BytesMut::new();
+        let head = raw_http::read_head(&mut stream, &mut buf, raw_http::SMALL_READ)
+            .await
+            .unwrap();
+        let (_, headers) = raw_http::parse_head(&head).unwrap();
+        BodyReader::new(stream, buf, raw_http::is_chunked(&headers))
     }
 
     #[tokio::test]
@@ -594,5 +639,84 @@ mod tests {
             rx.try_recv().map(|ev| ev.actor_id().to_string()),
             Some("p2".into())
         );
+    }
+    /// An engine at a local server that answers every connection with `answer` (and then
+    /// closes it), or never answers when `answer` is `None`; its call timeout is `timeout`.
+    async fn engine_answering(answer: Option<&'static [u8]>, timeout: Duration) -> Arc<Engine> {
+        use super::super::super::directory::Directory;
+        use super::super::super::events::EventBus;
+        use super::super::super::transport::Transport;
+        use super::super::EngineOptions;
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let mut request = [0u8; 1024];
+                let _ = conn.read(&mut request).await;
+                match answer {
+                    Some(answer) => {
+                        let _ = conn.write_all(answer).await;
+                    }
+                    // Held open, silent, until the test ends.
+                    None => held.push(conn),
+                }
+            }
+        });
+        let opts = EngineOptions {
+            refresh_min: Duration::from_secs(30),
+            refresh_max: Duration::from_secs(60),
+            failure_retry: 1,
+            call_timeout: timeout,
+        };
+        Engine::new(
+            &addr,
+            Transport::new(None),
+            Arc::new(opts),
+            Arc::new(EventBus::new()),
+            Arc::new(Directory::default()),
+            &tokio_util::sync::CancellationToken::new(),
+        )
+    }
+
+    const A_MINUTE: Duration = Duration::from_secs(60);
+
+    #[tokio::test]
+    async fn a_subscription_the_engine_accepts_reads_its_events_to_the_end() {
+        let answer = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n{\"Type\":\"plugin\",\"Actor\":{\"ID\":\"p1\"}}\n";
+        let e = engine_answering(Some(answer), A_MINUTE).await;
+        let (_, mut rx) = e.bus.subscribe(None, "test");
+        let stream = e.subscribe().await.expect("a stream");
+        assert_eq!(e.health().failures, 0);
+        assert_eq!(e.consume(stream).await, "end of stream");
+        assert_eq!(
+            rx.try_recv().map(|ev| ev.actor_id().to_string()),
+            Some("p1".into())
+        );
+    }
+
+    #[tokio::test]
+    async fn a_subscription_refused_with_an_error_status_is_no_connection_failure() {
+        let answer = b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n";
+        let e = engine_answering(Some(answer), A_MINUTE).await;
+        assert!(e.subscribe().await.is_none());
+        assert_eq!(e.health().failures, 0);
+    }
+
+    #[tokio::test]
+    async fn a_subscription_to_an_unreachable_engine_counts_as_a_failure() {
+        let e = engine();
+        assert!(e.subscribe().await.is_none());
+        assert_eq!(e.health().failures, 1);
+    }
+
+    #[tokio::test]
+    async fn a_subscription_without_an_answer_times_out_as_a_failure() {
+        let e = engine_answering(None, Duration::from_millis(200)).await;
+        assert!(e.subscribe().await.is_none());
+        let health = e.health();
+        assert_eq!(health.failures, 1);
+        assert!(health.error.contains("did not answer"), "{}", health.error);
     }
 }

@@ -66,7 +66,11 @@ pub async fn no_such_route() -> ApiError {
 
 /// A JSON response with a trailing newline, as Docker's encoder writes it.
 pub fn json_response(status: StatusCode, value: &Value) -> Response {
-    let mut body = serde_json::to_vec(value).unwrap_or_default();
+    json_text_response(status, serde_json::to_vec(value).unwrap_or_default())
+}
+
+/// A response of JSON already written as text, with the trailing newline of [`json_response`].
+pub fn json_text_response(status: StatusCode, mut body: Vec<u8>) -> Response {
     body.push(b'\n');
     let mut resp = (status, body).into_response();
     resp.headers_mut().insert(

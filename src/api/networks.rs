@@ -16,22 +16,19 @@ use http::{HeaderMap, Method, StatusCode};
 use regex::Regex;
 use serde_json::{Map, Value};
 
-use super::error::{json_response, no_such_route, ApiError, ApiResult};
-use super::filters::{label_matches, Filters};
+use super::error::{json_response, json_text_response, no_such_route, ApiError, ApiResult};
+use super::filters::{label_filter_matches, Filters};
 use super::proxy::fetch_json;
 use super::request::{json_body, node_constraint, read_json_object, split_name_action, take_node};
 use super::state::{AppState, RequestedVersion};
 use super::version::ApiVersion;
+use crate::cluster::cache::{start_array_entry, Record};
 use crate::cluster::names::{find_container, find_network, NetworkRef};
 use crate::cluster::{Engine, EngineError};
 use crate::scheduler::expr::user_regex;
 use crate::scheduler::SchedulingRequest;
 
 const BUILTIN: [&str; 3] = ["bridge", "host", "none"];
-
-fn text<'a>(v: &'a Value, key: &str) -> &'a str {
-    v.get(key).and_then(Value::as_str).unwrap_or("")
-}
 
 /// `GET /networks?filters=`.
 pub async fn list(
@@ -55,41 +52,44 @@ pub async fn list(
         })
         .collect::<ApiResult<_>>()?;
     let maps = state.cluster.engines();
-    let mut out: Vec<Value> = Vec::new();
-    let mut shared: BTreeMap<String, Value> = BTreeMap::new();
+    // Written straight from the cached text: local networks renamed `node/name` as they come,
+    // multi-host ones once each, by ID, after them.
+    let mut out = String::from("[");
+    let mut shared: BTreeMap<String, Arc<Record>> = BTreeMap::new();
     for engine in maps.validated.values() {
         let node = engine.name();
         if !filters.match_any("node", |v| v == node) {
             continue;
         }
         for net in engine.cache().networks.values() {
-            let name = text(net, "Name");
-            let id = text(net, "Id");
+            let name = net.name();
+            let id = net.id();
             let builtin = BUILTIN.contains(&name);
             let ok = filters.match_any("type", |t| (t == "builtin") == builtin)
-                && filters.match_any("driver", |d| d == text(net, "Driver"))
-                && filters.match_any("scope", |s| s == text(net, "Scope"))
+                && filters.match_any("driver", |d| d == net.driver())
+                && filters.match_any("scope", |s| s == net.scope())
                 && filters.match_all("label", |l| {
-                    label_matches(net.get("Labels").and_then(Value::as_object), l)
+                    label_filter_matches(|k| net.labels().get(k), l)
                 })
                 && (name_res.is_empty() || name_res.iter().any(|r| r.is_match(name)))
                 && filters.match_any("id", |v| id.starts_with(v));
             if !ok {
                 continue;
             }
-            let mut shown = (**net).clone();
-            if text(net, "Scope") == "local" || text(net, "Scope").is_empty() {
-                if let Some(obj) = shown.as_object_mut() {
-                    obj.insert("Name".into(), Value::String(format!("{node}/{name}")));
-                }
-                out.push(shown);
+            if net.is_local_network() {
+                start_array_entry(&mut out);
+                net.write_renamed(&format!("{node}/{name}"), &mut out);
             } else {
-                shared.entry(id.to_string()).or_insert(shown);
+                shared.entry(id.to_string()).or_insert_with(|| net.clone());
             }
         }
     }
-    out.extend(shared.into_values());
-    Ok(json_response(StatusCode::OK, &Value::Array(out)))
+    for net in shared.values() {
+        start_array_entry(&mut out);
+        out.push_str(net.json());
+    }
+    out.push(']');
+    Ok(json_text_response(StatusCode::OK, out.into_bytes()))
 }
 
 /// `GET /networks/{id}`: a fresh inspect from the engine that owns the network.
@@ -118,10 +118,6 @@ pub async fn inspect(
 /// The driver a network gets when the request names none (see the module docs).
 pub const DEFAULT_DRIVER: &str = "bridge";
 
-fn is_local(network: &Value) -> bool {
-    matches!(text(network, "Scope"), "local" | "")
-}
-
 /// `POST /networks/create`: on the node a `node/name` names, else on the node the scheduler
 /// picks (every filter applies, containerslots included). 201 with the engine's answer.
 pub async fn create(
@@ -149,7 +145,7 @@ pub async fn create(
                 e.cache()
                     .networks
                     .values()
-                    .any(|n| !bare.is_empty() && text(n, "Name") == bare)
+                    .any(|n| !bare.is_empty() && n.name() == bare)
             });
             if taken {
                 return Err(ApiError::new(
@@ -191,7 +187,7 @@ async fn refresh_network_everywhere(state: &AppState, engine: &Arc<Engine>, id: 
         .cache()
         .networks
         .get(id)
-        .is_some_and(|n| !is_local(n));
+        .is_some_and(|n| !n.is_local_network());
     if global {
         let others: Vec<Arc<Engine>> = state
             .cluster
@@ -294,7 +290,7 @@ async fn attach(
     let force = body.get("Force").and_then(Value::as_bool).unwrap_or(false);
     // A forced disconnect from a multi-host network may go through another node when the
     // container's node is gone.
-    let fallback = action == "disconnect" && force && !is_local(&network.network);
+    let fallback = action == "disconnect" && force && !network.network.is_local_network();
     let call = EngineCall {
         method: Method::POST,
         version,
@@ -333,7 +329,7 @@ pub async fn remove(
         .ok_or_else(|| ApiError::not_found(format!("No such network {id}")))?;
     let nid = found.id().to_string();
     let path = format!("/networks/{nid}");
-    let global = !is_local(&found.network);
+    let global = !found.network.is_local_network();
     let call = EngineCall {
         method: Method::DELETE,
         version,

@@ -8,13 +8,14 @@ use axum::extract::{Path, Query, Request, State};
 use axum::response::{IntoResponse, Response};
 use futures_util::future::join_all;
 use http::{HeaderMap, Method, StatusCode};
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use super::error::{json_response, no_such_route, ApiError, ApiResult};
-use super::filters::{label_matches, Filters};
+use super::error::{json_response, json_text_response, no_such_route, ApiError, ApiResult};
+use super::filters::{label_filter_matches, Filters};
 use super::proxy::fetch_json;
 use super::request::{json_body, node_constraint, read_json_object, take_node};
 use super::state::{AppState, RequestedVersion};
+use crate::cluster::cache::{start_array_entry, Record};
 use crate::cluster::fanout::NodeFailures;
 use crate::cluster::names::{find_volume, find_volumes};
 use crate::cluster::transport::empty;
@@ -39,7 +40,8 @@ pub async fn list(
         }
     };
     let maps = state.cluster.engines();
-    let mut out: Vec<Value> = Vec::new();
+    // Written straight from the cached text, local volumes renamed `node/name`.
+    let mut out = String::from("[");
     for engine in maps.validated.values() {
         let node = engine.name();
         let cache = engine.cache();
@@ -50,36 +52,34 @@ pub async fn list(
             .filter_map(|m| m.name.as_deref())
             .collect();
         for (name, vol) in cache.volumes.iter() {
-            let driver = vol.get("Driver").and_then(Value::as_str).unwrap_or("");
+            let driver = vol.driver();
             let local = driver == "local";
             let ok = filters.match_any("name", |v| name.contains(v))
                 && filters.match_any("driver", |v| v == driver)
                 && filters.match_all("label", |l| {
-                    label_matches(vol.get("Labels").and_then(Value::as_object), l)
+                    label_filter_matches(|k| vol.labels().get(k), l)
                 })
                 && (!local || filters.match_any("node", |v| v == node))
                 && dangling.is_none_or(|d| d != used.contains(name.as_str()));
             if !ok {
                 continue;
             }
-            let mut shown = (**vol).clone();
+            start_array_entry(&mut out);
             if local {
-                if let Some(obj) = shown.as_object_mut() {
-                    obj.insert("Name".into(), Value::String(format!("{node}/{name}")));
-                }
+                vol.write_renamed(&format!("{node}/{name}"), &mut out);
+            } else {
+                out.push_str(vol.json());
             }
-            out.push(shown);
         }
     }
-    let volumes = if out.is_empty() {
-        Value::Null
+    let volumes = if out.len() == 1 {
+        "null".to_string()
     } else {
-        Value::Array(out)
+        out.push(']');
+        out
     };
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({"Volumes": volumes, "Warnings": null}),
-    ))
+    let body = format!(r#"{{"Volumes":{volumes},"Warnings":null}}"#);
+    Ok(json_text_response(StatusCode::OK, body.into_bytes()))
 }
 
 /// `GET /volumes/{name}`: a fresh inspect from the engine that holds the volume.
@@ -90,14 +90,18 @@ pub async fn inspect(
 ) -> ApiResult<Response> {
     let found = find_volume(&state.cluster.engines(), &name)
         .ok_or_else(|| ApiError::not_found(format!("No such volume: {name}")))?;
-    let vname = found
-        .volume
-        .get("Name")
-        .and_then(Value::as_str)
-        .unwrap_or(&name)
-        .to_string();
+    let vname = record_name(&found.volume, &name);
     let body = fetch_json(&found.engine, version, &format!("/volumes/{vname}")).await?;
     Ok(json_response(StatusCode::OK, &body))
+}
+
+/// The volume's name as its engine knows it (`asked` when the engine gave it none).
+fn record_name(volume: &Record, asked: &str) -> String {
+    match volume.name() {
+        "" => asked,
+        name => name,
+    }
+    .to_string()
 }
 
 /// A random 64-hex volume name, as an engine would give an anonymous volume.
@@ -201,12 +205,7 @@ pub async fn remove(
         .map(|q| format!("?{q}"))
         .unwrap_or_default();
     let calls = found.iter().map(|v| {
-        let vname = v
-            .volume
-            .get("Name")
-            .and_then(Value::as_str)
-            .unwrap_or(&name)
-            .to_string();
+        let vname = record_name(&v.volume, &name);
         let path = format!("/volumes/{vname}{query}");
         async move {
             let r = v

@@ -201,16 +201,14 @@ impl Cluster {
         let Some(found) = super::names::find_network(&self.engines(), &mode) else {
             return;
         };
-        if found.network.get("Scope").and_then(Value::as_str) != Some("local") {
+        if found.network.scope() != "local" {
             return;
         }
         let node = found.engine.name();
-        let bare = found
-            .network
-            .get("Name")
-            .and_then(Value::as_str)
-            .unwrap_or(&mode)
-            .to_string();
+        let bare = match found.network.name() {
+            "" => mode.clone(),
+            name => name.to_string(),
+        };
         let has_hard_node = sched
             .constraints
             .iter()

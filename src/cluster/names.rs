@@ -2,9 +2,7 @@
 //! object and the engine that owns it (SPEC §5.4). Reads snapshots only; no I/O.
 use std::sync::Arc;
 
-use serde_json::Value;
-
-use super::cache::{short_id as short, Container, ContainerIndex, Image, LookupKey};
+use super::cache::{short_id as short, Container, ContainerIndex, Image, LookupKey, Record};
 use super::engine::Engine;
 use super::membership::EngineMaps;
 
@@ -226,18 +224,14 @@ pub fn image_matches(image: &Image, name: &str, with_tag: bool) -> bool {
 #[derive(Clone)]
 pub struct NetworkRef {
     pub engine: Arc<Engine>,
-    pub network: Arc<Value>,
+    pub network: Arc<Record>,
 }
 
 impl NetworkRef {
     /// The network ID.
     pub fn id(&self) -> &str {
-        self.network.get("Id").and_then(Value::as_str).unwrap_or("")
+        self.network.id()
     }
-}
-
-fn network_field<'a>(n: &'a Value, key: &str) -> &'a str {
-    n.get(key).and_then(Value::as_str).unwrap_or("")
 }
 
 /// Finds a network: exact or 12-char ID; then a name, `<engine ID>/name` or `<engine name>/name`
@@ -275,7 +269,7 @@ pub fn find_network(maps: &EngineMaps, name: &str) -> Option<NetworkRef> {
     let by_name: Vec<&NetworkRef> = all
         .iter()
         .filter(|n| {
-            let nname = network_field(&n.network, "Name");
+            let nname = n.network.name();
             nname == name
                 || format!("{}/{nname}", n.engine.id()) == name
                 || format!("{}/{nname}", n.engine.name()) == name
@@ -287,7 +281,7 @@ pub fn find_network(maps: &EngineMaps, name: &str) -> Option<NetworkRef> {
     if let Some(stripped) = name.strip_prefix('/') {
         let by_slash: Vec<&NetworkRef> = all
             .iter()
-            .filter(|n| network_field(&n.network, "Name") == stripped)
+            .filter(|n| n.network.name() == stripped)
             .collect();
         if !by_slash.is_empty() {
             return unique(by_slash);
@@ -304,7 +298,7 @@ pub fn find_network(maps: &EngineMaps, name: &str) -> Option<NetworkRef> {
 #[derive(Clone)]
 pub struct VolumeRef {
     pub engine: Arc<Engine>,
-    pub volume: Arc<Value>,
+    pub volume: Arc<Record>,
 }
 
 /// Finds volumes named `name`, `<engine ID>/name` or `<engine name>/name` (all of them).
@@ -339,10 +333,9 @@ pub fn find_volume(maps: &EngineMaps, name: &str) -> Option<VolumeRef> {
     if found.len() == 1 {
         return found.into_iter().next();
     }
-    found.into_iter().find(|v| {
-        v.volume.get("Driver").and_then(Value::as_str) != Some("local")
-            && v.volume.get("Name").and_then(Value::as_str) == Some(name)
-    })
+    found
+        .into_iter()
+        .find(|v| v.volume.driver() != "local" && v.volume.name() == name)
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ mod container;
 mod image;
 mod index;
 pub mod listing;
+mod record;
 mod summary;
 
 pub use container::{
@@ -18,12 +19,11 @@ pub use container::{
 };
 pub use image::Image;
 pub use index::{short_id, ContainerIndex, LookupKey};
+pub use record::{start_array_entry, Record};
 pub use summary::{Labels, Mount, NetworkRef, Port, Summary, DYNAMIC_MEMBERS};
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, OnceLock};
-
-use serde_json::Value;
 
 /// An immutable snapshot of one engine's objects.
 #[derive(Debug, Default, Clone)]
@@ -33,9 +33,9 @@ pub struct EngineCache {
     /// `GET /images/json?all=1` entries.
     pub images: Arc<Vec<Arc<Image>>>,
     /// `GET /networks` entries, by network ID.
-    pub networks: Arc<BTreeMap<String, Arc<Value>>>,
+    pub networks: Arc<BTreeMap<String, Arc<Record>>>,
     /// `GET /volumes` entries, by volume name.
-    pub volumes: Arc<BTreeMap<String, Arc<Value>>>,
+    pub volumes: Arc<BTreeMap<String, Arc<Record>>>,
     /// Lookup tables over `containers`, built on first use; every new snapshot starts without.
     index: OnceLock<Arc<ContainerIndex>>,
 }

@@ -22,6 +22,7 @@ use super::super::health::{refresh_delay, EngineState};
 use super::super::order::WriteOrder;
 use super::super::transport::empty;
 use super::{Engine, EngineError};
+use crate::cluster::cache::Record;
 
 /// Specs of a healthy engine are re-read this often.
 const SPECS_REFRESH: Duration = Duration::from_secs(300);
@@ -362,10 +363,10 @@ impl Engine {
         let list: Vec<Map<String, Value>> =
             serde_json::from_slice(&body).map_err(|e| self.invalid(e))?;
         let map = list
-            .into_iter()
+            .iter()
             .filter_map(|n| {
                 let id = n.get("Id")?.as_str()?.to_string();
-                Some((id, Arc::new(Value::Object(n))))
+                Some((id, Arc::new(Record::from_object(n))))
             })
             .collect();
         self.update_cache(|cache| cache.networks = Arc::new(map));
@@ -384,7 +385,10 @@ impl Engine {
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
-            .filter_map(|v| Some((v.get("Name")?.as_str()?.to_string(), Arc::new(v.clone()))))
+            .filter_map(|v| {
+                let name = v.get("Name")?.as_str()?.to_string();
+                Some((name, Arc::new(Record::from_object(v.as_object()?))))
+            })
             .collect();
         self.update_cache(|cache| cache.volumes = Arc::new(map));
         Ok(())
@@ -403,25 +407,16 @@ impl Engine {
             return self.refresh_networks().await;
         }
         self.list_hashes[NETWORKS].store(0, Ordering::Release);
-        let result: Result<Value, EngineError> = self.get_json(&format!("/networks/{id}")).await;
-        let fresh = match result {
-            Ok(v) => Some(v),
-            Err(e) if e.is_not_found() => None,
-            Err(e) => return Err(e),
-        };
+        let fresh = self.inspect_record(&format!("/networks/{id}")).await?;
         self.update_cache(|cache| {
             let mut map = (*cache.networks).clone();
             match fresh {
-                Some(v) => {
-                    let key = v
-                        .get("Id")
-                        .and_then(Value::as_str)
-                        .unwrap_or(id)
-                        .to_string();
-                    map.insert(key, Arc::new(v));
+                Some(n) => {
+                    let key = if n.id().is_empty() { id } else { n.id() };
+                    map.insert(key.to_string(), Arc::new(n));
                 }
                 None => {
-                    map.retain(|k, v| k != id && v.get("Name").and_then(Value::as_str) != Some(id));
+                    map.retain(|k, n| k != id && n.name() != id);
                 }
             }
             cache.networks = Arc::new(map);
@@ -436,12 +431,7 @@ impl Engine {
             return self.refresh_volumes().await;
         }
         self.list_hashes[VOLUMES].store(0, Ordering::Release);
-        let result: Result<Value, EngineError> = self.get_json(&format!("/volumes/{name}")).await;
-        let fresh = match result {
-            Ok(v) => Some(v),
-            Err(e) if e.is_not_found() => None,
-            Err(e) => return Err(e),
-        };
+        let fresh = self.inspect_record(&format!("/volumes/{name}")).await?;
         self.update_cache(|cache| {
             let mut map = (*cache.volumes).clone();
             match fresh {
@@ -455,6 +445,15 @@ impl Engine {
             cache.volumes = Arc::new(map);
         });
         Ok(())
+    }
+
+    /// A network or volume inspect at `path`; `None` when the engine no longer has it.
+    async fn inspect_record(&self, path: &str) -> Result<Option<Record>, EngineError> {
+        match self.get_json::<Map<String, Value>>(path).await {
+            Ok(object) => Ok(Some(Record::from_object(&object))),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// Takes the engine's containers out of the cluster's directory once it is disconnected

@@ -187,8 +187,16 @@ impl Socket<'_> {
     }
 }
 
+/// A pipe's reading and writing ends.
+type Pipe = (OwnedFd, OwnedFd);
+
+fn pipe() -> io::Result<Pipe> {
+    use rustix::pipe::{pipe_with, PipeFlags};
+    Ok(pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?)
+}
+
 /// Moves bytes both ways between the two connections: in the kernel when both are plain
-/// sockets, through buffers otherwise.
+/// sockets, through buffers otherwise (or when no descriptors are left for the two pipes).
 async fn relay(client: Side<ClientIo>, upstream: Side<EngineStream>) -> io::Result<Moved> {
     if let (
         Side::Taken {
@@ -204,18 +212,31 @@ async fn relay(client: Side<ClientIo>, upstream: Side<EngineStream>) -> io::Resu
         if let (Some((client_socket, stall)), Some(upstream_socket)) =
             (plain_socket(client_io), Socket::of_engine(upstream_io))
         {
-            let client_socket = Socket::of_client(client_socket);
-            // Writes to the client keep the listener's stall limit; the engine's connection
-            // has TCP's own timeouts.
-            let (up, down) = tokio::try_join!(
-                pump(client_socket, upstream_socket, client_read, None),
-                pump(upstream_socket, client_socket, upstream_read, Some(stall)),
-            )?;
-            return Ok(Moved {
-                up,
-                down,
-                spliced: true,
-            });
+            match (pipe(), pipe()) {
+                (Ok(up_pipe), Ok(down_pipe)) => {
+                    let client_socket = Socket::of_client(client_socket);
+                    // Writes to the client keep the listener's stall limit; the engine's
+                    // connection has TCP's own timeouts.
+                    let (up, down) = tokio::try_join!(
+                        pump(client_socket, upstream_socket, client_read, up_pipe, None),
+                        pump(
+                            upstream_socket,
+                            client_socket,
+                            upstream_read,
+                            down_pipe,
+                            Some(stall)
+                        ),
+                    )?;
+                    return Ok(Moved {
+                        up,
+                        down,
+                        spliced: true,
+                    });
+                }
+                (Err(e), _) | (_, Err(e)) => {
+                    tracing::debug!(error = %e, "No pipe for a hijacked stream; copying it");
+                }
+            }
         }
     }
     let mut client = client.into_stream();
@@ -235,19 +256,18 @@ async fn relay(client: Side<ClientIo>, upstream: Side<EngineStream>) -> io::Resu
 }
 
 /// One direction of a spliced connection: `head` (bytes already read from `from`) first, then
-/// everything `from` sends, through a pipe, until `from` ends; then `to`'s write half is closed.
-/// Returns the bytes moved.
+/// everything `from` sends, through `pipe`, until `from` ends; then `to`'s write half is
+/// closed. Returns the bytes moved.
 async fn pump(
     from: Socket<'_>,
     to: Socket<'_>,
     head: &Bytes,
+    (pipe_out, pipe_in): Pipe,
     stall: Option<Duration>,
 ) -> io::Result<u64> {
-    use rustix::pipe::{pipe_with, splice, PipeFlags, SpliceFlags};
+    use rustix::pipe::{splice, SpliceFlags};
     to.write_all(head, stall).await?;
     let mut moved = head.len() as u64;
-    let (pipe_out, pipe_in): (OwnedFd, OwnedFd) =
-        pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?;
     let flags = SpliceFlags::MOVE | SpliceFlags::NONBLOCK;
     loop {
         // The pipe is empty here, so a read that would block is the socket's doing.

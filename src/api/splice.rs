@@ -26,11 +26,9 @@ use crate::cluster::transport::EngineStream;
 /// The buffer of each direction of a connection copied through this process.
 const SPLICE_BUFFER: usize = 64 << 10;
 
-/// What the pipe of each direction of a spliced connection is asked to hold (the kernel's
-/// default is 64 KiB): fewer, larger moves cost fewer calls and wake-ups per byte. The pages
-/// are the sockets' own, referenced while in the pipe, not allocated for it. A pipe the kernel
-/// does not let grow (`/proc/sys/fs/pipe-max-size`, a user's pipe quota) keeps its size.
-const PIPE_SIZE: usize = 1 << 20;
+/// The most one `splice(2)` call moves; the pipe between the sockets holds what the kernel
+/// gives it (64 KiB by default), so this only bounds a single call.
+const SPLICE_CHUNK: usize = 1 << 20;
 
 /// Once the client's connection and the one to `peer` (an engine, or the primary manager) have
 /// both switched protocols, moves bytes both ways as they come until both directions end or
@@ -193,12 +191,8 @@ impl Socket<'_> {
 type Pipe = (OwnedFd, OwnedFd);
 
 fn pipe() -> io::Result<Pipe> {
-    use rustix::pipe::{fcntl_setpipe_size, pipe_with, PipeFlags};
-    let (out, into) = pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?;
-    if let Err(e) = fcntl_setpipe_size(&into, PIPE_SIZE) {
-        tracing::debug!(error = %e, size = PIPE_SIZE, "Cannot grow a splice pipe");
-    }
-    Ok((out, into))
+    use rustix::pipe::{pipe_with, PipeFlags};
+    Ok(pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?)
 }
 
 /// Moves bytes both ways between the two connections: in the kernel when both are plain
@@ -279,7 +273,7 @@ async fn pump(
         // The pipe is empty here, so a read that would block is the socket's doing.
         from.ready(Interest::READABLE).await?;
         let filled = from.try_io(Interest::READABLE, || {
-            splice(from.fd(), None, &pipe_in, None, PIPE_SIZE, flags).map_err(io::Error::from)
+            splice(from.fd(), None, &pipe_in, None, SPLICE_CHUNK, flags).map_err(io::Error::from)
         });
         let mut pending = match filled {
             Ok(0) => break,

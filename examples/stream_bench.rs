@@ -8,9 +8,13 @@
 //! ```
 //!
 //! Each run takes the best of three transfers per path and prints the ratio (through the
-//! manager / direct); with `--runs N` the runs follow one another on the same engine and
-//! manager, and the summary gives each stream's ratio per run and the lowest, which is the
-//! figure to hold against the budget. `--binary PATH` measures another build of the manager.
+//! manager / direct). The transfers alternate (direct, manager, direct, manager, ...) so that
+//! whatever else the machine does at the time slows both paths alike, rather than only the
+//! three transfers that happened to fall into it. With `--runs N` the runs follow one another
+//! on the same engine and manager, and the summary gives each stream's ratio per run and the
+//! lowest, which is the figure to hold against the budget; each line also gives the manager's
+//! CPU time per transfer (user and system, the mean over its transfers). `--binary PATH`
+//! measures another build of the manager.
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -22,6 +26,22 @@ use tokio::time::Instant;
 use support::{DockerCli, EngineSet, Manager};
 
 const MB: u64 = 256;
+
+/// Transfers per path in each run; the best of them counts.
+const TRANSFERS: usize = 3;
+
+/// The CPU time (user and system) `pid` has used so far, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("the manager's stat");
+    // The fields after the command name (which may hold spaces): utime and stime are the 12th
+    // and 13th of them, in clock ticks.
+    let fields: Vec<&str> = stat[stat.rfind(')').expect("stat") + 2..]
+        .split(' ')
+        .collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    let per_second = rustix::param::clock_ticks_per_second();
+    ticks as f64 / per_second as f64
+}
 
 /// Runs a docker command with stdout to /dev/null; returns seconds taken.
 fn timed(cli: &DockerCli, host: &str, args: &[&str]) -> f64 {
@@ -62,6 +82,7 @@ fn main() {
     let cli = DockerCli::modern();
     let direct = engines[0].host();
     let through = manager.host();
+    let pid = manager.pid().expect("the manager runs");
     support::wait_until(
         std::time::Duration::from_secs(30),
         "the engine healthy",
@@ -112,24 +133,26 @@ fn main() {
     for run in 1..=runs {
         println!("run {run} of {runs}");
         println!(
-            "{:<24} {:>12} {:>14} {:>8}",
-            "stream", "direct MB/s", "manager MB/s", "ratio"
+            "{:<24} {:>12} {:>14} {:>8} {:>14}",
+            "stream", "direct MB/s", "manager MB/s", "ratio", "manager CPU s"
         );
         for (i, (label, args, size)) in cases.iter().enumerate() {
-            // Warm up, then take the best of three for each path.
+            // Warm up, then alternate the paths and take the best of each.
             timed(&cli, &direct, args);
-            let d = (0..3)
-                .map(|_| timed(&cli, &direct, args))
-                .fold(f64::MAX, f64::min);
-            let m = (0..3)
-                .map(|_| timed(&cli, &through, args))
-                .fold(f64::MAX, f64::min);
+            let (mut d, mut m, mut cpu) = (f64::MAX, f64::MAX, 0.0);
+            for _ in 0..TRANSFERS {
+                d = d.min(timed(&cli, &direct, args));
+                let before = cpu_seconds(pid);
+                m = m.min(timed(&cli, &through, args));
+                cpu += cpu_seconds(pid) - before;
+            }
             ratios[i].push(d / m * 100.0);
             println!(
-                "{label:<24} {:>12.0} {:>14.0} {:>7.0}%",
+                "{label:<24} {:>12.0} {:>14.0} {:>7.0}% {:>14.2}",
                 size / d,
                 size / m,
-                d / m * 100.0
+                d / m * 100.0,
+                cpu / TRANSFERS as f64
             );
         }
     }

@@ -20,6 +20,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use tokio_util::either::Either;
 use tokio_util::sync::CancellationToken;
 
 use super::limits::ClientLimits;
@@ -42,14 +43,14 @@ impl Listener {
         }
     }
 
-    async fn accept(&self) -> io::Result<Box<dyn Stream>> {
+    async fn accept(&self) -> io::Result<ClientSocket> {
         match self {
             Listener::Tcp(l) => {
                 let (s, _) = l.accept().await?;
                 let _ = s.set_nodelay(true);
-                Ok(Box::new(s))
+                Ok(Either::Left(s))
             }
-            Listener::Unix(l, _) => Ok(Box::new(l.accept().await?.0)),
+            Listener::Unix(l, _) => Ok(Either::Right(l.accept().await?.0)),
         }
     }
 }
@@ -259,11 +260,11 @@ pub async fn serve(
         let service = hyper_util::service::TowerToHyperService::new(app.clone());
         let closing = closing.clone();
         connections.spawn(async move {
-            let io: Box<dyn Stream> = match acceptor {
-                None => Box::new(io),
+            let io = match acceptor {
+                None => Either::Left(io),
                 Some(acceptor) => {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(io)).await {
-                        Ok(Ok(tls)) => Box::new(tls),
+                        Ok(Ok(tls)) => Either::Right(Box::new(tls)),
                         Ok(Err(e)) => {
                             tracing::debug!(error = %e, "TLS handshake failed");
                             return;
@@ -310,15 +311,28 @@ pub async fn serve(
     Ok(())
 }
 
-/// A byte stream a client connected over.
-trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
-impl<T: AsyncRead + AsyncWrite + Send + Unpin> Stream for T {}
+/// The socket a client connected over: TCP (left) or unix (right).
+pub type ClientSocket = Either<tokio::net::TcpStream, tokio::net::UnixStream>;
+
+/// A client connection as hyper serves it: plain (left) or TLS (right). An upgraded connection
+/// (attach, exec) can be taken back from hyper as this type, so that its relay may move bytes
+/// between the sockets themselves ([`super::splice`]).
+pub type ClientIo = Either<Admitted, Box<tokio_rustls::server::TlsStream<Admitted>>>;
+
+/// The socket under a plain (not TLS) client connection, and how long a write to it may stall
+/// ([`ClientLimits::write_stall_timeout`]) before the connection is given up.
+pub fn plain_socket(io: &ClientIo) -> Option<(&ClientSocket, Duration)> {
+    match io {
+        Either::Left(admitted) => Some((&admitted.stream, admitted.stall_limit)),
+        Either::Right(_) => None,
+    }
+}
 
 /// An accepted connection holding its slot under the cap: the slot is given back when the
 /// stream is dropped, which for an upgraded connection (attach, exec) is when the relay ends,
 /// not when hyper hands the stream over.
-struct Admitted {
-    stream: Box<dyn Stream>,
+pub struct Admitted<S = ClientSocket> {
+    stream: S,
     _slot: OwnedSemaphorePermit,
     /// [`ClientLimits::write_stall_timeout`].
     stall_limit: Duration,
@@ -326,7 +340,7 @@ struct Admitted {
     stalled: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
-impl Admitted {
+impl<S> Admitted<S> {
     /// Passes a write's result on, watching for a client that stopped reading: a write still
     /// pending after the stall limit fails the connection (hyper then closes it). The timer is
     /// polled with the same waker, so the connection is woken when it fires even though the
@@ -357,7 +371,7 @@ impl Admitted {
     }
 }
 
-impl AsyncRead for Admitted {
+impl<S: AsyncRead + Unpin> AsyncRead for Admitted<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -367,7 +381,7 @@ impl AsyncRead for Admitted {
     }
 }
 
-impl AsyncWrite for Admitted {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Admitted<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -422,7 +436,7 @@ mod tests {
             .try_acquire_owned()
             .unwrap();
         let mut conn = Admitted {
-            stream: Box::new(ours),
+            stream: ours,
             _slot: slot,
             stall_limit: Duration::from_secs(120),
             stalled: None,

@@ -1,18 +1,44 @@
 //! Splicing an upgraded client connection to an upgraded upstream one (an engine for attach,
 //! exec and BuildKit sessions; the primary manager for a replica's relay): bytes both ways, with
 //! half-closes passed through. It knows nothing of requests, engines or the election.
-/// The buffer of each direction of a spliced connection.
+//!
+//! When both connections are plain TCP or unix sockets, the bytes go from one socket to the
+//! other through a pipe with `splice(2)` and never enter this process; a TLS side, or a
+//! connection that cannot be taken back from hyper, is copied through buffers instead.
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
+use tokio::net::{TcpStream, UnixStream};
+use tokio_util::sync::CancellationToken;
+
+use tokio_util::either::Either;
+
+use super::listener::{plain_socket, ClientIo, ClientSocket};
+use crate::cluster::transport::EngineStream;
+
+/// The buffer of each direction of a connection copied through this process.
 const SPLICE_BUFFER: usize = 64 << 10;
 
+/// The most one `splice(2)` call moves; the pipe between the sockets holds what the kernel
+/// gives it (64 KiB by default), so this only bounds a single call.
+const SPLICE_CHUNK: usize = 1 << 20;
+
 /// Once the client's connection and the one to `peer` (an engine, or the primary manager) have
-/// both switched protocols, copies bytes both ways as they come until both directions end or
+/// both switched protocols, moves bytes both ways as they come until both directions end or
 /// `stop`. When one side stops sending, the other side's write half is closed and the other
 /// direction runs to its end, so half-closes pass through.
 pub async fn splice(
     client: hyper::upgrade::OnUpgrade,
     upstream: hyper::upgrade::OnUpgrade,
     peer: String,
-    stop: tokio_util::sync::CancellationToken,
+    stop: CancellationToken,
 ) {
     let (client, upstream) = match tokio::join!(client, upstream) {
         (Ok(c), Ok(u)) => (c, u),
@@ -21,19 +47,298 @@ pub async fn splice(
             return;
         }
     };
-    let mut client = hyper_util::rt::TokioIo::new(client);
-    let mut upstream = hyper_util::rt::TokioIo::new(upstream);
-    let copied = tokio::select! {
+    let client = Side::<ClientIo>::of(client);
+    let upstream = Side::<EngineStream>::of(upstream);
+    let moved = tokio::select! {
         () = stop.cancelled() => return,
-        copied = tokio::io::copy_bidirectional_with_sizes(
-            &mut client,
-            &mut upstream,
-            SPLICE_BUFFER,
-            SPLICE_BUFFER,
-        ) => copied,
+        moved = relay(client, upstream) => moved,
     };
-    match copied {
-        Ok((up, down)) => tracing::debug!(%peer, up, down, "Upgraded stream ended"),
+    match moved {
+        Ok(Moved { up, down, spliced }) => {
+            tracing::debug!(%peer, up, down, spliced, "Upgraded stream ended")
+        }
         Err(e) => tracing::debug!(%peer, error = %e, "Upgraded stream broke"),
+    }
+}
+
+/// What a relay moved: bytes from the client (`up`) and to it (`down`), and whether the kernel
+/// moved them.
+struct Moved {
+    up: u64,
+    down: u64,
+    spliced: bool,
+}
+
+/// One upgraded connection: taken back from hyper as the stream it was built on (with the bytes
+/// hyper had already read past the switch), or left as hyper's when it cannot be.
+enum Side<T> {
+    Taken { io: T, read: Bytes },
+    Opaque(Upgraded),
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Side<T> {
+    fn of(upgraded: Upgraded) -> Side<T> {
+        match upgraded.downcast::<TokioIo<T>>() {
+            Ok(parts) => Side::Taken {
+                io: parts.io.into_inner(),
+                read: parts.read_buf,
+            },
+            Err(upgraded) => Side::Opaque(upgraded),
+        }
+    }
+
+    /// The connection as a byte stream for the buffered copy, bytes already read first.
+    fn into_stream(self) -> Prefixed {
+        match self {
+            Side::Taken { io, read } => Prefixed {
+                head: read,
+                io: Box::new(io),
+            },
+            Side::Opaque(upgraded) => Prefixed {
+                head: Bytes::new(),
+                io: Box::new(TokioIo::new(upgraded)),
+            },
+        }
+    }
+}
+
+/// A socket the kernel can splice from and to, with tokio's readiness for it.
+#[derive(Clone, Copy)]
+enum Socket<'a> {
+    Tcp(&'a TcpStream),
+    Unix(&'a UnixStream),
+}
+
+impl Socket<'_> {
+    fn of_client(socket: &ClientSocket) -> Socket<'_> {
+        match socket {
+            Either::Left(s) => Socket::Tcp(s),
+            Either::Right(s) => Socket::Unix(s),
+        }
+    }
+
+    fn of_engine(stream: &EngineStream) -> Option<Socket<'_>> {
+        match stream {
+            EngineStream::Tcp(s) => Some(Socket::Tcp(s)),
+            EngineStream::Unix(s) => Some(Socket::Unix(s)),
+            EngineStream::Tls(_) => None,
+        }
+    }
+
+    async fn ready(self, interest: Interest) -> io::Result<()> {
+        match self {
+            Socket::Tcp(s) => s.ready(interest).await.map(drop),
+            Socket::Unix(s) => s.ready(interest).await.map(drop),
+        }
+    }
+
+    fn try_io<R>(self, interest: Interest, f: impl FnOnce() -> io::Result<R>) -> io::Result<R> {
+        match self {
+            Socket::Tcp(s) => s.try_io(interest, f),
+            Socket::Unix(s) => s.try_io(interest, f),
+        }
+    }
+
+    fn fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Socket::Tcp(s) => s.as_fd(),
+            Socket::Unix(s) => s.as_fd(),
+        }
+    }
+
+    /// Closes the write half: the peer reads end-of-stream. A peer already gone has nothing
+    /// left to tell.
+    fn shutdown_write(self) -> io::Result<()> {
+        match socket2::SockRef::from(&self.fd()).shutdown(std::net::Shutdown::Write) {
+            Err(e) if e.kind() != io::ErrorKind::NotConnected => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Waits until the socket may take more bytes; `stall` bounds the wait.
+    async fn writable(self, stall: Option<Duration>) -> io::Result<()> {
+        let Some(limit) = stall else {
+            return self.ready(Interest::WRITABLE).await;
+        };
+        match tokio::time::timeout(limit, self.ready(Interest::WRITABLE)).await {
+            Ok(ready) => ready,
+            Err(_) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client did not read for too long",
+            )),
+        }
+    }
+
+    /// Writes all of `bytes` with ordinary writes (the bytes hyper read past the switch).
+    async fn write_all(self, mut bytes: &[u8], stall: Option<Duration>) -> io::Result<()> {
+        while !bytes.is_empty() {
+            self.writable(stall).await?;
+            let written = self.try_io(Interest::WRITABLE, || {
+                rustix::io::write(self.fd(), bytes).map_err(io::Error::from)
+            });
+            match written {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => bytes = &bytes[n..],
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A pipe's reading and writing ends.
+type Pipe = (OwnedFd, OwnedFd);
+
+fn pipe() -> io::Result<Pipe> {
+    use rustix::pipe::{pipe_with, PipeFlags};
+    Ok(pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?)
+}
+
+/// Moves bytes both ways between the two connections: in the kernel when both are plain
+/// sockets, through buffers otherwise (or when no descriptors are left for the two pipes).
+async fn relay(client: Side<ClientIo>, upstream: Side<EngineStream>) -> io::Result<Moved> {
+    if let (
+        Side::Taken {
+            io: client_io,
+            read: client_read,
+        },
+        Side::Taken {
+            io: upstream_io,
+            read: upstream_read,
+        },
+    ) = (&client, &upstream)
+    {
+        if let (Some((client_socket, stall)), Some(upstream_socket)) =
+            (plain_socket(client_io), Socket::of_engine(upstream_io))
+        {
+            match (pipe(), pipe()) {
+                (Ok(up_pipe), Ok(down_pipe)) => {
+                    let client_socket = Socket::of_client(client_socket);
+                    // Writes to the client keep the listener's stall limit; the engine's
+                    // connection has TCP's own timeouts.
+                    let (up, down) = tokio::try_join!(
+                        pump(client_socket, upstream_socket, client_read, up_pipe, None),
+                        pump(
+                            upstream_socket,
+                            client_socket,
+                            upstream_read,
+                            down_pipe,
+                            Some(stall)
+                        ),
+                    )?;
+                    return Ok(Moved {
+                        up,
+                        down,
+                        spliced: true,
+                    });
+                }
+                (Err(e), _) | (_, Err(e)) => {
+                    tracing::debug!(error = %e, "No pipe for a hijacked stream; copying it");
+                }
+            }
+        }
+    }
+    let mut client = client.into_stream();
+    let mut upstream = upstream.into_stream();
+    let (up, down) = tokio::io::copy_bidirectional_with_sizes(
+        &mut client,
+        &mut upstream,
+        SPLICE_BUFFER,
+        SPLICE_BUFFER,
+    )
+    .await?;
+    Ok(Moved {
+        up,
+        down,
+        spliced: false,
+    })
+}
+
+/// One direction of a spliced connection: `head` (bytes already read from `from`) first, then
+/// everything `from` sends, through `pipe`, until `from` ends; then `to`'s write half is
+/// closed. Returns the bytes moved.
+async fn pump(
+    from: Socket<'_>,
+    to: Socket<'_>,
+    head: &Bytes,
+    (pipe_out, pipe_in): Pipe,
+    stall: Option<Duration>,
+) -> io::Result<u64> {
+    use rustix::pipe::{splice, SpliceFlags};
+    to.write_all(head, stall).await?;
+    let mut moved = head.len() as u64;
+    let flags = SpliceFlags::MOVE | SpliceFlags::NONBLOCK;
+    loop {
+        // The pipe is empty here, so a read that would block is the socket's doing.
+        from.ready(Interest::READABLE).await?;
+        let filled = from.try_io(Interest::READABLE, || {
+            splice(from.fd(), None, &pipe_in, None, SPLICE_CHUNK, flags).map_err(io::Error::from)
+        });
+        let mut pending = match filled {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        };
+        moved += pending as u64;
+        // The pipe holds bytes here, so a write that would block is the socket's doing.
+        while pending > 0 {
+            to.writable(stall).await?;
+            let drained = to.try_io(Interest::WRITABLE, || {
+                splice(&pipe_out, None, to.fd(), None, pending, flags).map_err(io::Error::from)
+            });
+            match drained {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => pending -= n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    to.shutdown_write()?;
+    Ok(moved)
+}
+
+/// A connection for the buffered copy: bytes already read from it first, then the connection.
+struct Prefixed {
+    head: Bytes,
+    io: Box<dyn Stream>,
+}
+
+/// A byte stream the buffered copy can use.
+trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Stream for T {}
+
+impl AsyncRead for Prefixed {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if !self.head.is_empty() {
+            let n = self.head.len().min(buf.remaining());
+            buf.put_slice(&self.head.split_to(n));
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Prefixed {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }

@@ -190,6 +190,13 @@ pub async fn run(global: GlobalOptions, opts: ManageOptions) -> Result<(), Manag
     }
 
     cluster.start();
+    {
+        let cluster = cluster.clone();
+        tokio::spawn(async move {
+            cluster.started_up().await;
+            api::ps::warm_buffers(cluster.engines()).await;
+        });
+    }
     let scheme = discovery::DiscoveryUrl::parse(&opts.discovery)
         .map_or("unknown", |url| url.scheme.as_str());
     let discovery = tokio::spawn(feed_discovery(

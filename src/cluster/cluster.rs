@@ -59,6 +59,8 @@ pub struct Cluster {
     /// Engines removed from discovery while Healthy, by engine ID, with when: the watchdog
     /// takes them to reschedule their containers (the maps no longer hold them).
     departed: Mutex<HashMap<String, (Arc<Engine>, Instant)>>,
+    /// Set once every engine of the start was validated (or the start-up report gave up).
+    started_up: tokio::sync::watch::Sender<bool>,
 }
 
 /// How long an exec created through the manager stays routable.
@@ -86,6 +88,7 @@ impl Cluster {
             execs: Mutex::new(HashMap::new()),
             placement: Placement::new(scheduler, snapshots),
             departed: Mutex::new(HashMap::new()),
+            started_up: tokio::sync::watch::Sender::new(false),
         })
     }
 
@@ -96,10 +99,21 @@ impl Cluster {
             .spawn(async move { cluster.pending_checker().await });
         let cluster = self.clone();
         let cancel = self.cancel.clone();
-        self.tasks.spawn(super::startup::report_progress(
-            move || cluster.engines(),
-            cancel,
-        ));
+        let started_up = self.started_up.clone();
+        self.tasks.spawn(async move {
+            super::startup::report_progress(move || cluster.engines(), cancel.clone()).await;
+            if !cancel.is_cancelled() {
+                started_up.send_replace(true);
+            }
+        });
+    }
+
+    /// Waits until every engine of the start was validated, or the start-up report gave up
+    /// waiting for the last ones (never, for a cluster not started or shut down first).
+    pub async fn started_up(&self) {
+        let mut started = self.started_up.subscribe();
+        // The sender lives as long as the cluster, which outlives this borrow.
+        let _ = started.wait_for(|done| *done).await;
     }
 
     /// The event bus.

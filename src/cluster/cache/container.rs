@@ -101,6 +101,11 @@ impl ListRenderMemo {
     pub fn get_or_init(&self, render: impl FnOnce() -> ListRender) -> &ListRender {
         self.0.get_or_init(render)
     }
+
+    /// The rendered parts, if rendered yet.
+    pub fn get(&self) -> Option<&ListRender> {
+        self.0.get()
+    }
 }
 
 /// The hash [`Container::entry_hash`] is compared with.

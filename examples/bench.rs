@@ -29,8 +29,8 @@ use tokio::time::Instant;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use measure::{
-    arg, current_rss, http_client, ms, percentile, proc_stats, raise_open_file_limit, request,
-    HttpClient, ManagerProcess, FILES_PER_ENGINE,
+    arg, current_rss, get_counted, http_client, ms, percentile, proc_stats, raise_open_file_limit,
+    request, HttpClient, ManagerProcess, FILES_PER_ENGINE,
 };
 use serde_json::Value;
 use simulator::SimFleet;
@@ -51,8 +51,8 @@ async fn measure_get(
             let mut errors = 0;
             for _ in 0..per_client {
                 let t = Instant::now();
-                match request(&client, "GET", &url, "").await {
-                    Ok((200, _)) => lat.push(t.elapsed()),
+                match get_counted(&client, &url).await {
+                    Ok((200, length)) if length > 0 => lat.push(t.elapsed()),
                     _ => errors += 1,
                 }
             }

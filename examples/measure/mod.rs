@@ -135,6 +135,35 @@ async fn request_unbounded(
     Ok((status, body))
 }
 
+/// Sends a GET and reads the answer to its last byte, counting the bytes and keeping none, as
+/// a load generator does: the time measured is the manager's, not the time this process takes
+/// to gather tens of megabytes into one buffer (on its first list that alone cost it about
+/// 40 ms of page faults, more than the manager took to answer). Returns the status and the
+/// body's length.
+pub async fn get_counted(client: &HttpClient, url: &str) -> Result<(u16, usize), String> {
+    let exchange = async {
+        let req = hyper::Request::builder()
+            .uri(url)
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| e.to_string())?;
+        let resp = client.request(req).await.map_err(|e| e.to_string())?;
+        let status = resp.status().as_u16();
+        let mut body = resp.into_body();
+        let mut length = 0;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| e.to_string())?;
+            if let Some(data) = frame.data_ref() {
+                length += data.len();
+            }
+        }
+        Ok((status, length))
+    };
+    match tokio::time::timeout(REQUEST_TIMEOUT, exchange).await {
+        Ok(result) => result,
+        Err(_) => Err(format!("no answer within {} s", REQUEST_TIMEOUT.as_secs())),
+    }
+}
+
 /// Resident set now (VmRSS) of a process, in bytes.
 pub fn current_rss(pid: u32) -> u64 {
     status_kb(pid, "VmRSS:") * 1024

@@ -12,6 +12,7 @@ set -euo pipefail
 
 # Debian packages the tests use. Add new test dependencies here (e.g. etcd-server, zookeeper).
 TEST_PACKAGES=(
+	make           # builds jemalloc, the manager's allocator (with the C compiler)
 	docker.io      # dockerd 20.10, containerd, runc, and the legacy docker CLI
 	busybox-static # the whole userland of the busybox test image
 	iproute2       # `ip`, to bring up lo inside each engine's network namespace

@@ -8,14 +8,13 @@
 //! ranking kept between decisions, with the chosen node re-ranked after each.
 //!
 //! Last, the same plain decision through the cluster's own placement, as a create takes it, on
-//! simulated engines (1,000 and 5,000, validated by a real cluster in this process): under the
+//! simulated engines (1,000 and 5,000, served by the `engine_simulator` example in a process of
+//! its own, so build the examples first: `cargo build --release --examples`; validated by a
+//! real cluster in this process): under the
 //! placement lock, choose a node and register the creation; then, untimed, the chosen engine's
 //! cache changes and the creation leaves the pending set, as after the engine's answer. Once by
 //! the full selection over every engine's memoised snapshot, once from the kept ranking, which
 //! re-ranks the engines that changed since the previous decision.
-#[path = "simulator/mod.rs"]
-mod simulator;
-
 use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::sync::Arc;
@@ -28,7 +27,6 @@ use shoal::scheduler::{
     filter_by_name, ContainerSnapshot, ImageSnapshot, NodeSnapshot, PortBinding, RankedView,
     Scheduler, SchedulingRequest, DEFAULT_FILTERS,
 };
-use simulator::SimFleet;
 
 const CONTAINERS_PER_NODE: usize = 30;
 const GIB: i64 = 1 << 30;
@@ -96,13 +94,13 @@ fn through_placement(node_count: usize, runs: u32) {
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let fleet = SimFleet::start(node_count, CONTAINERS_PER_NODE)
-            .await
-            .expect("simulated engines");
+        let Some(fleet) = ChildFleet::start(node_count).await else {
+            return;
+        };
         let scheduler = Scheduler::new("spread", &DEFAULT_FILTERS).expect("default scheduler");
         let cluster = Cluster::new(cluster_options(), Transport::new(None), scheduler);
-        for addr in fleet.addrs() {
-            cluster.add_engine(&addr);
+        for addr in &fleet.addrs {
+            cluster.add_engine(addr);
         }
         cluster.start();
         // Hosting thousands of engines in this process may be more than the machine can
@@ -133,6 +131,64 @@ fn through_placement(node_count: usize, runs: u32) {
         }
         cluster.shutdown().await;
     });
+}
+
+/// Simulated engines served by the `engine_simulator` example in a process of its own: 5,000
+/// engines and a cluster connected to them need more descriptors than one process may open.
+struct ChildFleet {
+    child: std::process::Child,
+    addrs: Vec<String>,
+    _dir: tempfile::TempDir,
+}
+
+impl ChildFleet {
+    /// Starts `count` engines of [`CONTAINERS_PER_NODE`] containers and waits (at most two
+    /// minutes) for their addresses; `None`, said on stdout, when that fails.
+    async fn start(count: usize) -> Option<ChildFleet> {
+        let program = std::env::current_exe()
+            .ok()?
+            .with_file_name("engine_simulator");
+        let dir = tempfile::tempdir().ok()?;
+        let out = dir.path().join("engines");
+        let child = std::process::Command::new(&program)
+            .args(["--engines", &count.to_string()])
+            .args(["--containers", &CONTAINERS_PER_NODE.to_string()])
+            .arg("--out")
+            .arg(&out)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn();
+        let Ok(child) = child else {
+            println!(
+                "{count:>6} nodes  skipped: cannot start {} (cargo build --release --examples)",
+                program.display()
+            );
+            return None;
+        };
+        let mut fleet = ChildFleet {
+            child,
+            addrs: Vec::new(),
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while Instant::now() < deadline {
+            let listed = std::fs::read_to_string(&out).unwrap_or_default();
+            fleet.addrs = listed.lines().map(str::to_string).collect();
+            if fleet.addrs.len() == count {
+                return Some(fleet);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        println!("{count:>6} nodes  skipped: the simulated engines did not start within 2 minutes");
+        None
+    }
+}
+
+impl Drop for ChildFleet {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// One decision as the create path takes it; returns how long choosing took.

@@ -229,9 +229,10 @@ struct Options {
 
 /// The idle CPU is measured over this window…
 const IDLE_WINDOW: Duration = Duration::from_secs(10);
-/// …starting no earlier than this after every engine turned Healthy: past the default
-/// `--engine-refresh-min-interval` (30 s), so that periodic refreshes run in it.
-const IDLE_AFTER_HEALTHY: Duration = Duration::from_secs(35);
+/// …starting no earlier than this after every engine turned Healthy: past the first periodic
+/// refresh of every engine (30 to 60 s after it turned Healthy at the default intervals, and a
+/// full re-list), so that the window holds refreshes at their steady rate and kind.
+const IDLE_AFTER_HEALTHY: Duration = Duration::from_secs(65);
 
 /// Time allowed for every engine to turn Healthy: two minutes, more for fleets above 2,400
 /// engines (50 ms an engine), so a slow run reports a figure instead of giving up.
@@ -415,9 +416,9 @@ async fn run_once(opts: &Options) -> Vec<(&'static str, f64)> {
     reader.abort();
 
     // The idle window is steady state: at the default intervals every engine refreshes 30 to
-    // 60 s after the last one, the first time 30 to 60 s after it turned Healthy, so a window
-    // that starts IDLE_AFTER_HEALTHY after the last engine did holds periodic refreshes at
-    // their steady rate instead of the quiet before the first ones.
+    // 60 s after the last one, the first time (a full re-list) 30 to 60 s after it turned
+    // Healthy, so a window that starts IDLE_AFTER_HEALTHY after the last engine did holds
+    // periodic refreshes at their steady rate, not the quiet before the first ones.
     tokio::time::sleep_until(all_healthy + IDLE_AFTER_HEALTHY).await;
     let (_, cpu_before) = proc_stats(pid);
     tokio::time::sleep(IDLE_WINDOW).await;

@@ -158,6 +158,13 @@ pub struct Engine {
     /// Hashes of the last image, network and volume lists read: a refresh that reads the same
     /// bytes publishes nothing. Zero when an event changed the collection since.
     list_hashes: [AtomicU64; 3],
+    /// Counts the events stream coming up (to an odd count) and breaking (to an even one), and
+    /// moves on by two when an event's re-read failed: a re-list of images, networks and
+    /// volumes made at one odd count is kept current by the events while the count stands.
+    events_epoch: AtomicU64,
+    /// When images, networks and volumes were last re-listed, all three without an error, and
+    /// the events count then; `None` until the first refresh after validation or a return.
+    others_listed: Mutex<Option<refresh::OthersListed>>,
     /// Counts changes of the cache, the specs and the health record, so that what other layers
     /// render from them is checked with one load ([`Engine::generation`]).
     generation: AtomicU64,
@@ -195,6 +202,8 @@ impl Engine {
             monitoring: AtomicBool::new(false),
             images_refresh_pending: AtomicBool::new(false),
             list_hashes: Default::default(),
+            events_epoch: AtomicU64::new(0),
+            others_listed: Mutex::new(None),
             last_outcome: Mutex::new(Instant::now()),
             generation: AtomicU64::new(0),
             feed: ChangeFeed::default(),
@@ -321,6 +330,8 @@ impl Engine {
                 tracing::info!(engine = %self.addr, name = %self.name(),
                     "Engine came back to life after {after_failures} retries. Hooray!");
                 self.emit("engine_reconnect");
+                // Events were certainly missed while it was away.
+                self.others_may_be_stale();
                 self.wake.notify_one();
             }
             None => {}
@@ -527,6 +538,8 @@ impl Engine {
     pub fn activate(self: &Arc<Self>) {
         self.write_health(|h| h.validated(SystemTime::now()));
         self.emit("engine_connect");
+        // The first refresh re-lists everything, whatever the events stream did meanwhile.
+        self.others_may_be_stale();
         let engine = self.clone();
         self.tasks.spawn(async move { engine.refresh_loop().await });
     }

@@ -340,7 +340,11 @@ impl EventsSource for Arc<Engine> {
     type Stream = BodyReader;
 
     async fn subscribe(&self) -> Option<BodyReader> {
-        self.open_events().await.ok().flatten()
+        let stream = self.open_events().await.ok().flatten();
+        if stream.is_some() {
+            self.events_stream_up();
+        }
+        stream
     }
 
     async fn relist(&self) {
@@ -355,6 +359,7 @@ impl EventsSource for Arc<Engine> {
 
     fn stream_broke(&self, reason: &str) {
         tracing::info!(engine = %self.addr, reason = %reason, "Error monitoring events, will restart");
+        self.events_stream_down();
         // The stream breaking is often the first sign of a dead engine: refresh now.
         self.wake.notify_one();
     }
@@ -689,7 +694,11 @@ mod tests {
         let (_, mut rx) = e.bus.subscribe(None, "test");
         let stream = e.subscribe().await.expect("a stream");
         assert_eq!(e.health().failures, 0);
+        let epoch = || e.events_epoch.load(Ordering::Acquire);
+        assert_eq!(epoch() % 2, 1, "counted as streaming");
         assert_eq!(e.consume(stream).await, "end of stream");
+        e.stream_broke("end of stream");
+        assert_eq!(epoch() % 2, 0, "counted as broken");
         assert_eq!(
             rx.try_recv().map(|ev| ev.actor_id().to_string()),
             Some("p1".into())

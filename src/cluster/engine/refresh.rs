@@ -1,5 +1,6 @@
 //! The refresh loop and the cache writer. The loop probes the engine, re-reads stale specs and
-//! re-lists containers, images, networks and volumes, with jitter and back-off. Every write of
+//! re-lists containers, with jitter and back-off; images, networks and volumes only when the
+//! events stream may have missed a change of them ([`others_due`]). Every write of
 //! the engine's cache goes through [`Engine::update_cache`] (one writer at a time), and container
 //! reads carry tickets so that an older read never overwrites a newer one's write
 //! ([`super::super::order`]). The directory of names and IDs is updated in step with the cache.
@@ -23,9 +24,14 @@ use super::super::order::WriteOrder;
 use super::super::transport::empty;
 use super::{Engine, EngineError};
 use crate::cluster::cache::Record;
+use tokio::time::Instant;
 
 /// Specs of a healthy engine are re-read this often.
 const SPECS_REFRESH: Duration = Duration::from_secs(300);
+/// Images, networks and volumes kept current by the events stream are still re-listed this
+/// often: a safety net for a change whose event never came or whose re-read went wrong
+/// unnoticed. Fixed in this build.
+pub(super) const OTHERS_RELIST_MAX: Duration = Duration::from_secs(300);
 /// Slots of [`Engine::list_hashes`].
 const IMAGES: usize = 0;
 const NETWORKS: usize = 1;
@@ -75,7 +81,8 @@ impl Engine {
         }
     }
 
-    /// One pass of the refresh loop: ping, specs when due, containers, then the other objects.
+    /// One pass of the refresh loop: ping, specs when due, containers, then the other objects
+    /// when the events may not have kept them current.
     async fn refresh_once(&self) {
         if let Err(err) = self.probe().await {
             tracing::debug!(engine = %self.addr, error = %err, "Engine did not answer its ping");
@@ -90,9 +97,48 @@ impl Engine {
                 return;
             }
         }
-        if self.refresh_containers().await.is_ok() {
+        if self.refresh_containers().await.is_ok() && self.others_due() {
             self.refresh_others().await;
         }
+    }
+
+    /// Whether this refresh re-lists images, networks and volumes (see [`others_due`]).
+    fn others_due(&self) -> bool {
+        let last = *self.others_listed.lock().unwrap_or_else(|e| e.into_inner());
+        others_due(
+            last,
+            self.events_epoch.load(Ordering::Acquire),
+            Instant::now(),
+        )
+    }
+
+    /// The events stream is up: from now on it carries every change.
+    pub(super) fn events_stream_up(&self) {
+        self.bump_events_epoch(true);
+    }
+
+    /// The events stream broke: changes may be missed until it is up again and a refresh has
+    /// re-listed.
+    pub(super) fn events_stream_down(&self) {
+        self.bump_events_epoch(false);
+    }
+
+    /// Has the next refresh re-list images, networks and volumes: the engine was just
+    /// validated or came back, or an event's re-read failed. A re-list in flight does not
+    /// count either (its events count is behind).
+    pub(super) fn others_may_be_stale(&self) {
+        let streaming = self.events_epoch.load(Ordering::Acquire) % 2 == 1;
+        self.bump_events_epoch(streaming);
+        *self.others_listed.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// Moves the events count on to its next odd (`streaming`) or even value.
+    fn bump_events_epoch(&self, streaming: bool) {
+        let _ = self
+            .events_epoch
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |e| {
+                Some(next_epoch(e, streaming))
+            });
     }
 
     /// Re-lists every container; inspects new ones and ones whose state changed. Entries the
@@ -293,29 +339,46 @@ impl Engine {
                 self.schedule_images_refresh();
                 Ok(())
             }
-            Reread::Network(id) => self.refresh_network(id).await,
-            Reread::Volume(name) => self.refresh_volume(name).await,
-            Reread::Networks => self.refresh_networks().await,
-            Reread::Volumes => self.refresh_volumes().await,
             Reread::Specs => self.update_specs().await,
+            Reread::Network(id) => self.missed_on_error(self.refresh_network(id).await),
+            Reread::Volume(name) => self.missed_on_error(self.refresh_volume(name).await),
+            Reread::Networks => self.missed_on_error(self.refresh_networks().await),
+            Reread::Volumes => self.missed_on_error(self.refresh_volumes().await),
         }
     }
 
-    /// Refreshes images, networks and volumes; errors are logged and ignored.
+    /// Passes on the result of an event's re-read; a failed one leaves the change its event
+    /// announced out of the cache, so the next refresh re-lists.
+    fn missed_on_error(&self, result: Result<(), EngineError>) -> Result<(), EngineError> {
+        if result.is_err() {
+            self.others_may_be_stale();
+        }
+        result
+    }
+
+    /// Refreshes images, networks and volumes; errors are logged and ignored, and leave the
+    /// next refresh to re-list them again.
     pub async fn refresh_others(&self) {
+        let listed = OthersListed {
+            at: Instant::now(),
+            epoch: self.events_epoch.load(Ordering::Acquire),
+        };
         // One after the other: one pooled connection per engine serves the whole refresh.
         let images = self.refresh_images().await;
         let networks = self.refresh_networks().await;
         let volumes = self.refresh_volumes().await;
+        let mut complete = true;
         for (what, result) in [
             ("images", images),
             ("networks", networks),
             ("volumes", volumes),
         ] {
             if let Err(err) = result {
+                complete = false;
                 tracing::debug!(engine = %self.addr, error = %err, "Refreshing {what} failed");
             }
         }
+        *self.others_listed.lock().unwrap_or_else(|e| e.into_inner()) = complete.then_some(listed);
     }
 
     /// Re-lists images shortly, once for a whole burst of image events.
@@ -334,6 +397,7 @@ impl Engine {
                 .store(false, Ordering::Release);
             if let Err(err) = engine.refresh_images().await {
                 tracing::debug!(engine = %engine.addr, error = %err, "Refreshing images failed");
+                engine.others_may_be_stale();
             }
         });
     }
@@ -481,6 +545,41 @@ impl Engine {
         self.cache.store(Arc::new(next));
         self.directory.remove(tag::<Engine>(self), removed);
         self.changed();
+    }
+}
+
+/// When images, networks and volumes were last re-listed (all three without an error), and
+/// the events count ([`Engine::events_stream_up`]) when that re-list started.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct OthersListed {
+    pub(super) at: Instant,
+    pub(super) epoch: u64,
+}
+
+/// Whether a refresh at `now` re-lists images, networks and volumes, given their last re-list
+/// and the events count now. The events monitor re-reads each of them on its events, so the
+/// re-list is only a safety net: it is due when there was none since the engine was validated
+/// or came back, when the events stream was not up at that re-list or has broken since (an
+/// odd count that still stands means it streamed without a break), or when the re-list is
+/// [`OTHERS_RELIST_MAX`] old.
+pub(super) fn others_due(last: Option<OthersListed>, epoch: u64, now: Instant) -> bool {
+    match last {
+        None => true,
+        Some(l) => {
+            l.epoch % 2 == 0
+                || l.epoch != epoch
+                || now.saturating_duration_since(l.at) >= OTHERS_RELIST_MAX
+        }
+    }
+}
+
+/// The first events count after `epoch` that is odd (`streaming`) or even.
+fn next_epoch(epoch: u64, streaming: bool) -> u64 {
+    let next = epoch.wrapping_add(1);
+    if (next % 2 == 1) == streaming {
+        next
+    } else {
+        next.wrapping_add(1)
     }
 }
 
@@ -649,5 +748,71 @@ mod tests {
         drop(stale);
         drop(refresh);
         assert_eq!(names(&e), ["c1=/again"]);
+    }
+
+    #[test]
+    fn images_networks_and_volumes_are_relisted_only_when_events_may_have_missed_a_change() {
+        let t0 = Instant::now();
+        let listed = |epoch| Some(OthersListed { at: t0, epoch });
+        let soon = t0 + Duration::from_secs(45);
+        assert!(
+            others_due(None, 1, soon),
+            "first refresh after validation or a return"
+        );
+        assert!(
+            !others_due(listed(3), 3, soon),
+            "the stream was up at the re-list and has not broken since"
+        );
+        assert!(
+            others_due(listed(2), 2, soon),
+            "the stream was down at the re-list"
+        );
+        assert!(others_due(listed(3), 4, soon), "the stream is down now");
+        assert!(
+            others_due(listed(3), 5, soon),
+            "the stream broke and came back since the re-list"
+        );
+        assert!(
+            others_due(listed(3), 3, t0 + OTHERS_RELIST_MAX),
+            "the safety period is over"
+        );
+    }
+
+    #[test]
+    fn the_events_count_is_odd_exactly_while_the_stream_is_up() {
+        assert_eq!(next_epoch(0, true), 1);
+        assert_eq!(next_epoch(1, false), 2);
+        assert_eq!(next_epoch(1, true), 3, "a new stream, never the same count");
+        assert_eq!(next_epoch(2, false), 4);
+    }
+
+    #[tokio::test]
+    async fn a_stream_break_a_failed_reread_or_a_return_makes_the_next_refresh_relist() {
+        let e = test_engine();
+        let listed_now = |e: &Engine| {
+            *e.others_listed.lock().unwrap() = Some(OthersListed {
+                at: Instant::now(),
+                epoch: e.events_epoch.load(Ordering::Acquire),
+            });
+        };
+        e.events_stream_up();
+        listed_now(&e);
+        assert!(!e.others_due(), "kept current by the stream");
+        e.events_stream_down();
+        e.events_stream_up();
+        assert!(e.others_due(), "events may have been missed in between");
+        listed_now(&e);
+        assert!(!e.others_due());
+        // The engine is unreachable: the re-read of a network event fails.
+        assert!(e.reread(Reread::Network("n1")).await.is_err());
+        assert!(e.others_due(), "the change that event announced is missing");
+        listed_now(&e);
+        e.others_may_be_stale();
+        assert!(e.others_due());
+        assert_eq!(e.events_epoch.load(Ordering::Acquire) % 2, 1, "still up");
+        // A re-list that fails leaves the next one due.
+        e.refresh_others().await;
+        assert!(e.others_listed.lock().unwrap().is_none());
+        assert!(e.others_due());
     }
 }

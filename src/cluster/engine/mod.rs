@@ -165,6 +165,9 @@ pub struct Engine {
     /// When images, networks and volumes were last re-listed, all three without an error, and
     /// the events count then; `None` until the first refresh after validation or a return.
     others_listed: Mutex<Option<refresh::OthersListed>>,
+    /// How long the last container list took to come back whole, in microseconds (0 before
+    /// the first): a prompt one lets the next refresh's list stand in for the ping.
+    last_list_micros: AtomicU64,
     /// Counts changes of the cache, the specs and the health record, so that what other layers
     /// render from them is checked with one load ([`Engine::generation`]).
     generation: AtomicU64,
@@ -204,6 +207,7 @@ impl Engine {
             list_hashes: Default::default(),
             events_epoch: AtomicU64::new(0),
             others_listed: Mutex::new(None),
+            last_list_micros: AtomicU64::new(0),
             last_outcome: Mutex::new(Instant::now()),
             generation: AtomicU64::new(0),
             feed: ChangeFeed::default(),

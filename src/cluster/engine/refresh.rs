@@ -26,6 +26,9 @@ use super::{Engine, EngineError};
 use crate::cluster::cache::Record;
 use tokio::time::Instant;
 
+/// A container list that came back within this share of the ping's limit (an eighth: 250 ms
+/// to 625 ms) lets the next refresh skip the ping and hold its list to that limit instead.
+const PROMPT_SHARE: u32 = 8;
 /// Specs of a healthy engine are re-read this often.
 const SPECS_REFRESH: Duration = Duration::from_secs(300);
 /// Images, networks and volumes kept current by the events stream are still re-listed this
@@ -84,22 +87,38 @@ impl Engine {
     /// One pass of the refresh loop: ping, specs when due, containers, then the other objects
     /// when the events may not have kept them current.
     async fn refresh_once(&self) {
-        if let Err(err) = self.probe().await {
-            tracing::debug!(engine = %self.addr, error = %err, "Engine did not answer its ping");
-            return;
-        }
+        let limit = self.opts.probe_timeout();
         let stale = self
             .specs()
             .is_none_or(|s| s.read_at.elapsed() >= SPECS_REFRESH);
-        if self.state() != EngineState::Healthy || stale {
-            if let Err(err) = self.update_specs().await {
-                tracing::debug!(engine = %self.addr, error = %err, "Update engine specs failed");
+        let healthy = self.state() == EngineState::Healthy;
+        let listed = if healthy && !stale && self.lists_promptly(limit) {
+            // The list stands in for the ping: it must come back within the ping's limit, so
+            // a frozen engine is found out as soon as the ping would have found it out.
+            self.refresh_containers_within(Some(limit)).await
+        } else {
+            if let Err(err) = self.probe().await {
+                tracing::debug!(engine = %self.addr, error = %err, "Engine did not answer its ping");
                 return;
             }
-        }
-        if self.refresh_containers().await.is_ok() && self.others_due() {
+            if !healthy || stale {
+                if let Err(err) = self.update_specs().await {
+                    tracing::debug!(engine = %self.addr, error = %err, "Update engine specs failed");
+                    return;
+                }
+            }
+            self.refresh_containers().await
+        };
+        if listed.is_ok() && self.others_due() {
             self.refresh_others().await;
         }
+    }
+
+    /// Whether the engine's last container list came back whole within a small share of
+    /// `limit` ([`PROMPT_SHARE`]), so that the next one may be held to `limit`.
+    fn lists_promptly(&self, limit: Duration) -> bool {
+        let took = self.last_list_micros.load(Ordering::Relaxed);
+        took != 0 && Duration::from_micros(took) * PROMPT_SHARE <= limit
     }
 
     /// Whether this refresh re-lists images, networks and volumes (see [`others_due`]).
@@ -145,8 +164,24 @@ impl Engine {
     /// engine lists exactly as before keep their records, and an unchanged list publishes
     /// nothing (the memoised snapshots and `/info` rows stay valid).
     pub async fn refresh_containers(&self) -> Result<(), EngineError> {
+        self.refresh_containers_within(None).await
+    }
+
+    /// [`Engine::refresh_containers`], with the list itself (not the inspects that follow)
+    /// held to `limit` when one is given; a list that takes longer counts as a timed-out call.
+    async fn refresh_containers_within(&self, limit: Option<Duration>) -> Result<(), EngineError> {
         let ticket = self.read_ticket();
-        let body = self.get_body("/containers/json?all=1").await?;
+        let asked = Instant::now();
+        let listing = self.get_body("/containers/json?all=1");
+        let body = match limit {
+            None => listing.await?,
+            Some(limit) => match tokio::time::timeout(limit, listing).await {
+                Ok(body) => body?,
+                Err(_) => return Err(self.timed_out(limit)),
+            },
+        };
+        let took = u64::try_from(asked.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.last_list_micros.store(took.max(1), Ordering::Relaxed);
         let entries: Vec<&serde_json::value::RawValue> =
             serde_json::from_slice(&body).map_err(|e| self.invalid(e))?;
         let known = self.cache().containers.clone();
@@ -673,6 +708,19 @@ struct IdOnly {
 mod tests {
     use super::*;
     use crate::cluster::engine::test_engine;
+
+    #[test]
+    fn only_a_prompt_last_list_lets_the_next_one_stand_in_for_the_ping() {
+        let engine = test_engine();
+        let limit = Duration::from_secs(2);
+        assert!(!engine.lists_promptly(limit), "no list yet");
+        engine.last_list_micros.store(20_000, Ordering::Relaxed);
+        assert!(engine.lists_promptly(limit), "20 ms against 2 s");
+        engine.last_list_micros.store(250_000, Ordering::Relaxed);
+        assert!(engine.lists_promptly(limit), "an eighth of the limit");
+        engine.last_list_micros.store(250_001, Ordering::Relaxed);
+        assert!(!engine.lists_promptly(limit), "more than an eighth");
+    }
 
     #[tokio::test]
     async fn the_directory_follows_the_cache() {

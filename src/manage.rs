@@ -45,6 +45,10 @@ fn host_of(addr: &str) -> Option<String> {
 /// How long shutdown waits for open connections, the streams requests started and the
 /// watchdog's reschedulings before giving up on them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How much longer than the longest refresh interval an idle engine connection is kept: the
+/// refresh after it still finds it (the wait between two refreshes of a healthy engine is at
+/// most that interval, plus the refresh's own time).
+const POOL_IDLE_MARGIN: Duration = Duration::from_secs(15);
 
 /// Runs the manager until a termination signal.
 pub async fn run(global: GlobalOptions, opts: ManageOptions) -> Result<(), ManageError> {
@@ -117,7 +121,11 @@ pub async fn run(global: GlobalOptions, opts: ManageOptions) -> Result<(), Manag
             container_name_refresh_filter: opts.container_name_refresh_filter.clone(),
             create_retry: opts.create_retry,
         },
-        Transport::new(client_tls.clone()),
+        // Idle engine connections outlive the longest wait between two refreshes.
+        Transport::with_pool_idle(
+            client_tls.clone(),
+            opts.engine_refresh_max_interval + POOL_IDLE_MARGIN,
+        ),
         scheduler,
     );
 

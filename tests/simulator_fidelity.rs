@@ -81,6 +81,22 @@ fn call(addr: &str, method: &str, path: &str, body: Option<&str>) -> http::HttpR
         .unwrap_or_else(|e| panic!("{method} {path} on {addr}: {e}"))
 }
 
+/// dockerd writes some lists from Go maps, in an order that changes from call to call: the
+/// networks of `/networks` and a container's `Mounts`. Sorted here (by name, by destination)
+/// so that the comparison meets like with like.
+fn in_set_order(mut body: Value) -> Value {
+    fn by(key: &'static str) -> impl Fn(&Value, &Value) -> std::cmp::Ordering {
+        move |a, b| a[key].as_str().cmp(&b[key].as_str())
+    }
+    if let Some(list) = body.as_array_mut() {
+        list.sort_by(by("Name"));
+    }
+    if let Some(mounts) = body.get_mut("Mounts").and_then(Value::as_array_mut) {
+        mounts.sort_by(by("Destination"));
+    }
+    body
+}
+
 fn now_secs() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -128,11 +144,11 @@ fn capture(addr: &str, bind_source: &str) -> Capture {
         );
         let entries = list.json().expect("the list is JSON");
         assert_eq!(entries.as_array().map(Vec::len), Some(1), "{}", list.text());
-        let entry = serde_json::to_vec(&entries[0]).unwrap();
+        let entry = serde_json::to_vec(&in_set_order(entries[0].clone())).unwrap();
         let inspect = call(addr, "GET", &format!("/v1.41/containers/{id}/json"), None);
         assert_eq!(inspect.status, 200, "{}", inspect.text());
         // Re-serialized compactly, like the entry, so both sides are measured the same way.
-        let inspect = serde_json::to_vec(&inspect.json().unwrap()).unwrap();
+        let inspect = serde_json::to_vec(&in_set_order(inspect.json().unwrap())).unwrap();
         containers.push((variant.name, entry, inspect));
     }
     let endpoints = ["/info", "/version", "/images/json", "/networks", "/volumes"]
@@ -140,7 +156,10 @@ fn capture(addr: &str, bind_source: &str) -> Capture {
         .map(|path| {
             let r = call(addr, "GET", &format!("/v1.41{path}"), None);
             assert_eq!(r.status, 200, "{path} on {addr}: {}", r.text());
-            (path, serde_json::to_vec(&r.json().unwrap()).unwrap())
+            (
+                path,
+                serde_json::to_vec(&in_set_order(r.json().unwrap())).unwrap(),
+            )
         })
         .collect();
     // `until` in the past makes the engine replay and end the stream at once.

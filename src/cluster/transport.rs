@@ -34,12 +34,19 @@ pub type TransportBody = UnsyncBoxBody<Bytes, BoxError>;
 
 /// How long establishing a connection to an engine may take before it counts as a failure.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// An engine connection idle this long is probed with TCP keepalives…
+/// An engine connection idle this long is probed with TCP keepalives, plus a whole number of
+/// seconds below [`KEEPALIVE_SPREAD`] drawn per connection…
 const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
-/// …this often…
+/// …so that connections whose last data came at the same moment (every events stream after an
+/// event sent to all engines at once) are not probed all in the same instant: five thousand
+/// probes at once overflow the kernel's loopback backlog (1,000 packets by default) and the
+/// connections whose probes were dropped three times broke with ETIMEDOUT, in one burst of
+/// reconnects and re-lists. Spread over 15 s, a second's slot holds a fifteenth of them.
+const KEEPALIVE_SPREAD: u64 = 15;
+/// Probes then come this often…
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 /// …and closed after this many unanswered probes: a half-open connection to a host that
-/// vanished (an events stream, a `logs -f`) ends within about a minute instead of never.
+/// vanished (an events stream, a `logs -f`) ends within about 75 s instead of never.
 const KEEPALIVE_PROBES: u32 = 3;
 /// Data sent to an engine that stays unacknowledged this long breaks the connection (keepalives
 /// only probe idle connections).
@@ -218,8 +225,9 @@ pub async fn connect(uri: &Uri, tls: Option<&TlsConnector>) -> io::Result<Engine
 /// reset ever comes) is noticed. Best effort: a socket that refuses the options still works.
 fn detect_dead_peers(tcp: &TcpStream) {
     let socket = socket2::SockRef::from(tcp);
+    let idle = KEEPALIVE_IDLE + Duration::from_secs(rand::random::<u64>() % KEEPALIVE_SPREAD);
     let keepalive = socket2::TcpKeepalive::new()
-        .with_time(KEEPALIVE_IDLE)
+        .with_time(idle)
         .with_interval(KEEPALIVE_INTERVAL)
         .with_retries(KEEPALIVE_PROBES);
     if let Err(e) = socket.set_tcp_keepalive(&keepalive) {

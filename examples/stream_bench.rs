@@ -7,14 +7,17 @@
 //! target/release/examples/stream_bench --runs 5   # as root: it starts a real dockerd
 //! ```
 //!
-//! Each run takes the best of three transfers per path and prints the ratio (through the
+//! Each run takes the best of five transfers per path and prints the ratio (through the
 //! manager / direct). The transfers alternate (direct, manager, direct, manager, ...) so that
 //! whatever else the machine does at the time slows both paths alike, rather than only the
 //! three transfers that happened to fall into it. With `--runs N` the runs follow one another
 //! on the same engine and manager, and the summary gives each stream's ratio per run and the
 //! lowest, which is the figure to hold against the budget; each line also gives the manager's
-//! CPU time per transfer (user and system, the mean over its transfers). `--binary PATH`
-//! measures another build of the manager.
+//! CPU time per transfer (user and system, the mean over its transfers) and how busy the
+//! machine's cores were during each path's transfers (`busy d`, `busy m`: a share near 100%
+//! means the transfers were bound by CPU, where each hop's cost shows). `--binary PATH`
+//! measures another build of the manager; `--only WORD` runs only the streams whose label
+//! holds WORD (`cp`, `logs`, `exec`).
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -45,6 +48,21 @@ fn cpu_seconds(pid: u32) -> f64 {
     ticks as f64 / per_second as f64
 }
 
+/// The machine's busy and total CPU time so far (all cores, in clock ticks), from /proc/stat.
+fn machine_ticks() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").expect("/proc/stat");
+    let line = stat.lines().next().expect("the cpu line");
+    let ticks: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    let total: u64 = ticks.iter().sum();
+    // idle and iowait
+    let idle = ticks.get(3).copied().unwrap_or(0) + ticks.get(4).copied().unwrap_or(0);
+    (total - idle, total)
+}
+
 /// Runs a docker command with stdout to /dev/null; returns seconds taken.
 fn timed(cli: &DockerCli, host: &str, args: &[&str]) -> f64 {
     let mut cmd = cli.command(host);
@@ -68,6 +86,7 @@ fn option(args: &[String], name: &str) -> Option<String> {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let runs: usize = option(&args, "--runs").map_or(1, |v| v.parse().expect("--runs N"));
+    let only = option(&args, "--only");
     let engines = EngineSet::start(1);
     let mut builder = Manager::builder();
     if let Some(path) = option(&args, "--binary") {
@@ -135,32 +154,55 @@ fn main() {
     for run in 1..=runs {
         println!("run {run} of {runs}");
         println!(
-            "{:<24} {:>12} {:>14} {:>8} {:>14}",
-            "stream", "direct MB/s", "manager MB/s", "ratio", "manager CPU s"
+            "{:<24} {:>12} {:>14} {:>8} {:>14} {:>7} {:>7}",
+            "stream", "direct MB/s", "manager MB/s", "ratio", "manager CPU s", "busy d", "busy m"
         );
         for (i, (label, args, size)) in cases.iter().enumerate() {
+            if only
+                .as_ref()
+                .is_some_and(|word| !label.contains(word.as_str()))
+            {
+                continue;
+            }
             // Warm both paths up, then alternate them and take the best of each.
             timed(&cli, &direct, args);
             timed(&cli, &through, args);
             let (mut d, mut m, mut cpu) = (f64::MAX, f64::MAX, 0.0);
+            // The machine's busy share (of all its cores) during each path's transfers.
+            let (mut busy_d, mut busy_m) = ((0, 0), (0, 0));
+            let add = |acc: &mut (u64, u64), before: (u64, u64)| {
+                let after = machine_ticks();
+                acc.0 += after.0 - before.0;
+                acc.1 += after.1 - before.1;
+            };
             for _ in 0..TRANSFERS {
+                let at = machine_ticks();
                 d = d.min(timed(&cli, &direct, args));
+                add(&mut busy_d, at);
                 let before = cpu_seconds(pid);
+                let at = machine_ticks();
                 m = m.min(timed(&cli, &through, args));
+                add(&mut busy_m, at);
                 cpu += cpu_seconds(pid) - before;
             }
+            let share = |(busy, total): (u64, u64)| busy as f64 * 100.0 / total.max(1) as f64;
             ratios[i].push(d / m * 100.0);
             println!(
-                "{label:<24} {:>12.0} {:>14.0} {:>7.0}% {:>14.2}",
+                "{label:<24} {:>12.0} {:>14.0} {:>7.0}% {:>14.2} {:>6.0}% {:>6.0}%",
                 size / d,
                 size / m,
                 d / m * 100.0,
-                cpu / TRANSFERS as f64
+                cpu / TRANSFERS as f64,
+                share(busy_d),
+                share(busy_m)
             );
         }
     }
     println!("ratio through the manager / direct, per run, and the lowest");
     for ((label, _, _), per_run) in cases.iter().zip(&ratios) {
+        if per_run.is_empty() {
+            continue;
+        }
         let shown: Vec<String> = per_run.iter().map(|r| format!("{r:.0}%")).collect();
         let lowest = per_run.iter().copied().fold(f64::MAX, f64::min);
         println!("{label:<24} {}  min {lowest:.0}%", shown.join(", "));

@@ -27,8 +27,21 @@ use crate::cluster::transport::EngineStream;
 const SPLICE_BUFFER: usize = 64 << 10;
 
 /// The most one `splice(2)` call moves; the pipe between the sockets holds what the kernel
-/// gives it (64 KiB by default), so this only bounds a single call.
+/// gives it (64 KiB by default, [`BULK_PIPE`] in bulk), so this only bounds a single call.
 const SPLICE_CHUNK: usize = 1 << 20;
+
+/// A direction whose last read filled the default pipe (64 KiB) is moving bulk data: its pipe
+/// is enlarged to this (the most an unprivileged process may ask for by default)…
+const BULK_PIPE: usize = 1 << 20;
+/// …and instead of waking at each arrival (about every 64 KiB of an exec's output), it takes
+/// what has come in every tick, until a tick finds less than [`BULK_READ`]: bytes wait at most
+/// a tick (1 to 2 ms), and the client too is woken for larger reads. A 256 MB exec through the
+/// manager took about 4,000 wake-ups and 0.26–0.31 s of the manager's CPU; by ticks 0.18–0.23 s,
+/// and the client reading it is faster through the manager than directly. Interactive streams
+/// (a shell's keystrokes and echoes) never fill a pipe and are moved as they come.
+const BULK_TICK: Duration = Duration::from_millis(1);
+/// A read at least this large counts as bulk.
+const BULK_READ: usize = 64 << 10;
 
 /// Once the client's connection and the one to `peer` (an engine, or the primary manager) have
 /// both switched protocols, moves bytes both ways as they come until both directions end or
@@ -269,19 +282,38 @@ async fn pump(
     to.write_all(head, stall).await?;
     let mut moved = head.len() as u64;
     let flags = SpliceFlags::MOVE | SpliceFlags::NONBLOCK;
+    let read =
+        || splice(from.fd(), None, &pipe_in, None, SPLICE_CHUNK, flags).map_err(io::Error::from);
+    // Bulk: the pipe was enlarged and reads come every tick instead of at each arrival.
+    let mut bulk = false;
+    // Whether the pipe was enlarged: not tried yet, or the answer (an unprivileged process past
+    // its pipe quota keeps the default size and moves bytes as they come).
+    let mut grown: Option<bool> = None;
     loop {
         // The pipe is empty here, so a read that would block is the socket's doing.
-        from.ready(Interest::READABLE).await?;
-        let filled = from.try_io(Interest::READABLE, || {
-            splice(from.fd(), None, &pipe_in, None, SPLICE_CHUNK, flags).map_err(io::Error::from)
-        });
+        let filled = if bulk {
+            tokio::time::sleep(BULK_TICK).await;
+            // Whatever has come in since the last tick, readiness or not.
+            read()
+        } else {
+            from.ready(Interest::READABLE).await?;
+            from.try_io(Interest::READABLE, read)
+        };
         let mut pending = match filled {
             Ok(0) => break,
             Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                bulk = false;
+                continue;
+            }
             Err(e) => return Err(e),
         };
         moved += pending as u64;
+        bulk = pending >= BULK_READ
+            && *grown.get_or_insert_with(|| {
+                rustix::pipe::fcntl_setpipe_size(&pipe_in, BULK_PIPE)
+                    .is_ok_and(|size| size >= BULK_PIPE)
+            });
         // The pipe holds bytes here, so a write that would block is the socket's doing.
         while pending > 0 {
             to.writable(stall).await?;
@@ -340,5 +372,78 @@ impl AsyncWrite for Prefixed {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// A connected pair of loopback TCP sockets.
+    async fn tcp_pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (a, b) = tokio::join!(TcpStream::connect(addr), listener.accept());
+        (a.unwrap(), b.unwrap().0)
+    }
+
+    /// Bounds every wait on the pump in these tests.
+    const BOUND: Duration = Duration::from_secs(30);
+
+    #[tokio::test]
+    async fn a_pump_moves_bulk_then_a_few_bytes_then_the_end() {
+        // writer -> from ==pump==> to -> reader
+        let (mut writer, from) = tcp_pair().await;
+        let (to, mut reader) = tcp_pair().await;
+        let pump = tokio::spawn(async move {
+            let moved = pump(
+                Socket::Tcp(&from),
+                Socket::Tcp(&to),
+                &Bytes::from_static(b"head:"),
+                pipe().unwrap(),
+                Some(BOUND),
+            )
+            .await;
+            (moved, from, to)
+        });
+        // Bulk: 8 MiB written as fast as the pump takes it (it switches to reading by ticks).
+        let bulk: Vec<u8> = (0..8 << 20).map(|i: u32| (i % 251) as u8).collect();
+        let sent = bulk.clone();
+        let write_bulk = tokio::spawn(async move {
+            writer.write_all(&sent).await.unwrap();
+            writer
+        });
+        let mut got = vec![0u8; 5 + bulk.len()];
+        tokio::time::timeout(BOUND, reader.read_exact(&mut got))
+            .await
+            .expect("the bulk within the bound")
+            .unwrap();
+        assert_eq!(&got[..5], b"head:");
+        assert!(got[5..] == bulk[..], "the bulk arrives intact");
+        let mut writer = write_bulk.await.unwrap();
+
+        // A pause, then a few bytes, as a shell's prompt after a long output: they come
+        // through, not held back waiting for more.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        writer.write_all(b"$ ").await.unwrap();
+        let mut prompt = [0u8; 2];
+        tokio::time::timeout(BOUND, reader.read_exact(&mut prompt))
+            .await
+            .expect("the prompt within the bound")
+            .unwrap();
+        assert_eq!(&prompt, b"$ ");
+
+        // The writer's end passes through as the reader's end of stream.
+        drop(writer);
+        let mut rest = Vec::new();
+        tokio::time::timeout(BOUND, reader.read_to_end(&mut rest))
+            .await
+            .expect("the end within the bound")
+            .unwrap();
+        assert!(rest.is_empty());
+        let (moved, _, _) = tokio::time::timeout(BOUND, pump).await.unwrap().unwrap();
+        assert_eq!(moved.unwrap(), 5 + bulk.len() as u64 + 2);
     }
 }

@@ -223,6 +223,9 @@ pub async fn forward(engine: &Engine, req: Request, path_and_query: &str) -> Api
 
 /// What one read from the engine's connection may take at most; one frame to the client each.
 const STREAM_READ: usize = 64 * 1024;
+/// A read of a log stream at least this large counts as bulk: the next is taken a tick later
+/// ([`crate::cluster::transport::BULK_TICK`]) rather than at the next line's arrival.
+const LOG_BULK_READ: usize = 16 * 1024;
 
 /// Relays a log stream over a connection of its own, reading the engine's answer without
 /// hyper's client: hyper hands a body over one HTTP chunk at a time, a task switch or two per
@@ -236,7 +239,7 @@ const STREAM_READ: usize = 64 * 1024;
 async fn relay_log_stream(engine: &Engine, req: Request, uri: &str) -> ApiResult<Response> {
     use crate::cluster::health::Outcome;
     use std::time::Duration;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let uri: http::Uri = uri
         .parse()
         .map_err(|e: http::uri::InvalidUri| ApiError::internal(e.to_string()))?;
@@ -291,10 +294,11 @@ async fn relay_log_stream(engine: &Engine, req: Request, uri: &str) -> ApiResult
     } else {
         None
     };
-    let state = (stream, rest, decoder, false);
+    // (connection, bytes read and not decoded, decoder, ended, bulk)
+    let state = (stream, rest, decoder, false, false);
     let body = futures_util::stream::unfold(
         state,
-        |(mut stream, mut buf, mut decoder, ended)| async move {
+        |(mut stream, mut buf, mut decoder, ended, mut bulk)| async move {
             if ended {
                 return None;
             }
@@ -302,26 +306,28 @@ async fn relay_log_stream(engine: &Engine, req: Request, uri: &str) -> ApiResult
                 let frame = match decoder.as_mut() {
                     Some(d) => match d.decode(&mut buf) {
                         Ok(frame) => frame,
-                        Err(e) => return Some((Err(e), (stream, buf, decoder, true))),
+                        Err(e) => return Some((Err(e), (stream, buf, decoder, true, bulk))),
                     },
                     None => buf.split().freeze(),
                 };
                 if !frame.is_empty() {
-                    return Some((Ok(frame), (stream, buf, decoder, false)));
+                    return Some((Ok(frame), (stream, buf, decoder, false, bulk)));
                 }
                 if decoder.as_ref().is_some_and(|d| d.done()) {
                     return None;
                 }
                 buf.reserve(STREAM_READ);
-                match stream.read_buf(&mut buf).await {
-                    Err(e) => return Some((Err(e), (stream, buf, decoder, true))),
+                let room = buf.capacity() - buf.len();
+                match stream.read_relayed(&mut buf, bulk).await {
+                    Err(e) => return Some((Err(e), (stream, buf, decoder, true, bulk))),
                     Ok(0) if decoder.is_some() => {
                         let e =
                             std::io::Error::other("engine closed the log stream before its end");
-                        return Some((Err(e), (stream, buf, decoder, true)));
+                        return Some((Err(e), (stream, buf, decoder, true, bulk)));
                     }
                     Ok(0) => return None,
-                    Ok(_) => {}
+                    // A read that filled the buffer left more behind: the next one is at once.
+                    Ok(n) => bulk = n >= LOG_BULK_READ && n < room,
                 }
             }
         },

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::either::Either;
 
 use super::listener::{plain_socket, ClientIo, ClientSocket};
-use crate::cluster::transport::EngineStream;
+use crate::cluster::transport::{EngineStream, BULK_TICK};
 
 /// The buffer of each direction of a connection copied through this process.
 const SPLICE_BUFFER: usize = 64 << 10;
@@ -33,13 +33,12 @@ const SPLICE_CHUNK: usize = 1 << 20;
 /// A direction whose last read filled the default pipe (64 KiB) is moving bulk data: its pipe
 /// is enlarged to this (the most an unprivileged process may ask for by default)…
 const BULK_PIPE: usize = 1 << 20;
-/// …and instead of waking at each arrival (about every 64 KiB of an exec's output), it takes
-/// what has come in every tick, until a tick finds less than [`BULK_READ`]: bytes wait at most
-/// a tick (1 to 2 ms), and the client too is woken for larger reads. A 256 MB exec through the
-/// manager took about 4,000 wake-ups and 0.26–0.31 s of the manager's CPU; by ticks 0.18–0.23 s,
-/// and the client reading it is faster through the manager than directly. Interactive streams
-/// (a shell's keystrokes and echoes) never fill a pipe and are moved as they come.
-const BULK_TICK: Duration = Duration::from_millis(1);
+/// …and is read once a [`BULK_TICK`] instead of at each arrival (about every 64 KiB of an
+/// exec's output), until a tick finds less than [`BULK_READ`]; the client too is then woken for
+/// larger reads. A 256 MB exec through the manager took about 4,000 wake-ups and 0.26–0.31 s of
+/// the manager's CPU; by ticks 0.18–0.23 s, and the client reading it was faster through the
+/// manager than directly. Interactive streams (a shell's keystrokes and echoes) never fill a
+/// pipe and are moved as they come.
 /// A read at least this large counts as bulk.
 const BULK_READ: usize = 64 << 10;
 
@@ -309,7 +308,8 @@ async fn pump(
             Err(e) => return Err(e),
         };
         moved += pending as u64;
-        bulk = pending >= BULK_READ
+        // A read that filled the enlarged pipe left more behind: the next one is at once.
+        bulk = (BULK_READ..BULK_PIPE).contains(&pending)
             && *grown.get_or_insert_with(|| {
                 rustix::pipe::fcntl_setpipe_size(&pipe_in, BULK_PIPE)
                     .is_ok_and(|size| size >= BULK_PIPE)

@@ -266,6 +266,39 @@ pub enum EngineStream {
     Unix(UnixStream),
 }
 
+/// A stream relayed in bulk (the last read was large) is read once a tick, whatever has come
+/// in since, instead of at each arrival: an engine writes an exec's output 32 KiB at a time and
+/// flushes every log line on its own, and waking for each of them cost a relaying manager more
+/// CPU than moving the bytes. Bytes of a bulk stream wait at most a tick (1 to 2 ms with tokio's
+/// timer); a stream that slows down is read at each arrival again.
+pub const BULK_TICK: Duration = Duration::from_millis(1);
+
+impl EngineStream {
+    /// Reads into `buf` (at least a byte, or 0 at the end). With `bulk`, over tcp and unix
+    /// sockets, first waits a [`BULK_TICK`] and takes whatever has come in since, waiting for
+    /// the next arrival only if nothing has.
+    pub async fn read_relayed(
+        &mut self,
+        buf: &mut bytes::BytesMut,
+        bulk: bool,
+    ) -> io::Result<usize> {
+        use tokio::io::AsyncReadExt;
+        if bulk && !matches!(self, EngineStream::Tls(_)) {
+            tokio::time::sleep(BULK_TICK).await;
+            let taken = match self {
+                EngineStream::Tcp(s) => s.try_read_buf(buf),
+                EngineStream::Unix(s) => s.try_read_buf(buf),
+                EngineStream::Tls(_) => Err(io::ErrorKind::WouldBlock.into()),
+            };
+            match taken {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                done => return done,
+            }
+        }
+        self.read_buf(buf).await
+    }
+}
+
 impl Connection for EngineStream {
     fn connected(&self) -> Connected {
         Connected::new()
@@ -335,6 +368,50 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_bulk_read_takes_what_came_in_and_still_waits_for_the_next_arrival() {
+        use tokio::io::AsyncWriteExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (client, server) = tokio::join!(TcpStream::connect(addr), listener.accept());
+        let mut stream = EngineStream::Tcp(client.unwrap());
+        let mut writer = server.unwrap().0;
+        let bound = Duration::from_secs(30);
+        let mut buf = bytes::BytesMut::with_capacity(64 << 10);
+
+        writer.write_all(&[7u8; 40_000]).await.unwrap();
+        let mut got = 0;
+        while got < 40_000 {
+            got += tokio::time::timeout(bound, stream.read_relayed(&mut buf, true))
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        assert_eq!(buf.len(), 40_000);
+
+        // Nothing there at the tick: the read waits for the next bytes instead of ending.
+        let late = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            writer.write_all(b"late").await.unwrap();
+            writer
+        });
+        buf.clear();
+        let n = tokio::time::timeout(bound, stream.read_relayed(&mut buf, true))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&buf[..n], b"late");
+
+        // The end of the stream is a read of 0, in bulk or not.
+        drop(late.await.unwrap());
+        buf.clear();
+        let n = tokio::time::timeout(bound, stream.read_relayed(&mut buf, true))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(n, 0);
+    }
 
     #[test]
     fn unix_paths_round_trip_through_the_authority() {

@@ -413,6 +413,32 @@ mod tests {
         assert_eq!(n, 0);
     }
 
+    #[tokio::test]
+    async fn keepalive_probes_start_at_a_delay_drawn_per_connection() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut delays = std::collections::BTreeSet::new();
+        for _ in 0..40 {
+            let (client, _server) = tokio::join!(TcpStream::connect(addr), listener.accept());
+            let client = client.unwrap();
+            detect_dead_peers(&client);
+            let socket = socket2::SockRef::from(&client);
+            assert!(socket.keepalive().unwrap());
+            let idle = socket.tcp_keepalive_time().unwrap();
+            assert!(idle >= KEEPALIVE_IDLE, "{idle:?}");
+            assert!(
+                idle < KEEPALIVE_IDLE + Duration::from_secs(KEEPALIVE_SPREAD),
+                "{idle:?}"
+            );
+            assert_eq!(socket.tcp_keepalive_interval().unwrap(), KEEPALIVE_INTERVAL);
+            assert_eq!(socket.tcp_keepalive_retries().unwrap(), KEEPALIVE_PROBES);
+            assert_eq!(socket.tcp_user_timeout().unwrap(), Some(USER_TIMEOUT));
+            delays.insert(idle);
+        }
+        // Forty connections drawing from fifteen delays: all alike would mean no spread.
+        assert!(delays.len() > 1, "{delays:?}");
+    }
+
     #[test]
     fn unix_paths_round_trip_through_the_authority() {
         let t = Transport::new(None);

@@ -173,8 +173,8 @@ pub fn client_config(opts: &TlsOptions) -> Result<Arc<ClientConfig>, TlsError> {
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     // Idle engine connections are closed once unused past the longest refresh interval, and
     // reopened when next needed: resuming the session spares each reconnect the certificate
-    // checks. The cache holds the
-    // sessions of up to this many engines (rustls keeps 256 by default).
+    // checks. The cache holds the sessions of up to this many engines (rustls keeps 256 by
+    // default).
     config.resumption = rustls::client::Resumption::in_memory_sessions(ENGINE_SESSIONS);
     Ok(Arc::new(config))
 }
